@@ -1,0 +1,58 @@
+"""trainwell: train PyTorch models well, with the best practices on by default.
+
+    >>> import trainwell
+    >>> result = trainwell.fit(model, train_loader, val_loader=val_loader, epochs=10, lr=1e-3)  # doctest: +SKIP
+
+Heavy modules (torch, the trainer) load on first use, so ``import trainwell`` and
+``trainwell --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from trainwell.exceptions import ConfigError, DataError, DivergenceError, ModelError, TrainwellError
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from trainwell.callbacks import Callback
+    from trainwell.config import TrainConfig
+    from trainwell.trainer import FitResult, Trainer, fit
+
+_LAZY = {
+    "fit": "trainwell.trainer",
+    "Trainer": "trainwell.trainer",
+    "FitResult": "trainwell.trainer",
+    "TrainConfig": "trainwell.config",
+    "Callback": "trainwell.callbacks",
+}
+_SUBMODULES = {"callbacks", "data", "models"}
+
+__all__ = [
+    "Callback",
+    "ConfigError",
+    "DataError",
+    "DivergenceError",
+    "FitResult",
+    "ModelError",
+    "TrainConfig",
+    "Trainer",
+    "TrainwellError",
+    "fit",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"trainwell.{name}")
+    raise AttributeError(f"module 'trainwell' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

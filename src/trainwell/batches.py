@@ -1,0 +1,76 @@
+"""What a batch is, and how it reaches the model.
+
+A batch is an ``(inputs, targets)`` pair (tuple or list) or a mapping with ``"inputs"`` and
+``"targets"``. ``inputs`` is a tensor, a tuple/list of tensors (passed as positional
+arguments), or a mapping (passed as keyword arguments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainwell.exceptions import DataError
+
+
+def split_batch(batch: Any, source: str = "train_loader") -> tuple[Any, Any]:
+    """Return ``(inputs, targets)`` from one batch, or say clearly why the batch is not one.
+
+    Raises:
+        DataError: naming ``source`` and describing what was received instead.
+    """
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    if isinstance(batch, Mapping) and "inputs" in batch and "targets" in batch:
+        return batch["inputs"], batch["targets"]
+    raise DataError(
+        f"{source} yielded a batch that is {describe(batch)}: expected (inputs, targets), a pair "
+        "such as a DataLoader over TensorDataset(x, y) yields, or a dict with 'inputs' and 'targets'."
+    )
+
+
+def describe(value: Any) -> str:
+    """A short description of a batch-like value for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items ({', '.join(type(v).__name__ for v in value[:4])})"
+    if isinstance(value, Mapping):
+        return f"a mapping with keys {sorted(map(str, value))}"
+    return f"a {type(value).__name__}"
+
+
+def move_to(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """``value`` with every tensor inside it moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, (tuple, list)):
+        return type(value)(move_to(item, device, non_blocking) for item in value)
+    if isinstance(value, Mapping):
+        return {key: move_to(item, device, non_blocking) for key, item in value.items()}
+    return value
+
+
+def forward(model: nn.Module, inputs: Any) -> Any:
+    """Call ``model`` on ``inputs``: a tensor as is, a tuple/list unpacked, a mapping as keywords."""
+    if isinstance(inputs, torch.Tensor):
+        return model(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    return model(inputs)
+
+
+def count_samples(inputs: Any) -> int:
+    """The number of samples in ``inputs`` (the leading size of its first tensor)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.shape[0] if inputs.dim() else 1
+    if isinstance(inputs, (tuple, list)) and inputs:
+        return count_samples(inputs[0])
+    if isinstance(inputs, Mapping) and inputs:
+        return count_samples(next(iter(inputs.values())))
+    return len(inputs)

@@ -1,0 +1,84 @@
+"""Early stopping on a validation metric, restoring the best weights at the end."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainwell.callbacks.base import Callback
+from trainwell.callbacks.monitor import Monitor
+
+if TYPE_CHECKING:
+    from trainwell.trainer import Trainer
+
+logger = logging.getLogger("trainwell")
+
+
+class EarlyStopping(Callback):
+    """Stop when ``metric`` has not improved for ``patience`` epochs; keep the best weights.
+
+    Args:
+        metric: The validation metric to watch.
+        mode: ``"min"`` or ``"max"``.
+        patience: Epochs without improvement before stopping; None never stops (the best
+            weights are still tracked and restored).
+        min_delta: The smallest change that counts as an improvement.
+        restore_best_weights: At the end of training, load the weights of the best epoch.
+
+    Example:
+        >>> stopper = EarlyStopping(patience=3)
+        >>> stopper.monitor.metric
+        'val_loss'
+    """
+
+    def __init__(
+        self,
+        metric: str = "val_loss",
+        mode: str = "min",
+        patience: int | None = 5,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+    ) -> None:
+        self.monitor = Monitor(metric, mode=mode, min_delta=min_delta, patience=patience)
+        self.restore_best_weights = restore_best_weights
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.stopped_epoch: int | None = None
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+        value = metrics.get(self.monitor.metric)
+        if value is None:
+            return
+        if self.monitor.update(value, epoch) and self.restore_best_weights:
+            self.best_weights = {name: tensor.detach().clone() for name, tensor in trainer.model.state_dict().items()}
+        if self.monitor.exhausted and not trainer.should_stop:
+            self.stopped_epoch = epoch
+            trainer.should_stop = True
+            logger.info(
+                "Early stopping at epoch %d: %s has not improved for %d epochs (best %.4g at epoch %s).",
+                epoch,
+                self.monitor.metric,
+                self.monitor.patience,
+                self.monitor.best,
+                self.monitor.best_epoch,
+            )
+
+    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+        if self.best_weights is None:
+            return
+        if self.monitor.best_epoch != trainer.epoch:
+            logger.info(
+                "Restoring the weights of epoch %s, the best by %s (%.4g).",
+                self.monitor.best_epoch,
+                self.monitor.metric,
+                self.monitor.best,
+            )
+        trainer.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state_dict(), "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state["monitor"])
+        self.stopped_epoch = state["stopped_epoch"]

@@ -1,0 +1,107 @@
+"""TensorLoader: fast batches from in-memory tensors, by slicing instead of collating."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from trainwell.exceptions import DataError
+
+
+class TensorLoader:
+    """Batches of ``(inputs, targets)`` cut from whole tensors, in a seeded shuffled order.
+
+    ``DataLoader(TensorDataset(x, y))`` fetches every sample on its own and collates them with
+    ``torch.stack``; this loader gathers each batch with one indexing operation, which is
+    measurably faster for in-memory data (see ``benchmarks/loop_overhead.py``).
+
+    The order of epoch ``e`` is a function of ``(seed, e)`` only, so it is reproducible, and a
+    resumed run sees exactly the batches it would have seen. The trainer calls
+    :meth:`set_epoch` before each epoch; used on its own, the loader moves to the next epoch's
+    order after each complete pass.
+
+    Args:
+        inputs: A tensor (or array) whose first dimension indexes samples.
+        targets: A tensor (or array) with as many rows as ``inputs``.
+        batch_size: Samples per batch.
+        shuffle: Draw a new order every epoch.
+        drop_last: Drop the last, smaller batch.
+        seed: Seed of the shuffling order; None draws one from torch's global RNG (so
+            ``torch.manual_seed`` makes it reproducible).
+
+    Example:
+        >>> loader = TensorLoader(torch.arange(10.0).unsqueeze(1), torch.arange(10), batch_size=4, seed=0)
+        >>> len(loader), [len(y) for _, y in loader]
+        (3, [4, 4, 2])
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        targets: Any,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.inputs = _as_tensor(inputs)
+        self.targets = _as_tensor(targets)
+        if self.inputs.dim() == 0 or self.targets.dim() == 0:
+            raise DataError("TensorLoader needs inputs and targets with a sample dimension: got a 0-dim tensor.")
+        if len(self.inputs) != len(self.targets):
+            raise DataError(
+                f"TensorLoader got {len(self.inputs)} inputs but {len(self.targets)} targets: "
+                "inputs and targets need one row per sample."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"batch_size={batch_size!r} is out of range: expected an integer ≥ 1.")
+        if drop_last and len(self.inputs) < batch_size:
+            raise DataError(
+                f"TensorLoader with drop_last=True and batch_size={batch_size} would yield no batches from "
+                f"{len(self.inputs)} samples: lower batch_size or set drop_last=False."
+            )
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        samples = len(self.inputs)
+        return samples // self.batch_size if self.drop_last else -(-samples // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` (numbered from 0) for the next pass."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self.epoch
+        stop = len(self) * self.batch_size
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(len(self.inputs), generator=generator)
+            for start in range(0, stop, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield self.inputs[index], self.targets[index]
+        else:
+            for start in range(0, stop, self.batch_size):
+                yield self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
+        # Only a complete pass moves on to the next epoch's order.
+        self.epoch = epoch + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seed = state["seed"]
+        self.epoch = state["epoch"]
+
+
+def _as_tensor(values: Any) -> torch.Tensor:
+    """A tensor view of ``values``; NumPy float64 becomes float32, the dtype models are built in."""
+    if isinstance(values, torch.Tensor):
+        return values
+    tensor = torch.as_tensor(values)
+    return tensor.float() if tensor.dtype == torch.float64 else tensor

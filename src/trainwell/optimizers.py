@@ -1,0 +1,63 @@
+"""Optimizers: AdamW (fused where the device supports it) with sensible parameter groups."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainwell.config import TrainConfig
+
+logger = logging.getLogger("trainwell")
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool = False) -> list[dict[str, Any]]:
+    """Trainable parameters split into a decayed group and, unless asked otherwise, an undecayed one.
+
+    Weight decay regularises weight matrices and kernels; on biases and the scales of
+    normalisation layers (every parameter with fewer than 2 dimensions) it only shrinks values
+    the model needs, so those are left undecayed by default (as in nanoGPT and timm).
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if decay_bias_and_norm or weight_decay == 0:
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    decayed = [p for p in trainable if p.dim() >= 2]
+    undecayed = [p for p in trainable if p.dim() < 2]
+    groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": undecayed, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """The optimizer ``config`` asks for, over ``model``'s trainable parameters, peaking at ``lr``.
+
+    AdamW and SGD use torch's fused implementation where the parameters' device supports it
+    (one kernel for the whole update) and the multi-tensor (foreach) one otherwise.
+    A callable ``config.optimizer`` receives the parameter groups and returns an optimizer.
+    """
+    groups = param_groups(model, config.weight_decay, config.decay_bias_and_norm)
+    if callable(config.optimizer):
+        optimizer = config.optimizer(groups)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            from trainwell.exceptions import ConfigError
+
+            raise ConfigError(
+                f"optimizer={config.optimizer!r} returned {type(optimizer).__name__}: expected a "
+                "torch.optim.Optimizer built from the parameter groups it receives."
+            )
+        return optimizer
+    if config.optimizer == "adamw":
+        make = lambda **fast: torch.optim.AdamW(groups, lr=lr, **fast)  # noqa: E731
+    else:
+        make = lambda **fast: torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0, **fast)  # noqa: E731
+    try:
+        return make(fused=True)
+    except (RuntimeError, ValueError) as unsupported:
+        logger.debug("Fused %s unavailable (%s); using the foreach implementation.", config.optimizer, unsupported)
+        return make(foreach=True)
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` runs a fused kernel that can skip a step on the device (``found_inf``)."""
+    return bool(optimizer.defaults.get("fused")) and getattr(optimizer, "_step_supports_amp_scaling", False)

@@ -1,0 +1,104 @@
+"""Learning-rate schedules as pure functions of the step count.
+
+The Trainer asks ``schedule(step)`` for a multiplier of the peak learning rate before every
+optimizer step. A schedule holds no state that changes during training, so resuming at step
+``k`` needs nothing but ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+# The one-cycle policy starts at peak/25 and ends at peak/(25 * 1e4), as in Smith & Topin (2019)
+# and torch.optim.lr_scheduler.OneCycleLR's defaults, so results carry over from either.
+ONECYCLE_INITIAL_DIV = 25.0
+ONECYCLE_FINAL_DIV = 1e4
+
+LRSchedule = Callable[[int], float]
+
+
+def _cosine_between(start: float, end: float, progress: float) -> float:
+    """Cosine interpolation from ``start`` (progress 0) to ``end`` (progress 1)."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def onecycle(total_steps: int, warmup_fraction: float = 0.3) -> LRSchedule:
+    """One-cycle: cosine rise from peak/25 to the peak, then cosine decay to peak/2.5e5.
+
+    Matches ``torch.optim.lr_scheduler.OneCycleLR`` (``anneal_strategy="cos"``, two phases) step
+    for step, as a function instead of an object.
+
+    Args:
+        total_steps: Optimizer steps in the whole run.
+        warmup_fraction: Share of the steps spent rising to the peak (OneCycleLR's ``pct_start``).
+
+    Example:
+        >>> schedule = onecycle(total_steps=100)
+        >>> round(schedule(0), 3), schedule(29), round(schedule(99), 8)
+        (0.04, 1.0, 4e-06)
+    """
+    _check_total(total_steps)
+    initial = 1.0 / ONECYCLE_INITIAL_DIV
+    final = initial / ONECYCLE_FINAL_DIV
+    peak_step = float(warmup_fraction * total_steps) - 1
+    last_step = float(total_steps - 1)
+
+    def schedule(step: int) -> float:
+        if step <= peak_step:
+            return _cosine_between(initial, 1.0, step / peak_step if peak_step > 0 else 1.0)
+        span = last_step - peak_step
+        return _cosine_between(1.0, final, (step - peak_step) / span if span > 0 else 1.0)
+
+    return schedule
+
+
+def cosine(total_steps: int, warmup_fraction: float = 0.0) -> LRSchedule:
+    """Linear warm-up (if any) to the peak, then cosine decay towards zero.
+
+    The decay is spaced so that the last step still trains with a small positive rate instead
+    of wasting itself at exactly zero.
+
+    Example:
+        >>> schedule = cosine(total_steps=10)
+        >>> schedule(0), round(schedule(5), 3), round(schedule(9), 3)
+        (1.0, 0.5, 0.024)
+    """
+    _check_total(total_steps)
+    warmup_steps = int(warmup_fraction * total_steps)
+    decay_steps = total_steps - warmup_steps
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return _cosine_between(1.0, 0.0, (step - warmup_steps) / decay_steps)
+
+    return schedule
+
+
+def constant(total_steps: int, warmup_fraction: float = 0.0) -> LRSchedule:
+    """The peak rate throughout, after a linear warm-up if ``warmup_fraction`` > 0."""
+    _check_total(total_steps)
+    warmup_steps = int(warmup_fraction * total_steps)
+
+    def schedule(step: int) -> float:
+        return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+    return schedule
+
+
+SCHEDULES: dict[str, Callable[[int, float], LRSchedule]] = {
+    "onecycle": onecycle,
+    "cosine": cosine,
+    "constant": constant,
+}
+
+
+def build_schedule(name: str, total_steps: int, warmup_fraction: float) -> LRSchedule:
+    """The schedule called ``name`` for a run of ``total_steps`` optimizer steps."""
+    return SCHEDULES[name](total_steps, warmup_fraction)
+
+
+def _check_total(total_steps: int) -> None:
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps} is out of range: expected an integer ≥ 1.")

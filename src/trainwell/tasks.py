@@ -1,0 +1,214 @@
+"""Tasks: what the targets mean, which loss fits them, and which metrics to report.
+
+:func:`infer_task` looks once at the first batch (the model's outputs and the targets) and the
+loss, decides between classification and regression, and checks that the targets fit the
+outputs, so that a label 10 against 10 classes, or regression targets of shape ``(N,)`` against
+outputs of shape ``(N, 1)``, are caught before training instead of failing deep inside a loss
+or, worse, silently broadcasting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainwell.exceptions import ConfigError, DataError
+
+logger = logging.getLogger("trainwell")
+
+# The label value CrossEntropyLoss and NLLLoss skip by default (used to pad sequence labels).
+IGNORE_INDEX = -100
+
+_CLASSIFICATION_LOSSES = (
+    nn.CrossEntropyLoss,
+    nn.NLLLoss,
+    nn.BCELoss,
+    nn.BCEWithLogitsLoss,
+    nn.MultiLabelSoftMarginLoss,
+)
+_REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.GaussianNLLLoss, nn.PoissonNLLLoss)
+
+
+@dataclass
+class Task:
+    """A task decided from the first batch.
+
+    Attributes:
+        name: ``"classification"`` or ``"regression"``.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``.
+        kind: ``"multiclass"`` (one logit per class), ``"binary"`` (one logit per target) or
+            ``"regression"``.
+        reshape_targets: Targets are reshaped to the outputs' shape (same number of elements).
+    """
+
+    name: str
+    loss_fn: Callable[..., torch.Tensor]
+    kind: str
+    reshape_targets: bool = False
+
+    def prepare_targets(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Targets in the dtype and shape the loss expects (no copy when nothing changes)."""
+        # Attribute checks first: they cost far less than even a no-op tensor call per step.
+        if self.kind == "multiclass":
+            return targets if targets.dtype == torch.int64 else targets.long()
+        if self.reshape_targets:
+            targets = targets.reshape(outputs.shape)
+        return targets if targets.is_floating_point() else targets.float()
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(outputs, self.prepare_targets(outputs, targets))
+
+    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-batch sums (on the device) that :meth:`summarize` turns into validation metrics."""
+        targets = self.prepare_targets(outputs, targets)
+        if self.kind == "multiclass":
+            counted = targets != IGNORE_INDEX
+            correct = (outputs.argmax(dim=1) == targets) & counted
+            return {"correct": correct.sum(), "labels": counted.sum()}
+        if self.kind == "binary":
+            correct = (outputs > 0) == (targets > 0.5)
+            return {"correct": correct.sum(), "labels": torch.tensor(targets.numel(), device=targets.device)}
+        errors = (outputs.float() - targets.float()).abs()
+        return {"abs_error": errors.sum(), "labels": torch.tensor(targets.numel(), device=targets.device)}
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Validation metrics from summed counts: val_accuracy, or val_mae for regression."""
+        labels = max(sums.get("labels", 0.0), 1.0)
+        if self.name == "classification":
+            return {"val_accuracy": sums["correct"] / labels}
+        return {"val_mae": sums["abs_error"] / labels}
+
+
+def task_of_loss(loss_fn: Any) -> str | None:
+    """``classification``/``regression`` for torch's well-known losses, None for anything else."""
+    if isinstance(loss_fn, _CLASSIFICATION_LOSSES):
+        return "classification"
+    if isinstance(loss_fn, _REGRESSION_LOSSES):
+        return "regression"
+    return None
+
+
+def infer_task(
+    requested: str,
+    loss_fn: Callable[..., torch.Tensor] | None,
+    outputs: Any,
+    targets: Any,
+    source: str = "train_loader",
+) -> Task:
+    """Decide the task from the config, the loss and one batch, and check the targets fit.
+
+    Args:
+        requested: ``"auto"``, ``"classification"`` or ``"regression"``.
+        loss_fn: The user's loss, or None for the task's default.
+        outputs: The model's outputs on the first batch.
+        targets: The first batch's targets.
+        source: Which loader the batch came from, for messages.
+
+    Raises:
+        ConfigError: the requested task contradicts the loss.
+        DataError: the outputs are not a tensor, or the targets do not fit them.
+    """
+    if not isinstance(outputs, torch.Tensor) or not outputs.is_floating_point():
+        raise DataError(
+            f"the model returned {_describe(outputs)} on the first batch of {source}: expected a "
+            "floating-point tensor of outputs (logits for classification). Return a tensor from "
+            "forward(), or override Trainer.train_step to compute the loss yourself."
+        )
+    if not isinstance(targets, torch.Tensor):
+        raise DataError(f"targets in {source} are {_describe(targets)}: expected a tensor.")
+    from_loss = task_of_loss(loss_fn)
+    if requested != "auto" and from_loss is not None and requested != from_loss:
+        raise ConfigError(
+            f"task={requested!r} contradicts loss_fn={type(loss_fn).__name__}, a {from_loss} loss: "
+            f"set task={from_loss!r} or pass a {requested} loss."
+        )
+    name = requested if requested != "auto" else from_loss
+    if name is None:
+        name = "regression" if targets.is_floating_point() else "classification"
+    if name == "classification":
+        return _classification(loss_fn, outputs, targets, source)
+    return _regression(loss_fn, outputs, targets, source)
+
+
+def _classification(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, source: str) -> Task:
+    if outputs.dim() == targets.dim() + 1 and outputs.shape[1] >= 2:
+        classes = outputs.shape[1]
+        if outputs.shape[:1] + outputs.shape[2:] != targets.shape:
+            raise DataError(
+                f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} "
+                f"in {source}: class-index targets need the outputs' shape without the class dimension "
+                f"{tuple(outputs.shape[:1] + outputs.shape[2:])}."
+            )
+        _check_class_labels(targets, classes, source)
+        return Task("classification", loss_fn or nn.CrossEntropyLoss(), "multiclass")
+    if outputs.numel() == targets.numel() and outputs.shape[0] == targets.shape[0]:
+        labels = torch.unique(targets)
+        if not bool(((labels == 0) | (labels == 1)).all()):
+            raise DataError(
+                f"targets in {source} hold the labels {_labels(labels)}, but the model has one output per "
+                f"target (outputs {tuple(outputs.shape)}), which only fits binary 0/1 labels. Give the "
+                f"model {int(labels.max()) + 1} outputs for class-index labels, or set task='regression'."
+            )
+        reshape = outputs.shape != targets.shape
+        if reshape:
+            logger.info("Reshaping binary targets %s to the outputs' shape %s.", tuple(targets.shape), tuple(outputs.shape))
+        return Task("classification", loss_fn or nn.BCEWithLogitsLoss(), "binary", reshape_targets=reshape)
+    raise DataError(
+        f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "
+        f"{source}: classification expects outputs (N, classes) with integer targets (N,), or one logit "
+        "per 0/1 target."
+    )
+
+
+def _check_class_labels(targets: torch.Tensor, classes: int, source: str) -> None:
+    if targets.is_floating_point():
+        raise DataError(
+            f"targets in {source} are {targets.dtype} against outputs with {classes} classes: "
+            "class-index targets must be integers. Convert them with targets.long(), or set "
+            "task='regression' if they are real values."
+        )
+    counted = targets[targets != IGNORE_INDEX]
+    if counted.numel() == 0:
+        return
+    low, high = int(counted.min()), int(counted.max())
+    if low < 0 or high >= classes:
+        bad = high if high >= classes else low
+        raise DataError(
+            f"targets in {source} contain the label {bad}, but the model outputs {classes} classes "
+            f"(labels 0 to {classes - 1}): give the model's last layer at least {max(high + 1, classes)} "
+            "outputs, or fix the labels."
+        )
+
+
+def _regression(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, source: str) -> Task:
+    if outputs.shape == targets.shape:
+        return Task("regression", loss_fn or nn.MSELoss(), "regression")
+    if outputs.numel() == targets.numel() and outputs.shape[0] == targets.shape[0]:
+        logger.info(
+            "Reshaping regression targets %s to the outputs' shape %s (never broadcast).",
+            tuple(targets.shape),
+            tuple(outputs.shape),
+        )
+        return Task("regression", loss_fn or nn.MSELoss(), "regression", reshape_targets=True)
+    raise DataError(
+        f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "
+        f"{source}: regression needs one output per target value. Change the model's last layer to "
+        f"{tuple(targets.shape[1:]) or 1} outputs, or reshape the targets."
+    )
+
+
+def _labels(labels: torch.Tensor) -> str:
+    values = labels.tolist()
+    shown = ", ".join(f"{v:g}" for v in values[:6])
+    return shown + (", ..." if len(values) > 6 else "")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,577 @@
+"""The training loop: ``Trainer`` and ``fit``.
+
+The Trainer owns *when* things run (ordering, schedules, validation, callbacks); what one step
+computes lives in :meth:`Trainer.train_step` and :meth:`Trainer.eval_step`, which users may
+override.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainwell import batches
+from trainwell.callbacks import Callback, CallbackList, EarlyStopping, JSONLLogger, ProgressBar
+from trainwell.config import TrainConfig
+from trainwell.divergence import NonFiniteGuard
+from trainwell.exceptions import ConfigError, DataError, ModelError
+from trainwell.logs import log_to_file, setup_console_logging
+from trainwell.optimizers import build_optimizer, is_fused
+from trainwell.precision import Precision
+from trainwell.rundir import prepare_run_dir
+from trainwell.schedules import build_schedule
+from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
+from trainwell.tasks import Task, infer_task
+
+logger = logging.getLogger("trainwell")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy (classification)
+            or val_mae (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s,
+            samples_per_s, nonfinite_steps.
+        best: The best epoch's row by val_loss (by train_loss without validation).
+        stopped_early: Whether early stopping ended training.
+        run_dir: Where the run's files are, or None.
+        model: The trained model (with the best weights when ``restore_best_weights``).
+    """
+
+    history: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    stopped_early: bool
+    run_dir: Path | None
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's row."""
+        return self.history[-1] if self.history else {}
+
+
+class Trainer:
+    """Trains a model with the best practices on by default.
+
+    Args:
+        config: A :class:`TrainConfig`; None uses the defaults.
+        callbacks: Extra :class:`~trainwell.callbacks.Callback` objects, run after the built-in
+            ones (early stopping, progress bar, metrics file).
+        **options: :class:`TrainConfig` fields overriding ``config``.
+
+    Attributes (during and after ``fit``):
+        model: The module the loop calls (wrapped for DDP or compilation when in use).
+        module: The plain ``nn.Module`` being trained (for ``state_dict``).
+        optimizer, precision, task, device: The resolved training machinery.
+        epoch: The current epoch, numbered from 1 (0 before training).
+        global_step: Optimizer steps taken so far.
+        history: Per-epoch metric rows.
+        should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
+
+    Example:
+        >>> trainer = Trainer(epochs=3, lr=3e-3)
+        >>> result = trainer.fit(model, train_loader, val_loader)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: TrainConfig | None = None, callbacks: Iterable[Callback] = (), **options: Any) -> None:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ConfigError(f"config={config!r} has the wrong type: expected a trainwell.TrainConfig or None.")
+        config = config or TrainConfig()
+        self.config = config.replace(**options) if options else config
+        self.user_callbacks = list(callbacks)
+        self.model: nn.Module | None = None
+        self.module: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.precision: Precision | None = None
+        self.task: Task | None = None
+        self.device: torch.device | None = None
+        self.callbacks = CallbackList()
+        self.epoch = 0
+        self.global_step = 0
+        self.steps_per_epoch: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.should_stop = False
+        self.peak_lr = self.config.lr
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None) -> FitResult:
+        """Train ``model`` on ``train_loader``, validating on ``val_loader`` every epoch.
+
+        The loop::
+
+            validate config, model and loaders; probe the first batch (task, targets, batch size)
+            for epoch in 1..epochs:
+                for batch in train_loader:
+                    with autocast: loss = train_step(batch)
+                    backward (scaled for fp16); clip grad norm
+                    non-finite loss/grad -> skip the update, count it; too many in a row -> DivergenceError
+                    optimizer step; lr = peak_lr * schedule(global_step)
+                metrics = evaluate(val_loader)                # val_loss, val_accuracy / val_mae
+                callbacks.on_epoch_end(metrics)               # log, metrics.jsonl, early stopping
+                if should_stop: break
+            restore the best weights; return FitResult
+
+        Args:
+            model: Any ``nn.Module`` with trainable parameters; it is trained in place.
+            train_loader: A non-empty, re-iterable source of ``(inputs, targets)`` batches: a
+                DataLoader, a list of tuples, or :class:`trainwell.data.TensorLoader`.
+            val_loader: The same for validation; without it a warning is logged.
+
+        Returns:
+            A :class:`FitResult`.
+
+        Raises:
+            ModelError: ``model`` is not an ``nn.Module`` or has no trainable parameters.
+            DataError: a loader is empty or one-shot, a batch is not ``(inputs, targets)``, or the
+                targets do not fit the model's outputs.
+            ConfigError: an option is invalid for this model or device.
+            DivergenceError: losses or gradients stayed non-finite.
+        """
+        setup_console_logging()
+        self._check_inputs(model, train_loader, val_loader)
+        run_dir = self.config.run_dir
+        if run_dir is None:
+            return self._fit(model, train_loader, val_loader)
+        prepare_run_dir(Path(run_dir), self.config.to_yaml_dict())
+        with log_to_file(Path(run_dir) / "train.log"):
+            return self._fit(model, train_loader, val_loader)
+
+    def _fit(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> FitResult:
+        self._setup(model, train_loader, val_loader)
+        try:
+            self.callbacks.call("on_train_begin", self)
+            while self.epoch < self.config.epochs and not self.should_stop:
+                self.epoch += 1
+                self.callbacks.call("on_epoch_begin", self, epoch=self.epoch)
+                started = time.perf_counter()
+                row = {"epoch": self.epoch, **self._train_epoch(train_loader)}
+                if val_loader is not None:
+                    # Validation must not change training's randomness (a DataLoader draws a seed
+                    # from the global RNG whenever it is iterated): with or without it, training
+                    # sees the same dropout masks and batch order.
+                    with torch.random.fork_rng(devices=self._rng_devices):
+                        val_metrics = self.evaluate(val_loader)
+                    self.callbacks.call("on_eval_end", self, metrics=val_metrics)
+                    row.update(val_metrics)
+                row.update(memory_metrics(self.device))
+                row["epoch_time_s"] = time.perf_counter() - started
+                self.history.append(row)
+                self._log_epoch(row)
+                self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
+            self.callbacks.call("on_train_end", self)
+        except BaseException as error:
+            self.callbacks.call("on_exception", self, error=error)
+            raise
+        return self._result()
+
+    def _train_epoch(self, train_loader: Iterable[Any]) -> dict[str, Any]:
+        """One pass over the training data; returns the epoch's training metrics."""
+        self.model.train()
+        set_epoch = getattr(train_loader, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.epoch - 1)
+        reset_peak_memory(self.device)
+        self._reset_running_loss()
+        self.epoch_samples = 0
+        nonfinite_before = self.guard.skipped
+        log_every = self.config.log_every_steps
+        started = time.perf_counter()
+        for batch_index, batch in enumerate(train_loader):
+            self.callbacks.on_batch_begin(self, batch_index)
+            inputs, targets = batches.split_batch(batch)
+            self.epoch_samples += batches.count_samples(inputs)
+            if self._move_batches:
+                inputs, targets = batches.move_to((inputs, targets), self.device, non_blocking=True)
+            if self._scheduled:
+                self._set_lr(self.global_step)
+            with self.precision.autocast():
+                loss = _loss_of(self.train_step((inputs, targets)))
+            self._backward_and_step(loss)
+            self.global_step += 1
+            if self._device_checks and self.global_step % log_every == 0:
+                self.guard.flush(self.global_step)
+            self.callbacks.on_batch_end(self, batch_index, loss)
+        elapsed = time.perf_counter() - started
+        self.guard.flush(self.global_step)
+        return {
+            "train_loss": self.running_loss(),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "samples_per_s": self.epoch_samples / elapsed if elapsed > 0 else float("nan"),
+            "nonfinite_steps": self.guard.skipped - nonfinite_before,
+        }
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward, clip, and step unless the loss or gradients are non-finite."""
+        self.precision.backward(loss)
+        grad_norm = None
+        if self.config.max_grad_norm is not None:
+            self.precision.unscale_(self.optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(self._parameters, self.config.max_grad_norm)
+        scaled = self.precision.scaler is not None
+        # Under fp16 a GradScaler skips steps with overflowing gradients and lowers its scale;
+        # that is calibration, not divergence, so only the loss itself is judged there.
+        judge_norm = grad_norm is not None and not scaled
+        if self._device_checks:
+            bad = ~torch.isfinite(loss.detach() + grad_norm if judge_norm else loss.detach())
+            if not scaled:
+                self.optimizer.found_inf = bad.float()
+            self.precision.step(self.optimizer)
+            self.guard.observe_on_device(bad)
+            self._loss_sum = self._loss_sum + torch.where(bad, 0.0, loss.detach().float())
+            self._loss_count = self._loss_count + (~bad).to(self._loss_count.dtype)
+        else:
+            loss_value = loss.item()
+            finite = math.isfinite(loss_value) and (not judge_norm or math.isfinite(grad_norm.item()))
+            if finite or scaled:
+                self.precision.step(self.optimizer)
+            if finite:
+                self._loss_sum += loss_value
+                self._loss_count += 1
+            self.guard.observe(finite, self.global_step)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def train_step(self, batch: tuple[Any, Any]) -> dict[str, torch.Tensor]:
+        """What one training step computes: the loss of one batch (already on the device).
+
+        Runs inside the precision's autocast; the Trainer does backward, clipping and the
+        optimizer step. Override it to train with a custom objective.
+
+        Returns:
+            ``{"loss": scalar tensor}``; a bare scalar tensor is accepted too.
+        """
+        inputs, targets = batch
+        outputs = batches.forward(self.model, inputs)
+        return {"loss": self.task.loss(outputs, targets)}
+
+    def eval_step(self, batch: tuple[Any, Any]) -> dict[str, Any]:
+        """What one validation step computes: ``{"loss", "outputs", "targets"}`` for one batch."""
+        inputs, targets = batch
+        outputs = batches.forward(self.model, inputs)
+        return {"loss": self.task.loss(outputs, targets), "outputs": outputs, "targets": targets}
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
+        """Mean loss and task metrics over ``loader``, weighted by batch size (one host sync).
+
+        Returns:
+            ``{"val_loss": ..., "val_accuracy": ...}`` for classification,
+            ``{"val_loss": ..., "val_mae": ...}`` for regression.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        samples = 0
+        metric_sums: dict[str, torch.Tensor] = {}
+        for batch in loader:
+            inputs, targets = batches.split_batch(batch, "val_loader")
+            count = batches.count_samples(inputs)
+            batch = batches.move_to((inputs, targets), self.device, non_blocking=True)
+            with self.precision.autocast():
+                out = self.eval_step(batch)
+            loss_sum += _loss_of(out).detach().double() * count
+            samples += count
+            if self.task is not None and "outputs" in out:
+                for name, value in self.task.metric_sums(out["outputs"], out["targets"]).items():
+                    metric_sums[name] = metric_sums[name] + value if name in metric_sums else value
+        self.model.train(was_training)
+        names = list(metric_sums)
+        values = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)]).tolist()
+        metrics = {"val_loss": values[0] / max(samples, 1)}
+        if self.task is not None and names:
+            metrics.update(self.task.summarize(dict(zip(names, values[1:]))))
+        return metrics
+
+    # ------------------------------------------------------------------ helpers
+
+    def running_loss(self) -> float:
+        """Mean training loss of the finite steps so far in this epoch (syncs the device)."""
+        count = float(self._loss_count)
+        return float(self._loss_sum) / count if count else float("nan")
+
+    def _reset_running_loss(self) -> None:
+        if self._device_checks:
+            self._loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+            self._loss_count = torch.zeros((), dtype=torch.int64, device=self.device)
+        else:
+            self._loss_sum, self._loss_count = 0.0, 0
+
+    def _set_lr(self, step: int) -> None:
+        scale = self.schedule(step)
+        for group, peak in zip(self.optimizer.param_groups, self._peak_lrs):
+            group["lr"] = peak * scale
+
+    def _check_inputs(self, model: Any, train_loader: Any, val_loader: Any) -> None:
+        if not isinstance(model, nn.Module):
+            raise ModelError(
+                f"model={_short_repr(model)} is a {type(model).__name__}: expected a torch.nn.Module "
+                "(an instance, e.g. MyNet(), not the class)."
+            )
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ModelError(
+                f"model={type(model).__name__} has no trainable parameters: every parameter is frozen or "
+                "there are none. Unfreeze some (requires_grad=True) or add layers with parameters."
+            )
+        _check_loader(train_loader, "train_loader")
+        if val_loader is not None:
+            _check_loader(val_loader, "val_loader")
+
+    def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
+        config = self.config
+        self.epoch, self.global_step, self.history, self.should_stop, self.task = 0, 0, [], False, None
+        if config.seed is not None:
+            seed_everything(config.seed)
+        self.device = resolve_device(config.device)
+        self.precision = Precision(config.precision, self.device)
+        self._rng_devices = [self.device] if self.device.type == "cuda" else []
+        self.module = model.to(self.device)
+        self.model = self.module
+        self._parameters = [p for p in self.module.parameters() if p.requires_grad]
+        self.steps_per_epoch = _length(train_loader)
+        batch_size = self._probe(train_loader, "train_loader")
+        if val_loader is not None:
+            self._probe(val_loader, "val_loader")
+        else:
+            logger.warning(
+                "No val_loader given: training without validation, so there is no val_loss, no early "
+                "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
+            )
+        self.peak_lr = self._scaled_lr(batch_size)
+        self.optimizer = build_optimizer(self.module, config, self.peak_lr)
+        self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._device_checks = self._checks_on_device()
+        self.guard = NonFiniteGuard(config.max_nonfinite_steps, advice=self._divergence_advice())
+        self.schedule = self._build_schedule()
+        # A constant rate without warm-up needs no per-step update; CPU batches need no move.
+        self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
+        self._move_batches = self.device.type != "cpu"
+        self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks)
+        self._log_start(batch_size)
+
+    def _probe(self, loader: Iterable[Any], source: str) -> int:
+        """Check the first batch of ``loader`` against the model before any training; return its size."""
+        # The probe must not change what training sees: a DataLoader draws its shuffling seed
+        # from torch's global RNG when iterated, so that RNG is restored afterwards.
+        with torch.random.fork_rng(devices=self._rng_devices):
+            try:
+                first = next(iter(loader))
+            except StopIteration:
+                raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
+        inputs, targets = batches.split_batch(first, source)
+        inputs, targets = batches.move_to((inputs, targets), self.device)
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad(), self.precision.autocast():
+                outputs = batches.forward(self.module, inputs)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise DataError(
+                f"the model failed on the first batch of {source} (inputs: {batches.describe(inputs)}): {error}. "
+                "Check that the model's input size matches the data."
+            ) from error
+        finally:
+            self.module.train(was_training)
+        custom_step = type(self).train_step is not Trainer.train_step
+        if not (custom_step and not isinstance(outputs, torch.Tensor)):
+            # The validation batches are checked against the task the training batches decided.
+            requested = self.task.name if self.task is not None else self.config.task
+            task = infer_task(requested, self.config.loss_fn, outputs, targets, source)
+            if self.task is None:
+                self.task = task
+        return batches.count_samples(inputs)
+
+    def _checks_on_device(self) -> bool:
+        """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
+
+        On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
+        stays on the device when the update can be skipped there: by a fused optimizer's
+        ``found_inf`` input, or by the GradScaler under fp16.
+        """
+        return self.device.type != "cpu" and (self.precision.scaler is not None or is_fused(self.optimizer))
+
+    def _scaled_lr(self, batch_size: int) -> float:
+        reference, rule = self.config.reference_batch_size, self.config.lr_scaling
+        if reference is None or rule == "none" or batch_size == reference:
+            return self.config.lr
+        ratio = batch_size / reference
+        scaled = self.config.lr * (ratio if rule == "linear" else math.sqrt(ratio))
+        if scaled > 1.0:
+            logger.warning("The %s-scaled lr %.3g exceeds 1; capping it at 1.", rule, scaled)
+            scaled = 1.0
+        logger.info(
+            "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.",
+            batch_size,
+            reference,
+            self.config.lr,
+            rule,
+            scaled,
+        )
+        return scaled
+
+    def _build_schedule(self):
+        config = self.config
+        if self.steps_per_epoch is None:
+            if config.schedule != "constant" or config.warmup_fraction:
+                raise DataError(
+                    f"train_loader has no len(), which schedule={config.schedule!r} needs to plan the run. "
+                    "Give the loader a __len__ (a DataLoader over a map-style dataset, a list) or use "
+                    "schedule='constant' with warmup_fraction=0."
+                )
+            return lambda step: 1.0
+        return build_schedule(config.schedule, self.steps_per_epoch * config.epochs, config.warmup_fraction)
+
+    def _builtin_callbacks(self, val_loader: Iterable[Any] | None) -> list[Callback]:
+        config = self.config
+        builtins: list[Callback] = []
+        if val_loader is not None and (config.early_stopping_patience is not None or config.restore_best_weights):
+            builtins.append(
+                EarlyStopping(
+                    patience=config.early_stopping_patience,
+                    min_delta=config.early_stopping_min_delta,
+                    restore_best_weights=config.restore_best_weights,
+                )
+            )
+        if config.progress:
+            builtins.append(ProgressBar())
+        if config.run_dir is not None:
+            builtins.append(JSONLLogger(Path(config.run_dir) / "metrics.jsonl"))
+        return builtins
+
+    def _divergence_advice(self) -> str:
+        clip = self.config.max_grad_norm
+        advice = [f"Lower lr (now {self.peak_lr:.3g}; try {self.peak_lr / 10:.3g})"]
+        advice.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm={clip / 10:g})")
+        if self.precision.name != "fp32":
+            advice.append("try precision='fp32'")
+        return "; ".join(advice) + ", and check the data for NaN or inf values."
+
+    def _log_start(self, batch_size: int) -> None:
+        params = sum(p.numel() for p in self._parameters)
+        optimizer = type(self.optimizer).__name__ + (" (fused)" if is_fused(self.optimizer) else "")
+        steps = self.steps_per_epoch if self.steps_per_epoch is not None else "?"
+        logger.info(
+            "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of batch %d, %s, "
+            "lr %.3g (%s schedule), task %s.",
+            type(self.module).__name__,
+            f"{params:,}",
+            self.device,
+            self.precision.name,
+            self.config.epochs,
+            steps,
+            batch_size,
+            optimizer,
+            self.peak_lr,
+            self.config.schedule,
+            self.task.name if self.task else "custom",
+        )
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        parts = [f"epoch {row['epoch']}/{self.config.epochs}"]
+        for name in ("train_loss", "val_loss", "val_accuracy", "val_mae"):
+            if name in row:
+                parts.append(f"{name} {row[name]:.4f}")
+        parts.append(f"lr {row['lr']:.2e}")
+        parts.append(f"{row['epoch_time_s']:.1f}s ({row['samples_per_s']:,.0f} samples/s)")
+        if row.get("nonfinite_steps"):
+            parts.append(f"{row['nonfinite_steps']} non-finite steps skipped")
+        logger.info("  ".join(parts))
+
+    def _result(self) -> FitResult:
+        key = "val_loss" if any("val_loss" in row for row in self.history) else "train_loss"
+        finite = [row for row in self.history if isinstance(row.get(key), float) and math.isfinite(row[key])]
+        best = min(finite, key=lambda row: row[key]) if finite else None
+        stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch is not None for c in self.callbacks)
+        run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
+        return FitResult(list(self.history), best, stopped, run_dir, self.module)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any] | None = None,
+    *,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    **options: Any,
+) -> FitResult:
+    """Train ``model`` with the best practices on by default, in one call.
+
+    Args:
+        model: Any ``nn.Module`` with trainable parameters (trained in place).
+        train_loader: A non-empty, re-iterable source of ``(inputs, targets)`` batches.
+        val_loader: Validation batches (strongly recommended).
+        config: A :class:`TrainConfig`; keyword options override its fields.
+        callbacks: Extra callbacks.
+        **options: Any :class:`TrainConfig` field: ``epochs`` (1..1000, default 10), ``lr``
+            (1e-6..1, default 1e-3), ``weight_decay``, ``schedule``, ``precision``,
+            ``max_grad_norm``, ``early_stopping_patience``, ``seed``, ``device``, ``task``,
+            ``loss_fn``, ``run_dir``, ...
+
+    Returns:
+        A :class:`FitResult` with ``history``, ``best``, ``stopped_early``, ``run_dir``.
+
+    Raises:
+        ConfigError, ModelError, DataError: before training, for invalid input.
+        DivergenceError: when losses stay non-finite.
+
+    Example:
+        >>> import torch, trainwell
+        >>> from trainwell.data import TensorLoader
+        >>> x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        >>> result = trainwell.fit(model, TensorLoader(x, y, seed=0), TensorLoader(x, y, shuffle=False),
+        ...                        epochs=2, progress=False)
+        >>> len(result.history)
+        2
+    """
+    return Trainer(config, callbacks=callbacks, **options).fit(model, train_loader, val_loader)
+
+
+def _loss_of(out: Any) -> torch.Tensor:
+    loss = out["loss"] if isinstance(out, dict) else out
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise DataError(
+            f"the step returned {batches.describe(loss)} as its loss: expected a scalar tensor, "
+            "either alone or as {'loss': tensor}."
+        )
+    return loss
+
+
+def _check_loader(loader: Any, name: str) -> None:
+    if loader is None:
+        raise DataError(f"{name}=None: expected an iterable of (inputs, targets) batches, such as a DataLoader.")
+    if isinstance(loader, (torch.Tensor, str, bytes)) or not isinstance(loader, Iterable):
+        raise DataError(
+            f"{name} is {batches.describe(loader)}: expected an iterable of (inputs, targets) batches, "
+            "such as DataLoader(TensorDataset(x, y)) or trainwell.data.TensorLoader(x, y)."
+        )
+    if isinstance(loader, Iterator):
+        raise DataError(
+            f"{name} is a one-shot iterator ({type(loader).__name__}), which would be exhausted after the first "
+            "epoch: pass a re-iterable such as a list of batches or a DataLoader."
+        )
+    length = _length(loader)
+    if length == 0:
+        raise DataError(f"{name} is empty: len({name}) == 0. Pass a loader with at least one batch.")
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,50 @@
+from types import SimpleNamespace
+
+import torch
+
+from trainwell.callbacks import EarlyStopping
+
+
+def _trainer():
+    model = torch.nn.Linear(2, 1)
+    return SimpleNamespace(model=model, module=model, should_stop=False, epoch=0)
+
+
+def _epoch(stopper, trainer, epoch, val_loss):
+    trainer.epoch = epoch
+    with torch.no_grad():
+        trainer.module.weight.fill_(float(epoch))
+    stopper.on_epoch_end(trainer, epoch=epoch, metrics={"val_loss": val_loss})
+
+
+def test_sets_the_stop_flag_after_patience_and_restores_best():
+    stopper, trainer = EarlyStopping(patience=2), _trainer()
+    for epoch, loss in enumerate([0.9, 0.5, 0.6, 0.7], start=1):
+        _epoch(stopper, trainer, epoch, loss)
+    assert trainer.should_stop and stopper.stopped_epoch == 4
+    stopper.on_train_end(trainer)
+    assert torch.all(trainer.module.weight == 2.0)
+
+
+def test_without_the_metric_it_does_nothing():
+    stopper, trainer = EarlyStopping(patience=1), _trainer()
+    stopper.on_epoch_end(trainer, epoch=1, metrics={"train_loss": 1.0})
+    stopper.on_epoch_end(trainer, epoch=2, metrics={"train_loss": 2.0})
+    assert not trainer.should_stop and stopper.best_weights is None
+
+
+def test_restore_can_be_switched_off():
+    stopper, trainer = EarlyStopping(patience=5, restore_best_weights=False), _trainer()
+    _epoch(stopper, trainer, 1, 0.1)
+    _epoch(stopper, trainer, 2, 0.9)
+    stopper.on_train_end(trainer)
+    assert torch.all(trainer.module.weight == 2.0)
+
+
+def test_state_dict_round_trip():
+    stopper, trainer = EarlyStopping(patience=3), _trainer()
+    _epoch(stopper, trainer, 1, 0.4)
+    _epoch(stopper, trainer, 2, 0.6)
+    restored = EarlyStopping(patience=3)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.monitor.state_dict() == stopper.monitor.state_dict()

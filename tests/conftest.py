@@ -1,0 +1,50 @@
+"""Shared fixtures: small real data and tiny models that train in a fraction of a second."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from trainwell.data import TensorLoader
+
+
+@pytest.fixture(autouse=True)
+def _isolated_trainwell_logger():
+    """Each test starts with the trainwell logger as an application would find it."""
+    logger = logging.getLogger("trainwell")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def blobs():
+    """A 3-class problem with well-separated clusters: (inputs, targets) tensors."""
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    targets = torch.randint(0, 3, (300,), generator=generator)
+    inputs = centers[targets] + 0.5 * torch.randn(300, 2, generator=generator)
+    return inputs, targets
+
+
+@pytest.fixture
+def blob_loaders(blobs):
+    inputs, targets = blobs
+    return (
+        TensorLoader(inputs[:240], targets[:240], batch_size=32, seed=0),
+        TensorLoader(inputs[240:], targets[240:], batch_size=64, shuffle=False),
+    )
+
+
+def small_classifier(inputs: int = 2, classes: int = 3, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(inputs, 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+@pytest.fixture
+def classifier():
+    return small_classifier()

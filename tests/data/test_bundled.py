@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from trainwell import DataError
+from trainwell.data import load_bundled
+
+
+@pytest.mark.parametrize(("name", "classes", "features"), [("digits", 10, 64), ("iris", 3, 4), ("wine", 3, 13), ("breast_cancer", 2, 30)])
+def test_bundled_datasets_load_split_and_standardise(name, classes, features):
+    splits = load_bundled(name)
+    (train_x, train_y), (val_x, val_y) = splits.train, splits.val
+    assert splits.info.num_classes == classes and splits.info.input_shape == (features,)
+    assert len(val_y) == pytest.approx(0.2 * (len(train_y) + len(val_y)), abs=1)
+    # Standardised with the training split's statistics only.
+    assert torch.allclose(train_x.mean(0), torch.zeros(features), atol=1e-4)
+    assert len(splits.info.normalization["mean"]) == features
+
+
+def test_split_is_stratified_and_reproducible():
+    a, b = load_bundled("iris", seed=1), load_bundled("iris", seed=1)
+    assert torch.equal(a.val[1], b.val[1])
+    assert torch.bincount(a.val[1]).tolist() == [10, 10, 10]
+    assert not torch.equal(load_bundled("iris", seed=2).val[0], a.val[0])
+
+
+def test_unknown_name_and_bad_fraction_are_refused():
+    with pytest.raises(DataError, match="data='mnist' is not a bundled dataset"):
+        load_bundled("mnist")
+    with pytest.raises(DataError, match="val_fraction=1.5"):
+        load_bundled("iris", val_fraction=1.5)

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from trainwell import DataError
+from trainwell.data import TensorLoader
+
+
+def _data(n=10):
+    return torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n)
+
+
+def test_batches_cover_every_sample_once_per_epoch():
+    loader = TensorLoader(*_data(10), batch_size=4, seed=0)
+    assert len(loader) == 3
+    seen = torch.cat([targets for _, targets in loader])
+    assert sorted(seen.tolist()) == list(range(10))
+    for inputs, targets in loader:
+        assert torch.equal(inputs.squeeze(1).long(), targets)
+
+
+def test_drop_last():
+    loader = TensorLoader(*_data(10), batch_size=4, drop_last=True, seed=0)
+    assert len(loader) == 2 and [len(t) for _, t in loader] == [4, 4]
+
+
+def test_no_shuffle_keeps_order():
+    loader = TensorLoader(*_data(5), batch_size=2, shuffle=False)
+    assert [t.tolist() for _, t in loader] == [[0, 1], [2, 3], [4]]
+
+
+def test_seeded_order_is_reproducible_and_changes_per_epoch():
+    first = TensorLoader(*_data(50), batch_size=50, seed=3)
+    second = TensorLoader(*_data(50), batch_size=50, seed=3)
+    epoch0 = next(iter(first))[1]
+    assert torch.equal(epoch0, next(iter(second))[1])
+    list(first)  # a complete pass moves on to the next epoch's order
+    assert first.epoch == 1
+    assert not torch.equal(next(iter(first))[1], epoch0)
+
+
+def test_set_epoch_selects_the_order():
+    loader = TensorLoader(*_data(50), batch_size=50, seed=3)
+    orders = []
+    for epoch in (0, 1, 0):
+        loader.set_epoch(epoch)
+        orders.append(next(iter(loader))[1])
+    assert torch.equal(orders[0], orders[2]) and not torch.equal(orders[0], orders[1])
+
+
+def test_unseeded_loader_follows_torch_manual_seed():
+    torch.manual_seed(0)
+    a = next(iter(TensorLoader(*_data(50), batch_size=50)))[1]
+    torch.manual_seed(0)
+    b = next(iter(TensorLoader(*_data(50), batch_size=50)))[1]
+    assert torch.equal(a, b)
+
+
+def test_state_dict_round_trip():
+    loader = TensorLoader(*_data(20), batch_size=5, seed=1)
+    list(loader)
+    restored = TensorLoader(*_data(20), batch_size=5, seed=99)
+    restored.load_state_dict(loader.state_dict())
+    assert torch.equal(next(iter(restored))[1], next(iter(loader))[1])
+
+
+def test_numpy_float64_becomes_float32():
+    loader = TensorLoader(np.zeros((4, 2)), np.zeros(4, dtype=np.int64), batch_size=2)
+    inputs, targets = next(iter(loader))
+    assert inputs.dtype == torch.float32 and targets.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((torch.zeros(4, 2), torch.zeros(3)), {}, "4 inputs but 3 targets"),
+        ((torch.zeros(4, 2), torch.zeros(4)), {"batch_size": 0}, "batch_size=0"),
+        ((torch.zeros(4, 2), torch.zeros(4)), {"batch_size": 8, "drop_last": True}, "would yield no batches"),
+        ((torch.tensor(1.0), torch.tensor(1.0)), {}, "0-dim"),
+    ],
+)
+def test_bad_arguments_are_refused(args, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        TensorLoader(*args, **kwargs)

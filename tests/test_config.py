@@ -1,0 +1,98 @@
+import math
+
+import pytest
+
+from trainwell import ConfigError, TrainConfig, TrainwellError
+from trainwell.config import describe_allowed
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"epochs": 0}, "epochs=0"),
+        ({"epochs": 1001}, "epochs=1001"),
+        ({"epochs": 2.5}, "epochs=2.5"),
+        ({"epochs": True}, "epochs=True"),
+        ({"lr": 0}, "lr=0"),
+        ({"lr": 5}, "lr=5"),
+        ({"lr": math.nan}, "lr=nan"),
+        ({"lr": math.inf}, "lr=inf"),
+        ({"precision": "fp8"}, "precision='fp8'"),
+        ({"schedule": "linear"}, "schedule='linear'"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm=-1.0"),
+        ({"device": "gpu"}, "device='gpu'"),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1"),
+        ({"early_stopping_patience": 0}, "early_stopping_patience=0"),
+    ],
+)
+def test_invalid_values_name_the_option_the_value_and_what_is_allowed(options, named):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**options)
+    message = str(caught.value)
+    assert message.startswith(named)
+    assert "expected" in message
+    assert isinstance(caught.value, TrainwellError) and isinstance(caught.value, ValueError)
+
+
+def test_range_message_states_the_bounds():
+    with pytest.raises(ConfigError, match=r"epochs=0 is out of range: expected an integer from 1 to 1000\."):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match=r"lr=5 is out of range: expected a number from 1e-06 to 1\."):
+        TrainConfig(lr=5)
+
+
+def test_unknown_option_suggests_the_closest_one():
+    with pytest.raises(ConfigError, match=r"'epoch' is not a known option\. Did you mean 'epochs'\?"):
+        TrainConfig(epoch=3)
+
+
+def test_unknown_option_without_close_match_lists_known_options():
+    with pytest.raises(ConfigError, match="Known options: .*epochs"):
+        TrainConfig(zzzz=1)
+
+
+def test_invalid_choice_suggests_the_closest_choice():
+    with pytest.raises(ConfigError, match="Did you mean 'adamw'"):
+        TrainConfig(optimizer="adam")
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(epochs=0, lr=5, precision="fp8")
+    lines = str(caught.value).splitlines()
+    assert [line.split("=")[0] for line in lines] == ["epochs", "lr", "precision"]
+
+
+def test_assignment_is_validated_too():
+    config = TrainConfig()
+    with pytest.raises(ConfigError, match="epochs=0"):
+        config.epochs = 0
+
+
+def test_defaults_are_the_documented_best_practices():
+    config = TrainConfig()
+    assert (config.epochs, config.lr, config.weight_decay, config.optimizer) == (10, 1e-3, 0.01, "adamw")
+    assert (config.max_grad_norm, config.precision, config.early_stopping_patience) == (1.0, "auto", 5)
+    assert config.schedule == "constant" and config.warmup_fraction == 0.0
+
+
+def test_warmup_follows_the_schedule_unless_set():
+    assert TrainConfig(schedule="onecycle").warmup_fraction == 0.3
+    assert TrainConfig(schedule="onecycle", warmup_fraction=0.1).warmup_fraction == 0.1
+    # A copy re-resolves defaults that depend on another option...
+    assert TrainConfig(schedule="onecycle").replace(schedule="cosine").warmup_fraction == 0.0
+    # ...but keeps what was set explicitly.
+    assert TrainConfig(warmup_fraction=0.2).replace(schedule="cosine").warmup_fraction == 0.2
+
+
+def test_yaml_dict_names_callables_and_paths(tmp_path):
+    import torch
+
+    plain = TrainConfig(loss_fn=torch.nn.MSELoss(), run_dir=tmp_path).to_yaml_dict()
+    assert plain["loss_fn"] == "<torch.nn.modules.loss.MSELoss>"
+    assert plain["run_dir"] == str(tmp_path)
+
+
+def test_describe_allowed_covers_each_field():
+    for name, info in TrainConfig.model_fields.items():
+        assert describe_allowed(info.annotation, info.metadata), name
