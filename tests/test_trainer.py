@@ -557,6 +557,16 @@ def test_run_dir_holds_config_metrics_and_log(classifier, blob_loaders, tmp_path
     assert all({"train_loss", "val_loss", "val_accuracy", "memory"} <= set(line) for line in lines)
     log = (run_dir / "train.log").read_text()
     assert "INFO" in log and "epoch 3/3" in log
+    assert "Linear(in_features=2, out_features=16" in (run_dir / "model.txt").read_text()
+
+
+def test_skipped_steps_are_events_in_metrics_jsonl(tmp_path):
+    trainer, _, run = _poisoned_fit({1}, run_dir=tmp_path / "run")
+    run()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records] == ["nonfinite_skip", "epoch"]
+    assert records[0]["skipped"] == 1 and records[0]["step"] == 1
+    assert trainer.events == [{"event": "nonfinite_skip", "epoch": 1, "step": 1, "skipped": 1}]
 
 
 def test_run_dir_of_another_run_is_not_overwritten(classifier, blob_loaders, tmp_path):

@@ -16,6 +16,8 @@ Either way, ``max_consecutive`` bad steps in a row raise :class:`DivergenceError
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -30,6 +32,8 @@ class NonFiniteGuard:
     Args:
         max_consecutive: Bad steps in a row tolerated (each skipped) before DivergenceError.
         advice: Says what to change; appended to the DivergenceError message.
+        on_skip: Called as ``on_skip(message, *args, skipped=n)`` when steps were skipped;
+            logs a warning by default (the Trainer records an event).
 
     Example:
         >>> guard = NonFiniteGuard(max_consecutive=2)
@@ -38,9 +42,10 @@ class NonFiniteGuard:
         1
     """
 
-    def __init__(self, max_consecutive: int, advice: str = "") -> None:
+    def __init__(self, max_consecutive: int, advice: str = "", on_skip: Callable[..., None] | None = None) -> None:
         self.max_consecutive = max_consecutive
         self.advice = advice
+        self.on_skip = on_skip or _log_skip
         self.skipped = 0
         self.consecutive = 0
         self._device_bad_total: torch.Tensor | None = None
@@ -54,11 +59,12 @@ class NonFiniteGuard:
             return
         self.skipped += 1
         self.consecutive += 1
-        logger.warning(
+        self.on_skip(
             "Non-finite loss or gradient at step %d: update skipped (%d in a row, %d allowed).",
             step,
             self.consecutive,
             self.max_consecutive,
+            skipped=1,
         )
         if self.consecutive >= self.max_consecutive:
             self._fail(self.consecutive, step)
@@ -84,7 +90,7 @@ class NonFiniteGuard:
         self._device_bad_total = self._device_run = self._device_longest_run = None
         if new_bad:
             self.skipped += new_bad
-            logger.warning("%d steps with a non-finite loss or gradient were skipped up to step %d.", new_bad, step)
+            self.on_skip("%d steps with a non-finite loss or gradient were skipped up to step %d.", new_bad, step, skipped=new_bad)
         self.consecutive = current
         if longest >= self.max_consecutive:
             self._fail(longest, step)
@@ -95,3 +101,7 @@ class NonFiniteGuard:
             f"(up to step {step}; {self.skipped} skipped in all, max_nonfinite_steps={self.max_consecutive}). "
             + self.advice
         )
+
+
+def _log_skip(message: str, *args: Any, skipped: int) -> None:
+    logger.warning(message, *args)

@@ -1,4 +1,10 @@
-"""Run directories: where a run's config, metrics and log live."""
+"""Run directories: where a run's config, metrics and log live.
+
+    <run_dir>/config.yaml     the resolved config (re-runnable as is)
+    <run_dir>/metrics.jsonl   one JSON object per epoch, and events (skipped steps, ...)
+    <run_dir>/train.log       the log at info level
+    <run_dir>/model.txt       the model's structure and parameter count
+"""
 
 from __future__ import annotations
 
@@ -31,9 +37,14 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as YAML through a temporary file, so a crash never leaves half a file."""
+    """Write ``data`` as YAML, atomically."""
     import yaml
 
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file renamed into place, so a crash never leaves half a file."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)

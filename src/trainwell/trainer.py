@@ -26,7 +26,7 @@ from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.logs import log_to_file, setup_console_logging
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
-from trainwell.rundir import prepare_run_dir
+from trainwell.rundir import prepare_run_dir, write_text
 from trainwell.schedules import build_schedule
 from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
 from trainwell.tasks import Task, infer_task
@@ -100,6 +100,7 @@ class Trainer:
         self.global_step = 0
         self.steps_per_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
         self.should_stop = False
         self.peak_lr = self.config.lr
 
@@ -294,6 +295,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
 
+    def record_event(self, event: str, level: int = logging.INFO, message: str | None = None, **fields: Any) -> None:
+        """Record something that happened during training (a skipped step, a rollback, ...).
+
+        The event is logged and kept in ``trainer.events``; with a run directory it is also
+        written to metrics.jsonl as ``{"event": event, "epoch": ..., "step": ..., **fields}``.
+        """
+        record = {"event": event, "epoch": self.epoch, "step": self.global_step, **fields}
+        self.events.append(record)
+        logger.log(level, message if message is not None else str(record))
+
+    def _record_skip(self, message: str, *args: Any, skipped: int) -> None:
+        self.record_event("nonfinite_skip", logging.WARNING, message % args, skipped=skipped)
+
     def running_loss(self) -> float:
         """Mean training loss of the finite steps so far in this epoch (syncs the device)."""
         count = float(self._loss_count)
@@ -328,7 +342,7 @@ class Trainer:
 
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         config = self.config
-        self.epoch, self.global_step, self.history, self.should_stop, self.task = 0, 0, [], False, None
+        self.epoch, self.global_step, self.history, self.events, self.should_stop, self.task = 0, 0, [], [], False, None
         if config.seed is not None:
             seed_everything(config.seed)
         self.device = resolve_device(config.device)
@@ -350,13 +364,16 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        self.guard = NonFiniteGuard(config.max_nonfinite_steps, advice=self._divergence_advice())
+        self.guard = NonFiniteGuard(config.max_nonfinite_steps, advice=self._divergence_advice(), on_skip=self._record_skip)
         self.schedule = self._build_schedule()
         # A constant rate without warm-up needs no per-step update; CPU batches need no move.
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks)
         self._log_start(batch_size)
+        if config.run_dir is not None:
+            params = sum(p.numel() for p in self._parameters)
+            write_text(Path(config.run_dir) / "model.txt", f"{self.module}\n\nTrainable parameters: {params:,}\n")
 
     def _probe(self, loader: Iterable[Any], source: str) -> int:
         """Check the first batch of ``loader`` against the model before any training; return its size."""

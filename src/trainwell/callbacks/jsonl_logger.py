@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 class JSONLLogger(Callback):
     """Append each epoch's metrics to ``path`` as one JSON line, flushed as it is written.
 
+    Each line has an ``event`` key: ``"epoch"`` for the per-epoch metrics, or the name of an event
+    the trainer recorded (e.g. ``"nonfinite_skip"``), written before the epoch it happened in.
     Non-finite numbers are written as ``null`` so that every line is standard JSON.
 
     Example:
@@ -24,12 +26,30 @@ class JSONLLogger(Callback):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._events_written = 0
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
-        record = {"event": "epoch", **{key: _plain(value) for key, value in metrics.items()}}
+        self._write(self._new_events(trainer) + [{"event": "epoch", **metrics}])
+
+    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+        self._write(self._new_events(trainer))
+
+    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
+        self._write(self._new_events(trainer))
+
+    def _new_events(self, trainer: Trainer) -> list[dict[str, Any]]:
+        """Events the trainer recorded (skipped steps, ...) that are not in the file yet."""
+        events = list(getattr(trainer, "events", [])[self._events_written :])
+        self._events_written += len(events)
+        return events
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps({key: _plain(value) for key, value in record.items()}) + "\n" for record in records)
         with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+            file.write(lines)
 
 
 def _plain(value: Any) -> Any:

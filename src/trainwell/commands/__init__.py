@@ -1,0 +1,1 @@
+"""The subcommands of ``trainwell``, one module each (see ``trainwell.cli``)."""
