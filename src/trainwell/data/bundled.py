@@ -15,7 +15,19 @@ BUNDLED = ("digits", "iris", "wine", "breast_cancer")
 
 @dataclass
 class DataInfo:
-    """What was learned from a dataset: the task, shapes, classes and normalisation."""
+    """What was learned from a dataset: the task, shapes, classes and preprocessing.
+
+    Attributes:
+        name: The dataset's name or path.
+        task: ``"classification"`` or ``"regression"``.
+        input_shape: Shape of one sample's inputs.
+        num_classes: Number of classes (classification), else None.
+        class_names: Readable class names, index = label.
+        normalization: Statistics computed on the training split (e.g. ``mean``, ``std``).
+        vocab_size: Size of the token vocabulary when inputs are token ids, else None.
+        preprocessing: Everything else needed to prepare new inputs exactly as in training
+            (vocabulary, categorical encodings, image size, ...), as plain data.
+    """
 
     name: str
     task: str
@@ -23,6 +35,8 @@ class DataInfo:
     num_classes: int | None
     class_names: list[str] = field(default_factory=list)
     normalization: dict[str, list[float]] = field(default_factory=dict)
+    vocab_size: int | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_outputs(self) -> int:
@@ -31,11 +45,12 @@ class DataInfo:
 
 @dataclass
 class Splits:
-    """Train and validation tensors, plus what was learned from the data."""
+    """Train, validation (and, where the format has one, test) tensors, plus what was learned."""
 
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
     info: DataInfo
+    test: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def loaders(self, batch_size: int = 64, seed: int = 0) -> tuple[Any, Any]:
         """A shuffled training TensorLoader and an ordered validation one."""
