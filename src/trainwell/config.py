@@ -84,7 +84,8 @@ class TrainConfig(BaseModel):
         0.3
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+    # defer_build: the validation schema is built on first use, not at import time.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True, defer_build=True)
 
     epochs: StrictInt = Field(10, ge=1, le=1000)
     lr: float = Field(1e-3, ge=1e-6, le=1.0, allow_inf_nan=False)
