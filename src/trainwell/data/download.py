@@ -190,12 +190,19 @@ def _download(url: str, remote: RemoteFile, target: Path, timeout_s: float) -> N
                 if content_type.startswith("text/html"):
                     raise _Rejected(f"served an HTML page (Content-Type {content_type!r}), not the file")
                 hasher, expected = remote.hasher()
+                announced = response.headers.get("Content-Length", "")
+                size = int(announced) if announced.isdigit() else None
+                received, cut = 0, False
                 try:
                     while chunk := response.read(CHUNK_BYTES):
                         hasher.update(chunk)
                         part_file.write(chunk)
+                        received += len(chunk)
                 except http.client.IncompleteRead as error:
-                    raise _Transient(f"connection closed after {len(error.partial)} bytes of a chunk") from None
+                    received, cut = received + len(error.partial), True
+                if cut or (size is not None and received < size):
+                    # A transfer cut short is a network failure, worth retrying on the same mirror.
+                    raise _Transient(f"connection closed after {received:,} of {size or 'more'} bytes")
         digest = hasher.hexdigest()
         if digest != expected:
             raise _Rejected(f"checksum mismatch: got {digest}, the published one is {expected}")

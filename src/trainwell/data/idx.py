@@ -140,6 +140,26 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool = False) -> Pa
     return path
 
 
+def write_idx_split(directory: str | Path, split: str, images: np.ndarray, labels: np.ndarray, compress: bool = True) -> tuple[Path, Path]:
+    """Write uint8 ``images (N, H, W)`` and ``labels (N,)`` as the MNIST files of ``split`` (``train`` or ``test``).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     paths = write_idx_split(folder, "test", np.zeros((2, 28, 28), np.uint8), np.array([0, 1], np.uint8))
+        ...     [path.name for path in paths]
+        ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    images_stem, labels_stem = SPLIT_FILES[split]
+    return (
+        write_idx(directory / f"{images_stem}{suffix}", np.asarray(images, dtype=np.uint8), compress),
+        write_idx(directory / f"{labels_stem}{suffix}", np.asarray(labels, dtype=np.uint8), compress),
+    )
+
+
 def find_split_files(directory: Path, split: str) -> tuple[Path, Path] | None:
     """The images and labels files of ``split`` in ``directory`` (raw or ``.gz``), or None if absent."""
     found = []
