@@ -196,17 +196,16 @@ def load_table(
         train_index, val_index = split_indices(None, len(rows), val_fraction, seed, source=f"'{path}'")
 
     kept = {name: [columns[name][i] for i in rows] for name in features}
-    preprocessing = fit_encoding(kept, {name: kinds[name] for name in features}, train_index, missing)
+    preprocessing, normalization = fit_encoding(kept, {name: kinds[name] for name in features}, train_index, missing)
     preprocessing["target"] = target
-    inputs = torch.from_numpy(encode_columns(kept, preprocessing))
-    mean, std = preprocessing.pop("mean"), preprocessing.pop("std")
+    inputs = torch.from_numpy(encode_columns(kept, preprocessing, normalization))
     info = DataInfo(
         name=str(path),
         task=task,
         input_shape=(inputs.shape[1],),
         num_classes=len(class_names) if task == "classification" else None,
         class_names=class_names,
-        normalization={"mean": mean, "std": std},
+        normalization=normalization,
         preprocessing=preprocessing,
     )
     logger.info(
@@ -217,13 +216,16 @@ def load_table(
     return Splits(train=(inputs[train_index], labels[train_index]), val=(inputs[val_index], labels[val_index]), info=info)
 
 
-def fit_encoding(columns: dict[str, list[Any]], kinds: dict[str, str], train_index: np.ndarray, missing: str) -> dict[str, Any]:
+def fit_encoding(
+    columns: dict[str, list[Any]], kinds: dict[str, str], train_index: np.ndarray, missing: str
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Learn, from the training rows only, how to turn ``columns`` into standardised features.
 
     Returns:
-        Plain data: ``format``, ``missing``, ``columns`` (per column: name, kind, and the
-        median ``fill`` or the ``categories``), ``feature_names``, and the ``mean``/``std`` of
-        each encoded feature (one-hot features: 0 and 1, left as they are).
+        ``(preprocessing, normalization)`` as plain data. ``preprocessing``: ``format``,
+        ``missing``, ``columns`` (per column: name, kind, and the median ``fill`` or the
+        ``categories``) and ``feature_names``. ``normalization``: the ``mean`` and ``std`` of
+        each encoded feature (0 and 1 for one-hot features, which are left as they are).
     """
     specs = []
     for name, values in columns.items():
@@ -242,27 +244,28 @@ def fit_encoding(columns: dict[str, list[Any]], kinds: dict[str, str], train_ind
                     "If it is an identifier or free text, drop it from the file.", name, len(categories),
                 )
             specs.append({"name": name, "kind": "categorical", "categories": categories})
-    preprocessing = {"format": "tabular", "missing": missing, "columns": specs, "mean": [], "std": []}
-    preprocessing["feature_names"] = _feature_names(specs)
-    encoded = encode_columns({name: [columns[name][i] for i in train_index] for name in columns}, preprocessing, standardize=False)
-    mean, std = encoded.mean(axis=0), encoded.std(axis=0, ddof=1) if len(encoded) > 1 else np.ones(encoded.shape[1])
-    numeric = np.array([not name_is_one_hot for name_is_one_hot in _one_hot_mask(specs)])
-    mean = np.where(numeric, mean, 0.0)
+    preprocessing = {"format": "tabular", "missing": missing, "columns": specs, "feature_names": _feature_names(specs)}
+    encoded = encode_columns({name: [columns[name][i] for i in train_index] for name in columns}, preprocessing)
+    numeric = ~np.array(_one_hot_mask(specs), dtype=bool)
+    mean = np.where(numeric, encoded.mean(axis=0), 0.0)
+    std = encoded.std(axis=0, ddof=1) if len(encoded) > 1 else np.ones(encoded.shape[1])
     std = np.where(numeric & (std > 1e-8), std, 1.0)
-    preprocessing["mean"], preprocessing["std"] = mean.tolist(), std.tolist()
-    return preprocessing
+    return preprocessing, {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def encode_columns(columns: dict[str, list[Any]], preprocessing: dict[str, Any], standardize: bool = True) -> np.ndarray:
-    """Features ``(N, F)`` float32 for raw ``columns``, exactly as :func:`fit_encoding` learned.
+def encode_columns(
+    columns: dict[str, list[Any]], preprocessing: dict[str, Any], normalization: dict[str, list[float]] | None = None
+) -> np.ndarray:
+    """Features ``(N, F)`` float32 for raw ``columns``, as :func:`fit_encoding` learned them.
 
     Missing numeric values get the stored median; an unseen category encodes as all zeros.
+    With ``normalization`` (``info.normalization``) the features are standardised as in training.
     """
     blocks = []
     for spec in preprocessing["columns"]:
         values = columns[spec["name"]]
         if spec["kind"] == "numeric":
-            blocks.append(np.array([[spec["fill"] if v is None else float(v)] for v in values], dtype=np.float64).reshape(-1, 1))
+            blocks.append(np.array([spec["fill"] if v is None else float(v) for v in values], dtype=np.float64).reshape(-1, 1))
         else:
             position = {category: i for i, category in enumerate(spec["categories"])}
             block = np.zeros((len(values), len(spec["categories"])))
@@ -271,9 +274,9 @@ def encode_columns(columns: dict[str, list[Any]], preprocessing: dict[str, Any],
                 if column is not None:
                     block[row, column] = 1.0
             blocks.append(block)
-    features = np.concatenate(blocks, axis=1) if blocks else np.zeros((0, 0))
-    if standardize:
-        features = (features - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
+    features = np.concatenate(blocks, axis=1)
+    if normalization:
+        features = (features - np.asarray(normalization["mean"])) / np.asarray(normalization["std"])
     return features.astype(np.float32)
 
 
