@@ -226,7 +226,7 @@ def load_arrays(pair: Sequence[Any], val_fraction: float = 0.2, seed: int = 0, t
             f"data has {len(inputs) if inputs.dim() else 0} inputs but {len(targets)} targets: "
             "inputs and targets need one row per sample."
         )
-    check_finite(inputs, "the inputs")
+    check_finite(inputs, "the inputs array")
     classification = task == "classification" or (task == "auto" and not targets.is_floating_point())
     if classification:
         if targets.is_floating_point():

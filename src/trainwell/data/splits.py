@@ -92,7 +92,7 @@ def check_finite(inputs: torch.Tensor, source: str, columns: Sequence[str] | Non
         DataError: naming ``source``, the sample index, the column and the value.
 
     Example:
-        >>> check_finite(torch.tensor([[0.0, float("inf")]]), "x.csv", ["a", "b"])
+        >>> check_finite(torch.tensor([[0.0, float("inf")]]), "x.csv", ["a", "b"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         trainwell.exceptions.DataError: x.csv has a non-finite value (inf) at row 0, column 'b': ...
@@ -105,8 +105,8 @@ def check_finite(inputs: torch.Tensor, source: str, columns: Sequence[str] | Non
     position = [int(i) for i in bad.nonzero()[0].tolist()]
     value = inputs[tuple(position)].item()
     where = f"row {position[0]}"
-    if columns is not None and inputs.dim() == 2:
-        where += f", column {columns[position[1]]!r}"
+    if inputs.dim() == 2:
+        where += f", column {columns[position[1]]!r}" if columns is not None else f", column {position[1]}"
     elif len(position) > 1:
         where += f", position {tuple(position[1:])}"
     raise DataError(
@@ -157,10 +157,10 @@ def check_labels_fit(splits: Any, num_outputs: int) -> None:
 
     Example:
         >>> from trainwell.data import load
-        >>> check_labels_fit(load("iris"), 2)
+        >>> check_labels_fit(load("iris"), 2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        trainwell.exceptions.DataError: the train split of 'iris' has label 2 at index 0, but the model has 2 outputs ...
+        trainwell.exceptions.DataError: the train split of 'iris' has label 2 at index ..., but the model has 2 outputs ...
     """
     info = splits.info
     if info.task != "classification":

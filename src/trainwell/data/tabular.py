@@ -151,8 +151,8 @@ def load_table(
         ...     path = Path(folder) / "pets.csv"
         ...     _ = path.write_text("weight,colour,kind\\n4,black,cat\\n30,,dog\\n5,white,cat\\n25,black,dog\\n")
         ...     splits = load_table(path, target="kind", val_fraction=0.5)
-        >>> splits.info.class_names, splits.info.preprocessing["feature_names"]
-        (['cat', 'dog'], ['weight', 'colour=black', 'colour=white', 'colour=<missing>'])
+        >>> splits.info.class_names, [column["kind"] for column in splits.info.preprocessing["columns"]]
+        (['cat', 'dog'], ['numeric', 'categorical'])
     """
     import torch
 
