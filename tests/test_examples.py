@@ -16,6 +16,7 @@ def test_mnist_mlp_example_trains_on_mnist_files(make_mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "mnist_mlp.py"), "--data-dir", str(data_dir), "--no-download", "--epochs", "3", "--out", str(run_dir)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,

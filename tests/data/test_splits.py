@@ -30,7 +30,7 @@ def test_tiny_classes_and_tiny_data_are_refused():
 def test_standardize_uses_the_training_statistics_only():
     train = torch.tensor([[0.0, 5.0], [2.0, 5.0]])
     val = torch.tensor([[100.0, 7.0]])
-    (scaled_train, scaled_val), stats = standardize(train, val)
+    (_, scaled_val), stats = standardize(train, val)
     assert stats["mean"] == [1.0, 5.0] and stats["std"][1] == 1.0  # a constant feature is not divided by 0
     assert scaled_val.tolist() == [[pytest.approx(99 / 2**0.5), 2.0]]
     images = torch.rand(6, 3, 4, 4)

@@ -129,7 +129,7 @@ def test_tsv_and_unseen_categories(tmp_path):
 
 def test_parquet_reads_the_same_as_csv(tmp_path):
     pyarrow = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as parquet
+    from pyarrow import parquet
 
     table = pyarrow.table({"age": [20.0, None, 30.0, 41.0] * 5, "colour": ["red", "blue", None, "red"] * 5, "y": [0, 1, 0, 1] * 5})
     parquet.write_table(table, tmp_path / "t.parquet")

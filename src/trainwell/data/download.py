@@ -148,7 +148,7 @@ def fetch(
         url = mirror + remote.name
         try:
             retry_call(
-                lambda: _download(url, remote, target, timeout_s),
+                lambda url=url: _download(url, remote, target, timeout_s),
                 policy=policy,
                 retry_on=(OSError,),
                 sleep=sleep,

@@ -223,7 +223,7 @@ def ensure_files(
 
 
 def _present(directory: Path, name: str) -> bool:
-    raw_name = name[: -len(".gz")] if name.endswith(".gz") else name
+    raw_name = name.removesuffix(".gz")
     return (directory / name).is_file() or (directory / raw_name).is_file()
 
 

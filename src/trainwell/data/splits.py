@@ -69,7 +69,7 @@ def split_indices(
                 f"least 2 per class (one for training, one for validation). Add examples of it or remove it "
                 f"({len(lonely)} class(es) have a single example)."
             )
-        val_count = max(int(round(count * val_fraction)), len(classes))
+        val_count = max(round(count * val_fraction), len(classes))
         if val_count >= count or count - val_count < len(classes):
             raise DataError(
                 f"{source} has {count} samples in {len(classes)} classes: too few to hold out val_fraction="
@@ -78,7 +78,7 @@ def split_indices(
         stratify = labels
         test_size: Any = val_count
     else:
-        test_size = max(1, int(round(count * val_fraction)))
+        test_size = max(1, round(count * val_fraction))
         if test_size >= count:
             raise DataError(f"{source} has {count} samples: too few to hold out val_fraction={val_fraction}.")
     train_index, val_index = train_test_split(np.arange(count), test_size=test_size, random_state=seed, stratify=stratify)

@@ -85,7 +85,7 @@ def read_columns(path: Path) -> dict[str, list[Any]]:
 
 def _read_parquet(path: Path) -> dict[str, list[Any]]:
     try:
-        import pyarrow.parquet as parquet
+        from pyarrow import parquet
     except ImportError:
         raise DataError(
             f"reading '{path}' needs pyarrow, which is not installed: pip install 'trainwell[parquet]'."
