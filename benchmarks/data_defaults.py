@@ -14,7 +14,7 @@ accuracy, mean and worst over seeds.
 Part 3, loading speed: ``load("mnist")`` of generated MNIST-size IDX files (60,000 + 10,000
 images, gzip), median of 3 loads.
 
-    python benchmarks/data_defaults.py              # 5 seeds (a few minutes)
+    python benchmarks/data_defaults.py              # 5 seeds (several minutes)
     python benchmarks/data_defaults.py --seeds 2    # quicker, noisier
 """
 
