@@ -48,3 +48,32 @@ def small_classifier(inputs: int = 2, classes: int = 3, seed: int = 0) -> nn.Mod
 @pytest.fixture
 def classifier():
     return small_classifier()
+
+
+def write_mnist_like(directory, train: int = 600, test: int = 100, seed: int = 0, compress: bool = True):
+    """Small MNIST-format files (28x28, 10 classes): each class lights its own band of rows, plus noise."""
+    import numpy as np
+
+    from trainwell.data.idx import write_idx_split
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        labels = np.arange(count) % 10
+        rng.shuffle(labels)
+        images = rng.integers(0, 90, (count, 28, 28))
+        for image, label in zip(images, labels):
+            image[2 + 2 * label : 5 + 2 * label, 4:24] = 255
+        write_idx_split(directory, split, images.astype(np.uint8), labels.astype(np.uint8), compress)
+    return directory
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A directory of small, learnable MNIST-format files written by the test (no download)."""
+    return write_mnist_like(tmp_path / "mnist")
+
+
+@pytest.fixture
+def make_mnist_dir(tmp_path):
+    """``make_mnist_dir(name, train=..., test=..., compress=...)`` writes MNIST-format files under tmp_path/name."""
+    return lambda name="mnist", **options: write_mnist_like(tmp_path / name, **options)

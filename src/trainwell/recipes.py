@@ -9,9 +9,9 @@ written to the run directory's ``config.yaml`` and can be re-run as is with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 
 from trainwell.config import Schedule, TrainConfig, config_error
 from trainwell.exceptions import ConfigError
@@ -27,7 +27,22 @@ class RunConfig(TrainConfig):
     """A complete run: :class:`TrainConfig` plus the data and the model.
 
     Args:
-        data: A bundled dataset: ``digits`` (default), ``iris``, ``wine``, ``breast_cancer``.
+        data: What :func:`trainwell.data.load` reads: a bundled dataset (``digits``, the
+            default, ``iris``, ``wine``, ``breast_cancer``), ``mnist`` or ``fashion-mnist``, or the
+            path of a table (``.csv``/``.tsv``/``.parquet``), a ``.jsonl`` of texts or a folder
+            of class folders of images.
+        data_dir: Directory of the mnist/fashion-mnist IDX files (downloaded into it when absent).
+        data_format: ``auto`` (from the name or the path) or ``bundled``, ``idx``, ``tabular``,
+            ``images``, ``text``.
+        target: The column to predict in a table, or the label column of a text file.
+        missing: Missing values in a table: ``impute`` (training median, or a category of their
+            own), ``drop`` the rows, or ``error``.
+        image_size: Resize images to this square size (None: the first image's size).
+        augment: Random crop and flip of training images.
+        bad_images: An image that fails to decode is an ``error`` or is ``skip``-ped (counted in the log).
+        text_column: The column (key) holding the text of a text file.
+        max_length: Tokens kept per text (None: the longest training text, at most 256).
+        download: Download missing mnist/fashion-mnist files.
         val_fraction: Share of the data held out for validation (stratified).
         batch_size: Training batch size; the lr is rescaled by ``lr_scaling`` when it differs
             from ``reference_batch_size``.
@@ -40,6 +55,16 @@ class RunConfig(TrainConfig):
     """
 
     data: str = "digits"
+    data_dir: Optional[Path] = None
+    data_format: Literal["auto", "bundled", "idx", "tabular", "images", "text"] = "auto"
+    target: Optional[str] = None
+    missing: Literal["impute", "drop", "error"] = "impute"
+    image_size: Optional[StrictInt] = Field(None, ge=1, le=4096)
+    augment: StrictBool = False
+    bad_images: Literal["error", "skip"] = "error"
+    text_column: str = "text"
+    max_length: Optional[StrictInt] = Field(None, ge=1, le=100_000)
+    download: StrictBool = True
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     batch_size: StrictInt = Field(REFERENCE_BATCH_SIZE, ge=1, le=1_000_000)
     model: str = "mlp"
@@ -61,14 +86,25 @@ class RunConfig(TrainConfig):
             raise config_error(error.problems, cls, option_names) from None
 
 def build_data(config: RunConfig):
-    """Load and split the run's data; return the splits."""
-    from trainwell.data import BUNDLED, load_bundled
+    """Load, check and split the run's data (:func:`trainwell.data.load`); return the splits."""
+    from trainwell.data import load
 
-    if config.data not in BUNDLED:
-        raise ConfigError(
-            f"data={config.data!r} is not a known dataset: expected one of {', '.join(map(repr, BUNDLED))}."
-        )
-    return load_bundled(config.data, val_fraction=config.val_fraction, seed=config.seed or 0)
+    return load(
+        config.data,
+        data_dir=config.data_dir,
+        val_fraction=config.val_fraction,
+        seed=config.seed or 0,
+        format=config.data_format,
+        target=config.target,
+        task=config.task,
+        missing=config.missing,
+        image_size=config.image_size,
+        augment=config.augment,
+        bad_images=config.bad_images,
+        text_column=config.text_column,
+        max_length=config.max_length,
+        download=config.download,
+    )
 
 
 def build_model(config: RunConfig, info: Any):
@@ -79,23 +115,56 @@ def build_model(config: RunConfig, info: Any):
 
     if config.model != "mlp":
         raise ConfigError(f"model={config.model!r} is not a known model: expected 'mlp'.")
+    if getattr(info, "vocab_size", None) is not None:
+        raise ConfigError(
+            f"model='mlp' cannot read {info.name!r}: its inputs are token ids, which need a model with an "
+            "embedding (a sequence model such as an RNN or a Transformer), not an MLP."
+        )
     inputs = math.prod(info.input_shape)
     return MLP([inputs, *config.hidden, info.num_outputs], dropout=config.dropout)
 
 
 def run(config: RunConfig, callbacks: list[Any] | None = None):
     """Train the model ``config`` describes on its data; return the FitResult."""
-    from trainwell.system import seed_everything
+    from trainwell.callbacks import SaveDataInfo
+    from trainwell.data import check_labels_fit
+    from trainwell.system import resolve_device, seed_everything
     from trainwell.trainer import Trainer
 
     if config.seed is not None:
         # Seed before building the model, so its initial weights are reproducible too.
         seed_everything(config.seed)
     splits = build_data(config)
-    train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0)
+    device = resolve_device(config.device)
+    train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0, pin_memory=device.type == "cuda")
     model = build_model(config, splits.info)
+    outputs = _output_width(model, splits.train[0][:2])
+    if outputs is not None:
+        check_labels_fit(splits, outputs)
+    callbacks = [SaveDataInfo(splits.info), *(callbacks or [])]
     # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
-    return Trainer(config, callbacks=callbacks or []).fit(model, train_loader, val_loader)
+    return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader)
+
+
+def _output_width(model: Any, sample: Any) -> int | None:
+    """How many outputs the model gives per sample (one forward pass on two samples, in eval mode).
+
+    None when the model fails on the sample: the trainer's first-batch check then explains why.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    finally:
+        model.train(was_training)
+    if not isinstance(outputs, torch.Tensor):
+        return None
+    return int(outputs.shape[-1]) if outputs.dim() > 1 else 1
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:

@@ -4,6 +4,7 @@
     <run_dir>/metrics.jsonl   one JSON object per epoch, and events (skipped steps, ...)
     <run_dir>/train.log       the log at info level
     <run_dir>/model.txt       the model's structure and parameter count
+    <run_dir>/data.json       what was learned from the data (trainwell.data.save_data_info)
 """
 
 from __future__ import annotations

@@ -97,3 +97,47 @@ def test_help_explains_every_flag(capsys):
     out = capsys.readouterr().out
     for flag in ("--epochs", "--lr", "--batch-size", "--precision", "--seed", "--out", "--config", "--quiet", "--data", "--device"):
         assert flag in out
+
+
+@pytest.mark.slow
+def test_train_on_mnist_files_from_a_directory(make_mnist_dir, tmp_path, capsys):
+    data_dir = make_mnist_dir(train=600, test=100)
+    run_dir = tmp_path / "run"
+    status = main(["train", "--data", "mnist", "--data-dir", str(data_dir), "--no-download", "--epochs", "3", "--out", str(run_dir), "--quiet"])
+    assert status == 0, capsys.readouterr().err
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["val_accuracy"] for row in history if "val_accuracy" in row) >= 0.9
+    assert json.loads((run_dir / "data.json").read_text())["class_names"] == [str(d) for d in range(10)]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["data"] == "mnist" and config["data_dir"] == str(data_dir) and config["download"] is False
+    assert "in_features=784" in (run_dir / "model.txt").read_text()
+
+
+def test_train_on_a_csv_with_target(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("x,colour,y\n" + "".join(f"{i % 10},{['red', 'blue'][i % 2]},{i % 2}\n" for i in range(80)))
+    run_dir = tmp_path / "run"
+    status = main(["train", "--data", str(table), "--target", "y", "--epochs", "2", "--out", str(run_dir), "--quiet"])
+    assert status == 0, capsys.readouterr().err
+    assert json.loads((run_dir / "data.json").read_text())["preprocessing"]["feature_names"] == ["x", "colour=blue", "colour=red"]
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (["--data", "cifar"], 2, "data='cifar' is not a known dataset"),
+        (["--data", "missing.csv", "--target", "y"], 1, "data 'missing.csv' does not exist"),
+        (["--data", "TABLE"], 1, "needs a target column: pass target=... (--target on the command line)"),
+        (["--data", "TABLE", "--target", "z"], 1, "target='z' is not a column of"),
+        (["--data", "mnist", "--data-dir", "EMPTY", "--no-download"], 1, "lacks 'train-images-idx3-ubyte.gz'"),
+        (["--data", "TABLE", "--target", "y", "--missing", "guess"], 2, "--missing='guess' is not a valid choice"),
+    ],
+)
+def test_bad_data_fails_before_training_with_the_file_named(tmp_path, capsys, args, status, message):
+    table = tmp_path / "t.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    args = [str(table) if a == "TABLE" else str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == status
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

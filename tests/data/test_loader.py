@@ -82,3 +82,42 @@ def test_numpy_float64_becomes_float32():
 def test_bad_arguments_are_refused(args, kwargs, match):
     with pytest.raises(DataError, match=match):
         TensorLoader(*args, **kwargs)
+
+
+def test_transform_gets_a_generator_seeded_by_seed_and_epoch():
+    seen = []
+
+    def record(inputs, generator):
+        seen.append(torch.rand(1, generator=generator).item())
+        return inputs + 100
+
+    loader = TensorLoader(*_data(6), batch_size=3, seed=1, transform=record)
+    batches = [inputs for inputs, _ in loader]
+    assert all((b >= 100).all() for b in batches)
+    first_epoch = list(seen)
+    seen.clear()
+    loader.set_epoch(0)
+    list(loader)
+    assert seen == first_epoch  # reproducible from (seed, epoch)
+    seen.clear()
+    list(loader)
+    assert seen != first_epoch
+
+
+def test_pin_memory_without_cuda_changes_nothing():
+    pinned = TensorLoader(*_data(10), batch_size=4, seed=0, pin_memory=True)
+    plain = TensorLoader(*_data(10), batch_size=4, seed=0)
+    assert pinned.pin_memory is torch.cuda.is_available()
+    for (x1, y1), (x2, y2) in zip(pinned, plain):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pinned_batches_copy_asynchronously():
+    loader = TensorLoader(*_data(10), batch_size=4, seed=0, pin_memory=True, transform=lambda x, g: x * 2)
+    for inputs, targets in loader:
+        assert inputs.is_pinned() and targets.is_pinned()
+        assert torch.equal(inputs.to("cuda", non_blocking=True).cpu(), inputs)
+    ordered = TensorLoader(*_data(10), batch_size=4, shuffle=False, pin_memory=True)
+    assert all(x.is_pinned() for x, _ in ordered)

@@ -11,7 +11,25 @@ from trainwell.exceptions import ConfigError
 # Each flag that sets a RunConfig field: field -> (flag, argparse options). Flags left out of
 # the command line do not override the config file or the defaults.
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "data": ("--data", {"metavar": "NAME", "help": "bundled dataset: digits (default), iris, wine, breast_cancer"}),
+    "data": (
+        "--data",
+        {
+            "metavar": "NAME|PATH",
+            "help": "digits (default), iris, wine, breast_cancer, mnist, fashion-mnist, a .csv/.tsv/.parquet table "
+            "(with --target), a .jsonl of texts, or a folder of class folders of images",
+        },
+    ),
+    "data_dir": ("--data-dir", {"type": Path, "metavar": "DIR", "help": "directory of the mnist/fashion-mnist IDX files (downloaded into it when absent)"}),
+    "data_format": ("--data-format", {"metavar": "F", "help": "auto (default), bundled, idx, tabular, images or text (e.g. text for a .csv of texts)"}),
+    "target": ("--target", {"metavar": "COLUMN", "help": "the column to predict in a table, or the label column of a text file (default label)"}),
+    "task": ("--task", {"metavar": "T", "help": "auto (default: inferred from the target), classification or regression"}),
+    "missing": ("--missing", {"metavar": "POLICY", "help": "missing values in a table: impute (default), drop or error"}),
+    "image_size": ("--image-size", {"type": int, "metavar": "N", "help": "resize images to NxN (default: the first image's size)"}),
+    "augment": ("--augment", {"action": "store_true", "default": None, "help": "random crop and flip of training images"}),
+    "bad_images": ("--bad-images", {"metavar": "POLICY", "help": "an image that fails to decode: error (default) or skip"}),
+    "text_column": ("--text-column", {"metavar": "COLUMN", "help": "the column holding the text of a text file (default text)"}),
+    "max_length": ("--max-length", {"type": int, "metavar": "N", "help": "tokens kept per text (default: the longest training text, at most 256)"}),
+    "download": ("--no-download", {"action": "store_false", "default": None, "help": "never download: missing mnist/fashion-mnist files are an error"}),
     "epochs": ("--epochs", {"type": int, "metavar": "N", "help": "passes over the training data, 1..1000 (default 10)"}),
     "lr": ("--lr", {"type": float, "metavar": "LR", "help": "peak learning rate, 1e-6..1 (default 1e-2 with the one-cycle schedule)"}),
     "batch_size": (

@@ -52,13 +52,23 @@ class Splits:
     info: DataInfo
     test: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def loaders(self, batch_size: int = 64, seed: int = 0) -> tuple[Any, Any]:
-        """A shuffled training TensorLoader and an ordered validation one."""
+    def loaders(self, batch_size: int = 64, seed: int = 0, pin_memory: bool | None = None) -> tuple[Any, Any]:
+        """A shuffled training TensorLoader (augmented when ``info.preprocessing`` asks) and an ordered validation one.
+
+        ``pin_memory`` None pins when CUDA is available (see :class:`~trainwell.data.TensorLoader`).
+        """
+        import torch
+
+        from trainwell.data.augment import augment_from
         from trainwell.data.loader import TensorLoader
 
+        pin = torch.cuda.is_available() if pin_memory is None else pin_memory
         return (
-            TensorLoader(*self.train, batch_size=batch_size, shuffle=True, seed=seed),
-            TensorLoader(*self.val, batch_size=max(batch_size, 256), shuffle=False),
+            TensorLoader(
+                *self.train, batch_size=batch_size, shuffle=True, seed=seed,
+                transform=augment_from(self.info.preprocessing), pin_memory=pin,
+            ),
+            TensorLoader(*self.val, batch_size=max(batch_size, 256), shuffle=False, pin_memory=pin),
         )
 
 

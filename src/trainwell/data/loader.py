@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -30,6 +30,12 @@ class TensorLoader:
         drop_last: Drop the last, smaller batch.
         seed: Seed of the shuffling order; None draws one from torch's global RNG (so
             ``torch.manual_seed`` makes it reproducible).
+        transform: ``transform(inputs, generator) -> inputs`` applied to each batch's inputs
+            (training-only augmentation, e.g. :class:`~trainwell.data.augment.ImageAugment`),
+            drawing from a generator seeded by ``(seed, epoch)``.
+        pin_memory: Keep the tensors, and every batch cut from them, in page-locked memory so
+            that copies to a CUDA device run asynchronously (the trainer copies with
+            ``non_blocking=True``). Ignored, with nothing pinned, when CUDA is not available.
 
     Example:
         >>> loader = TensorLoader(torch.arange(10.0).unsqueeze(1), torch.arange(10), batch_size=4, seed=0)
@@ -45,6 +51,8 @@ class TensorLoader:
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int | None = None,
+        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         self.inputs = _as_tensor(inputs)
         self.targets = _as_tensor(targets)
@@ -67,6 +75,10 @@ class TensorLoader:
         self.drop_last = drop_last
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         self.epoch = 0
+        self.transform = transform
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        if self.pin_memory:
+            self.inputs, self.targets = self.inputs.pin_memory(), self.targets.pin_memory()
 
     def __len__(self) -> int:
         samples = len(self.inputs)
@@ -79,17 +91,40 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         stop = len(self) * self.batch_size
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        plain = self.transform is None and not self.pin_memory
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(len(self.inputs), generator=generator)
             for start in range(0, stop, self.batch_size):
                 index = order[start : start + self.batch_size]
-                yield self.inputs[index], self.targets[index]
+                if plain:
+                    yield self.inputs[index], self.targets[index]
+                else:
+                    yield self._finish(self._gather(self.inputs, index), self._gather(self.targets, index), generator)
         else:
             for start in range(0, stop, self.batch_size):
-                yield self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
+                # Slices of pinned tensors are pinned views: no copy at all.
+                inputs, targets = self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
+                yield (inputs, targets) if plain else self._finish(inputs, targets, generator)
         # Only a complete pass moves on to the next epoch's order.
         self.epoch = epoch + 1
+
+    def _gather(self, tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if not self.pin_memory:
+            return tensor[index]
+        # Gather straight into page-locked memory (from torch's caching host allocator), so the
+        # batch needs no second copy before an asynchronous transfer.
+        out = torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
+        return torch.index_select(tensor, 0, index, out=out)
+
+    def _finish(
+        self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.transform is not None:
+            inputs = self.transform(inputs, generator)
+            if self.pin_memory and not inputs.is_pinned():
+                inputs = inputs.pin_memory()
+        return inputs, targets
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "epoch": self.epoch}
