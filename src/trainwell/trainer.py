@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from trainwell import batches
-from trainwell.callbacks import Callback, CallbackList, EarlyStopping, JSONLLogger, ProgressBar
+from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
+from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
 from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
@@ -480,7 +481,9 @@ class Trainer:
         if config.progress:
             builtins.append(ProgressBar())
         if config.run_dir is not None:
-            builtins.append(JSONLLogger(Path(config.run_dir) / "metrics.jsonl"))
+            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers)
+        elif config.loggers:
+            logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
         return builtins
 
     def _divergence_advice(self) -> str:
