@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, StrictInt
 
 from trainwell.config import Schedule, TrainConfig, config_error
-from trainwell.exceptions import ConfigError
+from trainwell.exceptions import ConfigError, DivergenceError
 
 # The defaults the built-in recipe was tuned with (see README, "What is measured"): one-cycle
 # at a peak lr of 1e-2 beat a constant 1e-3 and 3e-3 on digits over 6 seeds, for batches of 64.
@@ -83,8 +83,12 @@ def build_model(config: RunConfig, info: Any):
     return MLP([inputs, *config.hidden, info.num_outputs], dropout=config.dropout)
 
 
-def run(config: RunConfig, callbacks: list[Any] | None = None):
-    """Train the model ``config`` describes on its data; return the FitResult."""
+def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = False):
+    """Train the model ``config`` describes on its data; return the FitResult.
+
+    With ``auto_lr``, the LR finder picks the peak lr first (on the model about to be trained,
+    which it restores), and ``reference_batch_size`` becomes the batch size it was found for.
+    """
     from trainwell.system import seed_everything
     from trainwell.trainer import Trainer
 
@@ -94,8 +98,43 @@ def run(config: RunConfig, callbacks: list[Any] | None = None):
     splits = build_data(config)
     train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0)
     model = build_model(config, splits.info)
+    if auto_lr:
+        config = _with_found_lr(config, model, train_loader)
     # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
     return Trainer(config, callbacks=callbacks or []).fit(model, train_loader, val_loader)
+
+
+def find_recipe_lr(config: RunConfig, **finder_options: Any):
+    """Run the LR finder on the model and data ``config`` describes; return its LRFinderResult."""
+    from trainwell.system import seed_everything
+
+    if config.seed is not None:
+        seed_everything(config.seed)
+    splits = build_data(config)
+    train_loader, _ = splits.loaders(config.batch_size, seed=config.seed or 0)
+    model = build_model(config, splits.info)
+    return _find_lr(config, model, train_loader, **finder_options)
+
+
+def _find_lr(config: RunConfig, model: Any, train_loader: Any, **finder_options: Any):
+    from trainwell.lr_finder import find_lr
+
+    return find_lr(model, train_loader, config=config, **finder_options)
+
+
+def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfig:
+    import logging
+
+    result = _find_lr(config, model, train_loader)
+    if result.suggested_lr is None:
+        raise DivergenceError(
+            "lr=auto: the LR finder saw the training loss fall at no lr from 1e-7 to 10, so it cannot suggest one. "
+            "Check the data and the model (trainwell lr-find plots the sweep), or pass --lr explicitly."
+        )
+    logging.getLogger("trainwell").info(
+        "lr=auto: using the LR finder's suggestion %.3g as the peak lr, tuned for batch size %d.", result.suggested_lr, config.batch_size
+    )
+    return config.replace(lr=result.suggested_lr, reference_batch_size=config.batch_size)
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:
