@@ -262,6 +262,8 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         return described + (" or None" if type(None) in typing.get_args(annotation) else "")
     if origin is Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if origin is list:
+        return "a list, each item " + describe_allowed(typing.get_args(annotation)[0])
     if annotation is bool or annotation == StrictBool:
         return "true or false"
     if annotation in (int, StrictInt):
