@@ -48,7 +48,9 @@ def main() -> None:
     for label, rows in results.items():
         lrs, accuracies, losses = zip(*rows)
         spread = f"{min(lrs):.3g} to {max(lrs):.3g}" if min(lrs) != max(lrs) else f"{lrs[0]:.3g}"
-        print(f"| {label} | {spread} | {statistics.mean(accuracies):.4f} | {min(accuracies):.4f} | {statistics.mean(losses):.4f} |")
+        print(
+            f"| {label} | {spread} | {statistics.mean(accuracies):.4f} | {min(accuracies):.4f} | {statistics.mean(losses):.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,26 @@ from trainwell.records import RunRecords
 def _run(name, losses, steps_per_epoch=10):
     records = [{"event": "run_start", "steps_per_epoch": steps_per_epoch}]
     for epoch, (train, val) in enumerate(losses, start=1):
-        records.append({"event": "step", "epoch": epoch, "step": epoch * steps_per_epoch - 5, "train_loss": train, "lr": 0.01 * epoch})
-        records.append({"event": "epoch", "epoch": epoch, "step": epoch * steps_per_epoch, "train_loss": train, "val_loss": val, "val_accuracy": 1 - val, "lr": 0.01 * epoch})
+        records.append(
+            {
+                "event": "step",
+                "epoch": epoch,
+                "step": epoch * steps_per_epoch - 5,
+                "train_loss": train,
+                "lr": 0.01 * epoch,
+            }
+        )
+        records.append(
+            {
+                "event": "epoch",
+                "epoch": epoch,
+                "step": epoch * steps_per_epoch,
+                "train_loss": train,
+                "val_loss": val,
+                "val_accuracy": 1 - val,
+                "lr": 0.01 * epoch,
+            }
+        )
     run = RunRecords.from_records(records)
     run.path = run.path / name
     return run

@@ -10,7 +10,13 @@ DEFAULT_DIGITS = [
     (0.0626, 0.1333, 0.9750), (0.0405, 0.1394, 0.9806), (0.0377, 0.1326, 0.9750), (0.0232, 0.1162, 0.9778),
     (0.0145, 0.1159, 0.9806),
 ]  # fmt: skip
-DEFAULT_CONFIG = {"lr": 0.01, "schedule": "onecycle", "max_grad_norm": 1.0, "early_stopping_patience": 5, "reference_batch_size": 64}
+DEFAULT_CONFIG = {
+    "lr": 0.01,
+    "schedule": "onecycle",
+    "max_grad_norm": 1.0,
+    "early_stopping_patience": 5,
+    "reference_batch_size": 64,
+}
 
 
 def _run(rows, config=None, run_info=None, events=(), **extra):
@@ -39,7 +45,11 @@ def test_the_default_digits_run_is_healthy():
 def test_nonfinite_loss_names_the_skips_and_the_fix():
     run = _run(DEFAULT_DIGITS[:3], events=[{"event": "nonfinite_skip", "epoch": 2, "step": 30, "skipped": 1}])
     finding = doctor.nonfinite_loss(run)
-    assert finding.severity == "warning" and "1 optimizer step(s) skipped" in finding.evidence and "step 30" in finding.evidence
+    assert (
+        finding.severity == "warning"
+        and "1 optimizer step(s) skipped" in finding.evidence
+        and "step 30" in finding.evidence
+    )
     assert "Lower the lr (peak 0.01; try 0.001)" in finding.fix and "clip harder" in finding.fix
     assert doctor.nonfinite_loss(_run(DEFAULT_DIGITS)) is None
 
@@ -65,7 +75,13 @@ def test_an_early_plateau_suggests_a_higher_lr_and_the_finder():
 
 def test_overfitting_needs_val_loss_up_train_loss_down_and_a_worse_metric():
     # The default iris run: val_loss 0.55 -> 1.19 while accuracy drops from 0.83.
-    iris = [(0.9301, 0.5519, 0.8333), (0.5189, 0.6919, 0.8), (0.2826, 1.1083, 0.7333), (0.1530, 1.1871, 0.7), (0.1003, 0.9045, 0.7333)]
+    iris = [
+        (0.9301, 0.5519, 0.8333),
+        (0.5189, 0.6919, 0.8),
+        (0.2826, 1.1083, 0.7333),
+        (0.1530, 1.1871, 0.7),
+        (0.1003, 0.9045, 0.7333),
+    ]
     finding = doctor.overfitting(_run(iris))
     assert "lowest at epoch 1 (0.5519)" in finding.evidence and "val_accuracy averaged" in finding.evidence
     assert "weight_decay" in finding.fix and "keeps epoch 1's weights" in finding.evidence
@@ -96,15 +112,28 @@ def test_underfitting_tells_a_stalled_model_from_a_still_falling_one():
 
 
 def test_out_of_memory_failures_recoveries_and_near_misses():
-    failure = {"event": "exception", "epoch": 1, "step": 3, "type": "OutOfMemoryError", "message": "CUDA out of memory. Tried to allocate 2.00 GiB"}
+    failure = {
+        "event": "exception",
+        "epoch": 1,
+        "step": 3,
+        "type": "OutOfMemoryError",
+        "message": "CUDA out of memory. Tried to allocate 2.00 GiB",
+    }
     finding = doctor.out_of_memory(_run([], events=[failure], run_info={"batch_size": 256}))
     assert finding.severity == "error" and "CUDA out of memory" in finding.evidence
-    assert "halve the batch size (now 256)" in finding.fix.lower() and "accumulating gradients" in finding.fix and "bf16" in finding.fix
+    assert (
+        "halve the batch size (now 256)" in finding.fix.lower()
+        and "accumulating gradients" in finding.fix
+        and "bf16" in finding.fix
+    )
     recovered = _run(DEFAULT_DIGITS[:2], events=[{"event": "oom_recovered", "epoch": 1, "step": 7}])
     assert doctor.out_of_memory(recovered).title == "out of memory"
     near = _run(DEFAULT_DIGITS[:2], run_info={"gpu_memory_total": 80 * 2**30}, gpu_memory_reserved=79 * 2**30)
     assert doctor.out_of_memory(near).title == "close to out of memory"
-    assert doctor.out_of_memory(_run(DEFAULT_DIGITS, run_info={"gpu_memory_total": 80 * 2**30}, gpu_memory_reserved=2**30)) is None
+    assert (
+        doctor.out_of_memory(_run(DEFAULT_DIGITS, run_info={"gpu_memory_total": 80 * 2**30}, gpu_memory_reserved=2**30))
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,7 +146,9 @@ def test_out_of_memory_failures_recoveries_and_near_misses():
     ],
 )
 def test_a_large_batch_without_lr_scaling(batch, config, flagged):
-    finding = doctor.large_batch_without_lr_scaling(_run(DEFAULT_DIGITS, config=config, run_info={"batch_size": batch, "peak_lr": 1e-3}))
+    finding = doctor.large_batch_without_lr_scaling(
+        _run(DEFAULT_DIGITS, config=config, run_info={"batch_size": batch, "peak_lr": 1e-3})
+    )
     assert (finding is not None) == flagged
     if flagged:
         assert f"batch size {batch}" in finding.evidence and f"reference_batch_size={batch}" in finding.fix
@@ -125,5 +156,10 @@ def test_a_large_batch_without_lr_scaling(batch, config, flagged):
 
 def test_errors_come_first():
     failure = {"event": "exception", "type": "OutOfMemoryError", "message": "out of memory"}
-    run = _run(DEFAULT_DIGITS, events=[failure], run_info={"batch_size": 1024, "peak_lr": 0.01}, config={"reference_batch_size": None})
+    run = _run(
+        DEFAULT_DIGITS,
+        events=[failure],
+        run_info={"batch_size": 1024, "peak_lr": 0.01},
+        config={"reference_batch_size": None},
+    )
     assert _rules(run) == ["out_of_memory", "large_batch_without_lr_scaling"]

@@ -8,7 +8,6 @@ from torch import nn
 
 import trainwell
 from trainwell import ConfigError, DataError, ModelError
-from trainwell.data import TensorLoader
 from trainwell.lr_finder import find_lr
 
 
@@ -41,7 +40,9 @@ def test_the_model_optimizer_and_random_state_are_restored(blob_loaders):
     result = find_lr(model, blob_loaders[0], optimizer=optimizer, num_steps=30)
 
     assert len(result.lrs) > 10
-    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())  # BatchNorm buffers too
+    assert all(
+        torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items()
+    )  # BatchNorm buffers too
     assert all(torch.equal(before, p.grad) for before, p in zip(grads, model.parameters()))
     assert not model.training
     assert optimizer.param_groups[0]["lr"] == 0.05
@@ -58,7 +59,9 @@ def test_training_after_the_finder_is_the_same_as_without_it(blob_loaders):
 
 
 def test_stops_when_the_loss_diverges(blob_loaders):
-    result = find_lr(_model(), blob_loaders[0], start_lr=1e-3, end_lr=1e6, num_steps=200, max_grad_norm=None, optimizer="sgd")
+    result = find_lr(
+        _model(), blob_loaders[0], start_lr=1e-3, end_lr=1e6, num_steps=200, max_grad_norm=None, optimizer="sgd"
+    )
     assert result.stopped_early and len(result.lrs) < 200
     assert math.isnan(result.smoothed[-1]) or result.smoothed[-1] > min(v for v in result.smoothed if math.isfinite(v))
 

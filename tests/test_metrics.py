@@ -59,3 +59,17 @@ def test_regression_rmse_and_r2_match_scikit_learn():
 def test_nothing_seen_computes_nothing():
     task = infer_task("auto", None, torch.randn(2, 3), torch.tensor([0, 1]))
     assert ValidationMetrics(task).compute() == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_collecting_predictions_never_waits_for_the_gpu():
+    outputs, targets = torch.randn(64, 10, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
+    collected = ValidationMetrics(infer_task("auto", None, outputs, targets))
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            collected.update(outputs, targets)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert collected.compute()["val_f1"] >= 0

@@ -29,7 +29,10 @@ def run_dir(tmp_path_factory):
     targets = torch.randint(0, 3, (300,), generator=generator)
     inputs = centers[targets] + 0.5 * torch.randn(300, 2, generator=generator)
     path = tmp_path_factory.mktemp("report") / "run"
-    loaders = TensorLoader(inputs[:240], targets[:240], batch_size=32, seed=0), TensorLoader(inputs[240:], targets[240:], shuffle=False)
+    loaders = (
+        TensorLoader(inputs[:240], targets[:240], batch_size=32, seed=0),
+        TensorLoader(inputs[240:], targets[240:], shuffle=False),
+    )
     trainwell.fit(small_classifier(), *loaders, epochs=4, lr=1e-2, run_dir=path, **QUIET)
     return path
 
@@ -61,7 +64,9 @@ def test_text_from_the_run_is_escaped(tmp_path, run_dir):
 
 
 def _chromium():
-    return next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None)
+    return next(
+        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+    )
 
 
 class DevTools:
@@ -78,7 +83,11 @@ class DevTools:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]  # fmt: skip
         self.process = subprocess.Popen(
-            [binary, *flags], pass_fds=(3, 4), preexec_fn=use_pipe_fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [binary, *flags],
+            pass_fds=(3, 4),
+            preexec_fn=use_pipe_fds,  # noqa: PLW1509 - the test starts no threads
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(to_browser)
         os.close(from_browser)
@@ -130,11 +139,15 @@ class DevTools:
 def test_the_report_loads_in_headless_chromium_without_errors_and_shows_the_curves(run_dir, tmp_path):
     binary = _chromium()
     if binary is None:
-        pytest.skip("chromium is not installed, so report.html cannot be loaded in a real browser: apt-get install chromium")
+        pytest.skip(
+            "chromium is not installed, so report.html cannot be loaded in a real browser: apt-get install chromium"
+        )
     browser = DevTools(binary, tmp_path / "profile")
     try:
         page = next(t for t in browser.send("Target.getTargets")["result"]["targetInfos"] if t["type"] == "page")
-        session = browser.send("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["result"]["sessionId"]
+        session = browser.send("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["result"][
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log", "Network"):
             browser.send(f"{domain}.enable", session=session)
         browser.send("Page.navigate", {"url": (run_dir / "report.html").as_uri()}, session=session)
@@ -149,7 +162,9 @@ def test_the_report_loads_in_headless_chromium_without_errors_and_shows_the_curv
         browser.close()
     assert curves["loaded"] and (curves["width"], curves["height"]) == (1500, 420)
     assert curves["shownWidth"] > 600 and curves["shownHeight"] > 150
-    assert curves["display"] != "none" and curves["visibility"] == "visible" and curves["title"] == "trainwell report: run"
+    assert (
+        curves["display"] != "none" and curves["visibility"] == "visible" and curves["title"] == "trainwell report: run"
+    )
     errors = [
         e for e in browser.events
         if e["method"] == "Runtime.exceptionThrown"

@@ -64,7 +64,9 @@ def render_curves(runs: Sequence[RunRecords], dpi: int = 100) -> bytes:
             _line(loss_axes, epochs, val_loss, colour or "C1", "--", f"{prefix}validation")
             best = _best_index(val_loss)
             if best is not None:
-                loss_axes.plot([epochs[best]], [val_loss[best]], marker="*", markersize=12, color=colour or "C1", linestyle="none")
+                loss_axes.plot(
+                    [epochs[best]], [val_loss[best]], marker="*", markersize=12, color=colour or "C1", linestyle="none"
+                )
         if metric is not None and run.has(metric):
             _line(metric_axes, epochs, run.series(metric), colour or "C2", "-", prefix.strip() or None)
         positions, rates = _lr_schedule(run)

@@ -69,7 +69,9 @@ def nonfinite_loss(run: RunRecords) -> Finding | None:
     """Losses or gradients that became NaN or infinite (skipped steps, a non-finite epoch loss, divergence)."""
     skipped = sum(int(r.get("nonfinite_steps") or 0) for r in run.epochs)
     skip_events = [e for e in run.events if e.get("event") == "nonfinite_skip"]
-    bad_epochs = [int(r["epoch"]) for r in run.epochs if any(_is_nonfinite(r, key) for key in ("train_loss", "val_loss"))]
+    bad_epochs = [
+        int(r["epoch"]) for r in run.epochs if any(_is_nonfinite(r, key) for key in ("train_loss", "val_loss"))
+    ]
     failure = run.failure
     diverged = failure is not None and failure.get("type") == "DivergenceError"
     if not (skipped or skip_events or bad_epochs or diverged):
@@ -78,15 +80,25 @@ def nonfinite_loss(run: RunRecords) -> Finding | None:
     if skipped or skip_events:
         first = skip_events[0] if skip_events else None
         where = f", the first at step {first.get('step')} (epoch {first.get('epoch')})" if first else ""
-        parts.append(f"{max(skipped, len(skip_events))} optimizer step(s) skipped for a non-finite loss or gradient{where}")
+        parts.append(
+            f"{max(skipped, len(skip_events))} optimizer step(s) skipped for a non-finite loss or gradient{where}"
+        )
     if bad_epochs:
         parts.append(f"a non-finite epoch loss in epoch(s) {_list(bad_epochs)}")
     if diverged:
-        parts.append(f"training stopped: {failure.get('message', '').splitlines()[0] if failure.get('message') else 'DivergenceError'}")
+        parts.append(
+            f"training stopped: {failure.get('message', '').splitlines()[0] if failure.get('message') else 'DivergenceError'}"
+        )
     lr = run.run_info.get("peak_lr", run.config.get("lr"))
     clip = run.config.get("max_grad_norm", "unknown")
-    fixes = [f"lower the lr (peak {_g(lr)}; try {_g(lr / 10)})" if isinstance(lr, (int, float)) else "lower the lr (try 10x lower)"]
-    fixes.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm now {clip})")
+    fixes = [
+        f"lower the lr (peak {_g(lr)}; try {_g(lr / 10)})"
+        if isinstance(lr, (int, float))
+        else "lower the lr (try 10x lower)"
+    ]
+    fixes.append(
+        "enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm now {clip})"
+    )
     if run.run_info.get("precision") == "fp16" or run.config.get("precision") == "fp16":
         fixes.append("train in bf16 or fp32 instead of fp16")
     fixes.append("check the inputs and targets for NaN or inf")
@@ -112,8 +124,15 @@ def loss_plateau(run: RunRecords) -> Finding | None:
     if fall >= PLATEAU_MAX_FALL:
         return None
     lr = run.run_info.get("peak_lr", run.config.get("lr"))
-    raise_lr = f"raise the lr (peak {_g(lr)}; try 3-10x higher)" if isinstance(lr, (int, float)) else "raise the lr (try 3-10x higher)"
-    fixes = [raise_lr, "or let the LR finder pick one (trainwell lr-find, trainwell train --lr auto, trainwell.find_lr)"]
+    raise_lr = (
+        f"raise the lr (peak {_g(lr)}; try 3-10x higher)"
+        if isinstance(lr, (int, float))
+        else "raise the lr (try 3-10x higher)"
+    )
+    fixes = [
+        raise_lr,
+        "or let the LR finder pick one (trainwell lr-find, trainwell train --lr auto, trainwell.find_lr)",
+    ]
     if run.config.get("schedule") == "constant":
         fixes.append("and use a schedule with warm-up (schedule='onecycle')")
     return Finding(
@@ -133,7 +152,11 @@ def overfitting(run: RunRecords) -> Finding | None:
         return None
     after = [v for v in val[best + 1 :] if math.isfinite(v)]
     rise = _mean(after) / val[best] - 1 if val[best] > 0 and after else 0.0
-    train_fell = math.isfinite(train[-1]) and math.isfinite(train[best]) and train[-1] <= train[best] * (1 - OVERFIT_MIN_TRAIN_FALL)
+    train_fell = (
+        math.isfinite(train[-1])
+        and math.isfinite(train[best])
+        and train[-1] <= train[best] * (1 - OVERFIT_MIN_TRAIN_FALL)
+    )
     if rise < OVERFIT_MIN_RISE or not train_fell:
         return None
     metric_note = ""
@@ -142,7 +165,11 @@ def overfitting(run: RunRecords) -> Finding | None:
         if not math.isfinite(values[best]):
             continue
         at_best, later = values[best], _mean([v for v in values[best + 1 :] if math.isfinite(v)])
-        worse = later < at_best * (1 - OVERFIT_METRIC_TOLERANCE) if higher_is_better else later > at_best * (1 + OVERFIT_METRIC_TOLERANCE)
+        worse = (
+            later < at_best * (1 - OVERFIT_METRIC_TOLERANCE)
+            if higher_is_better
+            else later > at_best * (1 + OVERFIT_METRIC_TOLERANCE)
+        )
         if not worse:
             return None
         metric_note = f", and {key} averaged {later:.4g} after it against {at_best:.4g} at its best epoch"
@@ -152,7 +179,10 @@ def overfitting(run: RunRecords) -> Finding | None:
         f"val_loss was lowest at epoch {best_epoch} ({val[best]:.4g}) and averaged {rise:.0%} higher over the "
         f"{len(val) - best - 1} epochs after it, while train_loss fell from {train[best]:.4g} to {train[-1]:.4g}{metric_note}."
     )
-    fixes = ["regularise more (raise dropout or weight_decay)", "use a smaller model, or more (or augmented) training data"]
+    fixes = [
+        "regularise more (raise dropout or weight_decay)",
+        "use a smaller model, or more (or augmented) training data",
+    ]
     if run.config.get("early_stopping_patience") is None:
         fixes.insert(0, "turn early stopping on (early_stopping_patience=5)")
     elif run.config.get("restore_best_weights", True):
@@ -170,10 +200,18 @@ def underfitting(run: RunRecords) -> Finding | None:
         return None
     still_falling = math.isfinite(train[-2]) and train[-1] < train[-2] * 0.98
     if still_falling:
-        fixes = ["train longer (more epochs)", "raise the lr or let --lr auto pick it", "then, if it stays high, use a larger model"]
+        fixes = [
+            "train longer (more epochs)",
+            "raise the lr or let --lr auto pick it",
+            "then, if it stays high, use a larger model",
+        ]
         trend = "and was still falling when training ended"
     else:
-        fixes = ["use a larger model (wider or deeper)", "regularise less (lower dropout or weight_decay)", "check that the inputs carry the signal (features, normalisation)"]
+        fixes = [
+            "use a larger model (wider or deeper)",
+            "regularise less (lower dropout or weight_decay)",
+            "check that the inputs carry the signal (features, normalisation)",
+        ]
         trend = "and had stopped falling"
     return Finding(
         "underfitting",
@@ -188,8 +226,12 @@ def underfitting(run: RunRecords) -> Finding | None:
 def out_of_memory(run: RunRecords) -> Finding | None:
     """The run ran out of (GPU) memory, recovered from doing so, or came within a few percent of it."""
     failure = run.failure
-    failed = failure is not None and ("OutOfMemory" in str(failure.get("type")) or "out of memory" in str(failure.get("message", "")).lower())
-    recoveries = [e for e in run.events if "oom" in str(e.get("event", "")).lower() or "out_of_memory" in str(e.get("event", ""))]
+    failed = failure is not None and (
+        "OutOfMemory" in str(failure.get("type")) or "out of memory" in str(failure.get("message", "")).lower()
+    )
+    recoveries = [
+        e for e in run.events if "oom" in str(e.get("event", "")).lower() or "out_of_memory" in str(e.get("event", ""))
+    ]
     total = run.run_info.get("gpu_memory_total")
     peak = max((r.get("gpu_memory_reserved") or 0 for r in run.epochs), default=0)
     near = bool(total) and peak >= NEAR_OOM_SHARE * total
@@ -200,12 +242,23 @@ def out_of_memory(run: RunRecords) -> Finding | None:
     elif recoveries:
         evidence = f"{len(recoveries)} out-of-memory recovery event(s), the first at step {recoveries[0].get('step')}"
     else:
-        evidence = f"peak reserved GPU memory reached {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB ({peak / total:.0%})"
+        evidence = (
+            f"peak reserved GPU memory reached {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB ({peak / total:.0%})"
+        )
     batch = run.run_info.get("batch_size", run.config.get("batch_size"))
     smaller = f"halve the batch size (now {batch})" if isinstance(batch, int) else "halve the batch size"
-    fixes = [f"{smaller}, accumulating gradients over 2 steps to keep the effective batch", "train in bf16 (precision='bf16') to halve activation memory"]
+    fixes = [
+        f"{smaller}, accumulating gradients over 2 steps to keep the effective batch",
+        "train in bf16 (precision='bf16') to halve activation memory",
+    ]
     fixes.append("or use a smaller model or shorter inputs")
-    return Finding("out_of_memory", "error" if failed else "warning", "out of memory" if failed or recoveries else "close to out of memory", evidence + ".", _sentence(fixes))
+    return Finding(
+        "out_of_memory",
+        "error" if failed else "warning",
+        "out of memory" if failed or recoveries else "close to out of memory",
+        evidence + ".",
+        _sentence(fixes),
+    )
 
 
 def large_batch_without_lr_scaling(run: RunRecords) -> Finding | None:
@@ -280,7 +333,9 @@ def format_findings(findings: list[Finding]) -> str:
 
 def _is_nonfinite(record: dict, key: str) -> bool:
     # metrics.jsonl writes non-finite numbers as null; a missing key is no evidence.
-    return key in record and (record[key] is None or (isinstance(record[key], float) and not math.isfinite(record[key])))
+    return key in record and (
+        record[key] is None or (isinstance(record[key], float) and not math.isfinite(record[key]))
+    )
 
 
 def _best_index(values: list[float]) -> int | None:

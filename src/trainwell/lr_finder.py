@@ -163,7 +163,20 @@ def find_lr(
         precision = Precision(config.precision, device)
         optimizer = optimizer or build_optimizer(model, config, start_lr)
         parameters = [p for p in model.parameters() if p.requires_grad]
-        result = _range_test(model, train_loader, optimizer, precision, parameters, config, device, start_lr, end_lr, num_steps, smoothing, diverge_factor)
+        result = _range_test(
+            model,
+            train_loader,
+            optimizer,
+            precision,
+            parameters,
+            config,
+            device,
+            start_lr,
+            end_lr,
+            num_steps,
+            smoothing,
+            diverge_factor,
+        )
     _suggest(result, divisor)
     logger.info(
         "LR finder: %d steps from lr %.2g to %.2g%s; lowest smoothed loss at lr %s; suggested lr %s.",
@@ -177,7 +190,20 @@ def find_lr(
     return result
 
 
-def _range_test(model, train_loader, optimizer, precision, parameters, config, device, start_lr, end_lr, num_steps, smoothing, diverge_factor) -> LRFinderResult:
+def _range_test(
+    model,
+    train_loader,
+    optimizer,
+    precision,
+    parameters,
+    config,
+    device,
+    start_lr,
+    end_lr,
+    num_steps,
+    smoothing,
+    diverge_factor,
+) -> LRFinderResult:
     result = LRFinderResult()
     task = None
     average, best = 0.0, math.inf
@@ -218,7 +244,11 @@ def _range_test(model, train_loader, optimizer, precision, parameters, config, d
 
 def _without_lag(values: list[float], smoothing: float) -> list[float]:
     """An exponential moving average run forwards and then backwards over the finite prefix."""
-    finite = len(values) if all(map(math.isfinite, values)) else next(i for i, v in enumerate(values) if not math.isfinite(v))
+    finite = (
+        len(values)
+        if all(map(math.isfinite, values))
+        else next(i for i, v in enumerate(values) if not math.isfinite(v))
+    )
     smoothed = values[:finite]
     for direction in (1, -1):
         ordered, average = smoothed[::direction], None
@@ -269,7 +299,7 @@ class _restored:
         self.grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
         self.optimizer_state = copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         model = self.model
         model.to(self.device)
         model.load_state_dict(self.state)
@@ -280,9 +310,13 @@ class _restored:
             self.optimizer.load_state_dict(self.optimizer_state)
 
 
-def _check_arguments(model: Any, start_lr: float, end_lr: float, num_steps: int, divisor: float, smoothing: float, diverge_factor: float) -> None:
+def _check_arguments(
+    model: Any, start_lr: float, end_lr: float, num_steps: int, divisor: float, smoothing: float, diverge_factor: float
+) -> None:
     if not isinstance(model, nn.Module) or not any(p.requires_grad for p in model.parameters()):
-        raise ModelError(f"model={type(model).__name__} cannot be probed: expected a torch.nn.Module with trainable parameters.")
+        raise ModelError(
+            f"model={type(model).__name__} cannot be probed: expected a torch.nn.Module with trainable parameters."
+        )
     problems = []
     if not (isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf):
         problems.append(f"start_lr={start_lr!r} is out of range: expected a number > 0.")

@@ -64,7 +64,9 @@ class ValidationMetrics:
         else:
             predictions = outputs.float()
             targets = targets.float()
-        self._predictions.append(predictions.reshape(-1) if self._classes else predictions.reshape(len(predictions), -1))
+        self._predictions.append(
+            predictions.reshape(-1) if self._classes else predictions.reshape(len(predictions), -1)
+        )
         self._targets.append(targets.reshape(-1) if self._classes else targets.reshape(len(targets), -1))
 
     def compute(self) -> dict[str, float]:
@@ -114,7 +116,11 @@ class ValidationMetrics:
             "val_precision": tm.multiclass_precision(predictions, targets, average="macro", **common),
             "val_recall": tm.multiclass_recall(predictions, targets, average="macro", **common),
         }
-        confusion = tm.multiclass_confusion_matrix(predictions, targets, **common) if self._classes <= CONFUSION_MAX_CLASSES else None
+        confusion = (
+            tm.multiclass_confusion_matrix(predictions, targets, **common)
+            if self._classes <= CONFUSION_MAX_CLASSES
+            else None
+        )
         return values, confusion
 
     def _regression(self, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -59,7 +59,9 @@ class RunRecords:
         return any(math.isfinite(value) for value in self.series(key))
 
     @classmethod
-    def from_records(cls, records: list[dict[str, Any]], path: Path = Path("."), config: dict[str, Any] | None = None) -> RunRecords:
+    def from_records(
+        cls, records: list[dict[str, Any]], path: Path = Path("."), config: dict[str, Any] | None = None
+    ) -> RunRecords:
         """Sort raw records (as read from metrics.jsonl) by kind."""
         run = cls(path=Path(path), config=dict(config or {}))
         for record in records:
@@ -92,7 +94,9 @@ def read_run(run_dir: str | Path) -> RunRecords:
     path = Path(run_dir)
     metrics = path / METRICS_FILE
     if not path.is_dir():
-        raise ConfigError(f"RUN_DIR '{path}' is not a directory: give the run directory that trainwell train or fit(run_dir=...) wrote.")
+        raise ConfigError(
+            f"RUN_DIR '{path}' is not a directory: give the run directory that trainwell train or fit(run_dir=...) wrote."
+        )
     if not metrics.is_file():
         raise ConfigError(
             f"RUN_DIR '{path}' holds no {METRICS_FILE}: it is not a run directory, or its run has not finished an "
@@ -110,7 +114,9 @@ def read_run(run_dir: str | Path) -> RunRecords:
                 break
             raise DataError(f"{metrics} line {number} is not valid JSON ({error.msg}): the file is damaged.") from None
         if not isinstance(record, dict):
-            raise DataError(f"{metrics} line {number} holds a {type(record).__name__}: expected a JSON object per line.")
+            raise DataError(
+                f"{metrics} line {number} holds a {type(record).__name__}: expected a JSON object per line."
+            )
         records.append(record)
     return RunRecords.from_records(records, path, _read_config(path))
 

@@ -135,7 +135,7 @@ def _findings(findings: Sequence[Finding]) -> str:
     for finding in findings:
         blocks.append(
             f'<div class="finding {_e(finding.severity)}"><strong>{_e(finding.severity.upper())}: {_e(finding.title)}</strong>'
-            f"<div>{_e(finding.evidence)}</div><div class=\"fix\"><strong>Fix:</strong> {_e(finding.fix)}</div></div>"
+            f'<div>{_e(finding.evidence)}</div><div class="fix"><strong>Fix:</strong> {_e(finding.fix)}</div></div>'
         )
     return "\n".join(blocks)
 
@@ -155,7 +155,10 @@ def _summary(run: RunRecords) -> str:
         columns.append((f"final (epoch {final.get('epoch')})", final))
     metrics = [m for m in SUMMARY_METRICS if any(m in row for _, row in columns)]
     head = "<tr><th>metric</th>" + "".join(f"<th>{_e(label)}</th>" for label, _ in columns) + "</tr>"
-    rows = [f"<tr><td>{_e(m)}</td>" + "".join(f"<td>{_e(_cell(m, row.get(m)))}</td>" for _, row in columns) + "</tr>" for m in metrics]
+    rows = [
+        f"<tr><td>{_e(m)}</td>" + "".join(f"<td>{_e(_cell(m, row.get(m)))}</td>" for _, row in columns) + "</tr>"
+        for m in metrics
+    ]
     return "<table>" + head + "".join(rows) + "</table>"
 
 
@@ -200,9 +203,17 @@ def _events(events: list[dict[str, Any]]) -> str:
     rows = []
     for event in events[:MAX_EVENTS_SHOWN]:
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "epoch", "step"))
-        rows.append(f"<tr><td>{_e(event.get('event'))}</td><td>{_e(event.get('epoch'))}</td><td>{_e(event.get('step'))}</td><td>{_e(details[:300])}</td></tr>")
-    more = f'<p class="muted">and {len(events) - MAX_EVENTS_SHOWN} more in metrics.jsonl.</p>' if len(events) > MAX_EVENTS_SHOWN else ""
-    return "<table><tr><th>event</th><th>epoch</th><th>step</th><th>details</th></tr>" + "".join(rows) + "</table>" + more
+        rows.append(
+            f"<tr><td>{_e(event.get('event'))}</td><td>{_e(event.get('epoch'))}</td><td>{_e(event.get('step'))}</td><td>{_e(details[:300])}</td></tr>"
+        )
+    more = (
+        f'<p class="muted">and {len(events) - MAX_EVENTS_SHOWN} more in metrics.jsonl.</p>'
+        if len(events) > MAX_EVENTS_SHOWN
+        else ""
+    )
+    return (
+        "<table><tr><th>event</th><th>epoch</th><th>step</th><th>details</th></tr>" + "".join(rows) + "</table>" + more
+    )
 
 
 def _key_values(values: dict[str, Any]) -> str:

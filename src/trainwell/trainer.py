@@ -41,9 +41,10 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy (classification)
-            or val_mae (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s,
-            samples_per_s, nonfinite_steps.
+        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy, val_f1,
+            val_precision, val_recall (classification) or val_mae, val_rmse, val_r2
+            (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s, samples_per_s,
+            nonfinite_steps.
         best: The best epoch's row by val_loss (by train_loss without validation).
         stopped_early: Whether early stopping ended training.
         run_dir: Where the run's files are, or None.
@@ -78,10 +79,8 @@ class Trainer:
         epoch: The current epoch, numbered from 1 (0 before training).
         global_step: Optimizer steps taken so far.
         history: Per-epoch metric rows.
-        run_info: What the run runs on and with (versions, device, precision, threads, batch
-            size, peak lr, parameters), gathered at the start of ``fit``.
-        last_grad_norm: The last step's gradient norm before clipping, as a device tensor
-            (None without clipping); read it only now and then, since reading it syncs.
+        run_info: Versions, device, precision, threads, batch size, peak lr (set by ``fit``).
+        last_grad_norm: The last step's pre-clipping gradient norm, a device tensor (reading syncs).
         last_validation: The last validation pass's :class:`~trainwell.metrics.ValidationMetrics`.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
 
@@ -278,11 +277,9 @@ class Trainer:
         """Mean loss and task metrics over ``loader``, weighted by batch size (no per-batch host sync).
 
         Returns:
-            ``{"val_loss": ..., "val_accuracy": ..., "val_f1": ..., "val_precision": ...,
-            "val_recall": ...}`` for classification, ``{"val_loss": ..., "val_mae": ...,
-            "val_rmse": ..., "val_r2": ...}`` for regression. The pass's predictions stay in
-            ``trainer.last_validation`` (a :class:`~trainwell.metrics.ValidationMetrics`, with
-            its confusion matrix for classification).
+            ``val_loss`` with ``val_accuracy``, ``val_f1``, ``val_precision``, ``val_recall``
+            (classification) or ``val_mae``, ``val_rmse``, ``val_r2`` (regression); the pass's
+            predictions stay in ``trainer.last_validation`` (with a confusion matrix).
         """
         was_training = self.model.training
         self.model.eval()
@@ -513,17 +510,10 @@ class Trainer:
             self.config.schedule,
             self.task.name if self.task else "custom",
         )
-        logger.info("Model:\n%s", self.module)
         info = system_info(self.device, self.precision.name)
-        logger.info("System: %s", ", ".join(f"{key} {value}" for key, value in info.items()))
-        self.run_info = {
-            **info,
-            "batch_size": batch_size,
-            "steps_per_epoch": self.steps_per_epoch,
-            "peak_lr": self.peak_lr,
-            "parameters": params,
-            "task": self.task.name if self.task else "custom",
-        }
+        logger.info("Model:\n%s\nSystem: %s", self.module, ", ".join(f"{key} {value}" for key, value in info.items()))
+        run = {"batch_size": batch_size, "steps_per_epoch": self.steps_per_epoch, "peak_lr": self.peak_lr, "parameters": params}
+        self.run_info = {**info, **run, "task": self.task.name if self.task else "custom"}
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         parts = [f"epoch {row['epoch']}/{self.config.epochs}"]

@@ -10,7 +10,9 @@ def _rows(path):
 
 
 def test_a_table_of_step_epoch_and_event_rows(classifier, blob_loaders, tmp_path):
-    trainwell.fit(classifier, *blob_loaders, epochs=2, run_dir=tmp_path, loggers=["csv"], log_every_steps=4, progress=False)
+    trainwell.fit(
+        classifier, *blob_loaders, epochs=2, run_dir=tmp_path, loggers=["csv"], log_every_steps=4, progress=False
+    )
     rows = _rows(tmp_path / "metrics.csv")
     assert [row["event"] for row in rows].count("epoch") == 2 and [row["event"] for row in rows].count("step") == 4
     header = list(rows[0])
@@ -25,10 +27,19 @@ def test_new_columns_widen_the_file_and_keep_earlier_rows(tmp_path):
     path = tmp_path / "m.csv"
     logger = CSVLogger(path)
     logger.write([{"event": "epoch", "epoch": 1, "train_loss": 0.5}])
-    logger.write([{"event": "nonfinite_skip", "epoch": 2, "step": 9, "skipped": 1}, {"event": "epoch", "epoch": 2, "train_loss": float("nan")}])
+    logger.write(
+        [
+            {"event": "nonfinite_skip", "epoch": 2, "step": 9, "skipped": 1},
+            {"event": "epoch", "epoch": 2, "train_loss": float("nan")},
+        ]
+    )
     rows = _rows(path)
     assert list(rows[0]) == ["event", "epoch", "step", "train_loss", "skipped"]
-    assert [(r["event"], r["train_loss"], r["skipped"]) for r in rows] == [("epoch", "0.5", ""), ("nonfinite_skip", "", "1"), ("epoch", "", "")]
+    assert [(r["event"], r["train_loss"], r["skipped"]) for r in rows] == [
+        ("epoch", "0.5", ""),
+        ("nonfinite_skip", "", "1"),
+        ("epoch", "", ""),
+    ]
 
 
 def test_an_existing_file_is_continued_under_its_header(tmp_path):

@@ -20,7 +20,25 @@ def test_lr_find_flags_are_validated(capsys):
 
 @pytest.mark.slow
 def test_train_with_lr_auto_uses_the_finders_suggestion(tmp_path, capsys):
-    assert main(["train", "--data", "wine", "--epochs", "2", "--lr", "auto", "--batch-size", "32", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "wine",
+                "--epochs",
+                "2",
+                "--lr",
+                "auto",
+                "--batch-size",
+                "32",
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     expected = find_recipe_lr(RunConfig(data="wine", batch_size=32, progress=False)).suggested_lr
     assert resolved["lr"] == pytest.approx(expected) and resolved["lr"] != 1e-2

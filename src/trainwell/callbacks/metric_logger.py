@@ -47,7 +47,9 @@ class MetricLogger(Callback):
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
-        if every_n_steps is not None and (not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 0):
+        if every_n_steps is not None and (
+            not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 0
+        ):
             raise ConfigError(
                 f"every_n_steps={every_n_steps!r} is not valid: expected an integer ≥ 0 (0: no step records) "
                 "or None (follow the trainer's log_every_steps)."

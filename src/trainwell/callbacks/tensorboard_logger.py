@@ -17,7 +17,9 @@ INSTALL_HINT = "pip install 'trainwell[tensorboard]'"
 def require_tensorboard(what: str = "TensorBoardLogger") -> None:
     """Raise a :class:`DependencyError` naming the fix when the tensorboard package is missing."""
     if importlib.util.find_spec("tensorboard") is None:
-        raise DependencyError(f"{what} needs the tensorboard package, which is not installed: {INSTALL_HINT} (or pip install tensorboard).")
+        raise DependencyError(
+            f"{what} needs the tensorboard package, which is not installed: {INSTALL_HINT} (or pip install tensorboard)."
+        )
 
 
 class TensorBoardLogger(MetricLogger):

@@ -27,10 +27,20 @@ def register(subcommands: Any) -> None:
     for field in _SHARED_FLAGS:
         flag, options = FLAGS[field]
         parser.add_argument(flag, dest=field, **options)
-    parser.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="first lr of the sweep (default 1e-7)")
+    parser.add_argument(
+        "--start-lr", type=float, default=1e-7, metavar="LR", help="first lr of the sweep (default 1e-7)"
+    )
     parser.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last lr of the sweep (default 10)")
-    parser.add_argument("--steps", type=int, default=100, metavar="N", help="steps of the sweep, 10..10000 (default 100)")
-    parser.add_argument("--out", type=Path, default=Path("lr_find.png"), metavar="FILE.png", help="the plot to write (default lr_find.png)")
+    parser.add_argument(
+        "--steps", type=int, default=100, metavar="N", help="steps of the sweep, 10..10000 (default 100)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("lr_find.png"),
+        metavar="FILE.png",
+        help="the plot to write (default lr_find.png)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -49,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if result.suggested_lr is None:
         print(f"No suggestion: the loss never fell between lr {args.start_lr:g} and {args.end_lr:g}. Plot: {path}")
         return 1
-    print(f"Suggested lr: {result.suggested_lr:.3g} (the smoothed loss was lowest at {result.min_loss_lr:.3g}). Plot: {path}")
+    print(
+        f"Suggested lr: {result.suggested_lr:.3g} (the smoothed loss was lowest at {result.min_loss_lr:.3g}). Plot: {path}"
+    )
     print(f"Train with it: trainwell train --lr {result.suggested_lr:.3g}  (or: trainwell train --lr auto)")
     return 0

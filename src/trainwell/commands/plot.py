@@ -17,7 +17,9 @@ def register(subcommands: Any) -> None:
             "in the current directory, one colour per run."
         ),
     )
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories holding metrics.jsonl")
+    parser.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories holding metrics.jsonl"
+    )
     parser.add_argument("--out", type=Path, metavar="FILE.png", help="the PNG to write (default: see above)")
     parser.set_defaults(handler=run)
 

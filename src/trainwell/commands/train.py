@@ -8,6 +8,7 @@ from typing import Any
 
 from trainwell.exceptions import ConfigError
 
+
 def lr_or_auto(text: str) -> float | str:
     """``--lr``'s value: a number, or ``auto`` for the LR finder's suggestion."""
     if text == "auto":
