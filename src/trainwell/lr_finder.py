@@ -142,7 +142,8 @@ def find_lr(
     Example:
         >>> import torch, trainwell
         >>> from trainwell.data import TensorLoader
-        >>> x, y = torch.randn(512, 8), torch.randint(0, 2, (512,))
+        >>> x = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
+        >>> y = (x[:, 0] > 0).long()
         >>> model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
         >>> result = trainwell.find_lr(model, TensorLoader(x, y, seed=0), num_steps=30)
         >>> 1e-6 <= result.suggested_lr <= 1

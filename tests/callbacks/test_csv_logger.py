@@ -18,6 +18,7 @@ def test_a_table_of_step_epoch_and_event_rows(classifier, blob_loaders, tmp_path
     header = list(rows[0])
     assert header[:3] == ["event", "epoch", "step"]
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "grad_norm", "samples_per_s"} <= set(header)
+    assert "torch" not in header and "run_start" not in [row["event"] for row in rows]
     epoch = [row for row in rows if row["event"] == "epoch"][-1]
     assert float(epoch["val_accuracy"]) > 0.5 and epoch["step"] == "16"
     assert not list(tmp_path.glob("*.tmp"))

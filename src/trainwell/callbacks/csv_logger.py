@@ -13,7 +13,7 @@ class CSVLogger(MetricLogger):
     """Append step, epoch and event records to a CSV file with one column per key.
 
     The first columns are ``event``, ``epoch`` and ``step``; a record leaves the columns it does
-    not have empty. Columns appear as keys first occur (validation metrics after the first
+    not have empty. The ``run_start`` record (system info) is left to metrics.jsonl. Columns appear as keys first occur (validation metrics after the first
     epoch, an event's fields when it happens): the file is then rewritten once with the wider
     header, through a temporary file, so it is always a complete table. Non-finite numbers are
     written as empty cells.
@@ -33,6 +33,8 @@ class CSVLogger(MetricLogger):
         self._columns: list[str] | None = None
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        # The run's system info would add a dozen columns to every row; metrics.jsonl keeps it.
+        records = [record for record in records if record.get("event") != "run_start"]
         if not records:
             return
         if self._columns is None:
