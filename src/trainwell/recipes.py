@@ -106,6 +106,7 @@ def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = F
 
 def find_recipe_lr(config: RunConfig, **finder_options: Any):
     """Run the LR finder on the model and data ``config`` describes; return its LRFinderResult."""
+    from trainwell.lr_finder import find_lr
     from trainwell.system import seed_everything
 
     if config.seed is not None:
@@ -113,19 +114,15 @@ def find_recipe_lr(config: RunConfig, **finder_options: Any):
     splits = build_data(config)
     train_loader, _ = splits.loaders(config.batch_size, seed=config.seed or 0)
     model = build_model(config, splits.info)
-    return _find_lr(config, model, train_loader, **finder_options)
-
-
-def _find_lr(config: RunConfig, model: Any, train_loader: Any, **finder_options: Any):
-    from trainwell.lr_finder import find_lr
-
     return find_lr(model, train_loader, config=config, **finder_options)
 
 
 def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfig:
     import logging
 
-    result = _find_lr(config, model, train_loader)
+    from trainwell.lr_finder import find_lr
+
+    result = find_lr(model, train_loader, config=config)
     if result.suggested_lr is None:
         raise DivergenceError(
             "lr=auto: the LR finder saw the training loss fall at no lr from 1e-7 to 10, so it cannot suggest one. "
