@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from trainwell.callbacks import Callback
     from trainwell.config import TrainConfig
+    from trainwell.lr_finder import find_lr
     from trainwell.trainer import FitResult, Trainer, fit
 
 _LAZY = {
@@ -27,6 +28,7 @@ _LAZY = {
     "FitResult": "trainwell.trainer",
     "TrainConfig": "trainwell.config",
     "Callback": "trainwell.callbacks",
+    "find_lr": "trainwell.lr_finder",
 }
 _SUBMODULES = {"callbacks", "data", "models"}
 
@@ -40,6 +42,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrainwellError",
+    "find_lr",
     "fit",
 ]
 

@@ -2,6 +2,8 @@
 
     trainwell train                       # an MLP on the bundled digits data, in seconds
     trainwell train --config run.yaml     # any run; flags override the file
+    trainwell lr-find                     # suggest a learning rate for a run
+    trainwell plot / report / doctor RUN_DIR   # curves, report.html, diagnosis of a run
 
 Each subcommand lives in ``trainwell/commands/<name>.py`` with a ``register(subcommands)``
 function that adds its parser and sets ``handler``. Only argparse is imported up front:
@@ -24,7 +26,7 @@ from trainwell.exceptions import ConfigError, TrainwellError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The subcommands, in the order --help lists them; each is a module of trainwell.commands.
-COMMANDS = ("train", "bench")
+COMMANDS = ("train", "lr-find", "plot", "report", "doctor", "bench")
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trainwell {__version__}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
-        importlib.import_module(f"trainwell.commands.{name}").register(subcommands)
+        importlib.import_module(f"trainwell.commands.{name.replace('-', '_')}").register(subcommands)
     return parser
 
 

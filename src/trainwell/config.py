@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from trainwell.exceptions import ConfigError
 
@@ -67,6 +67,9 @@ class TrainConfig(BaseModel):
         loss_fn: Loss callable ``loss_fn(outputs, targets)``; None picks the task's default
             (cross-entropy, binary cross-entropy with logits, or mean squared error).
         run_dir: Directory for config.yaml, metrics.jsonl and train.log; None writes nothing.
+        loggers: Loggers writing into ``run_dir`` beside metrics.jsonl: ``"csv"`` (metrics.csv)
+            and ``"tensorboard"`` (event files in ``run_dir/tensorboard``; needs
+            ``pip install 'trainwell[tensorboard]'``).
         log_every_steps: How often the running loss is read from the device for the progress
             bar (the only per-step host synchronisation the loop does on accelerators).
         progress: Show a progress bar per epoch when output goes to a terminal.
@@ -105,6 +108,7 @@ class TrainConfig(BaseModel):
     task: Task = "auto"
     loss_fn: Optional[Callable[..., Any]] = None
     run_dir: Optional[Path] = None
+    loggers: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
     log_every_steps: StrictInt = Field(50, ge=1)
     progress: StrictBool = True
     max_nonfinite_steps: StrictInt = Field(5, ge=1)
@@ -122,6 +126,15 @@ class TrainConfig(BaseModel):
             super().__setattr__(name, value)
         except ValidationError as error:
             raise config_error(error, type(self)) from None
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers_installed(cls, loggers: list[str]) -> list[str]:
+        if "tensorboard" in loggers:
+            from trainwell.callbacks.tensorboard_logger import require_tensorboard
+
+            require_tensorboard("loggers=['tensorboard']")
+        return list(dict.fromkeys(loggers))
 
     @model_validator(mode="after")
     def _resolve_schedule_defaults(self) -> TrainConfig:
@@ -250,6 +263,8 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         return described + (" or None" if type(None) in typing.get_args(annotation) else "")
     if origin is Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
+    if origin is list:
+        return "a list, each item " + describe_allowed(typing.get_args(annotation)[0])
     if annotation is bool or annotation == StrictBool:
         return "true or false"
     if annotation in (int, StrictInt):

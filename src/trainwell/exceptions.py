@@ -29,3 +29,7 @@ class DataError(TrainwellError, ValueError):
 
 class DivergenceError(TrainwellError, RuntimeError):
     """Training produced non-finite losses or gradients and did not recover."""
+
+
+class DependencyError(TrainwellError, ImportError):
+    """An optional feature needs a package that is not installed; the message says what to install."""

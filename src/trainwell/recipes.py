@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, StrictBool, StrictInt
 
 from trainwell.config import Schedule, TrainConfig, config_error
-from trainwell.exceptions import ConfigError
+from trainwell.exceptions import ConfigError, DivergenceError
 
 # The defaults the built-in recipe was tuned with (see README, "What is measured"): one-cycle
 # at a peak lr of 1e-2 beat a constant 1e-3 and 3e-3 on digits over 6 seeds, for batches of 64.
@@ -124,8 +124,12 @@ def build_model(config: RunConfig, info: Any):
     return MLP([inputs, *config.hidden, info.num_outputs], dropout=config.dropout)
 
 
-def run(config: RunConfig, callbacks: list[Any] | None = None):
-    """Train the model ``config`` describes on its data; return the FitResult."""
+def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = False):
+    """Train the model ``config`` describes on its data; return the FitResult.
+
+    With ``auto_lr``, the LR finder picks the peak lr first (on the model about to be trained,
+    which it restores), and ``reference_batch_size`` becomes the batch size it was found for.
+    """
     from trainwell.callbacks import SaveDataInfo
     from trainwell.data import check_labels_fit
     from trainwell.system import resolve_device, seed_everything
@@ -142,6 +146,8 @@ def run(config: RunConfig, callbacks: list[Any] | None = None):
     if outputs is not None:
         check_labels_fit(splits, outputs)
     callbacks = [SaveDataInfo(splits.info), *(callbacks or [])]
+    if auto_lr:
+        config = _with_found_lr(config, model, train_loader)
     # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
     return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader)
 
@@ -165,6 +171,36 @@ def _output_width(model: Any, sample: Any) -> int | None:
     if not isinstance(outputs, torch.Tensor):
         return None
     return int(outputs.shape[-1]) if outputs.dim() > 1 else 1
+
+
+def find_recipe_lr(config: RunConfig, **finder_options: Any):
+    """Run the LR finder on the model and data ``config`` describes; return its LRFinderResult."""
+    from trainwell.lr_finder import find_lr
+    from trainwell.system import seed_everything
+
+    if config.seed is not None:
+        seed_everything(config.seed)
+    splits = build_data(config)
+    train_loader, _ = splits.loaders(config.batch_size, seed=config.seed or 0)
+    model = build_model(config, splits.info)
+    return find_lr(model, train_loader, config=config, **finder_options)
+
+
+def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfig:
+    import logging
+
+    from trainwell.lr_finder import find_lr
+
+    result = find_lr(model, train_loader, config=config)
+    if result.suggested_lr is None:
+        raise DivergenceError(
+            "lr=auto: the LR finder saw the training loss fall at no lr from 1e-7 to 10, so it cannot suggest one. "
+            "Check the data and the model (trainwell lr-find plots the sweep), or pass --lr explicitly."
+        )
+    logging.getLogger("trainwell").info(
+        "lr=auto: using the LR finder's suggestion %.3g as the peak lr, tuned for batch size %d.", result.suggested_lr, config.batch_size
+    )
+    return config.replace(lr=result.suggested_lr, reference_batch_size=config.batch_size)
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:

@@ -49,3 +49,10 @@ def write_text(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` through a temporary file renamed into place (an image, a report)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
+from typing import Any
 
 import torch
 
@@ -71,3 +72,35 @@ def memory_metrics(device: torch.device) -> dict[str, int]:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def system_info(device: torch.device, precision: str) -> dict[str, Any]:
+    """What a run ran on, cheap to gather: versions, device, precision and CPU threads.
+
+    Returns:
+        ``trainwell``, ``torch``, ``python`` versions, ``platform``, ``device``, ``precision``,
+        ``threads`` (torch's intra-op CPU threads) and, on CUDA, ``device_name``, ``cuda`` (the
+        CUDA version torch was built with) and ``gpu_memory_total`` in bytes.
+
+    Example:
+        >>> info = system_info(torch.device("cpu"), "fp32")
+        >>> info["device"], info["precision"]
+        ('cpu', 'fp32')
+    """
+    import platform
+
+    from trainwell import __version__
+
+    info: dict[str, Any] = {
+        "trainwell": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "device": str(device),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        info.update(device_name=properties.name, cuda=torch.version.cuda, gpu_memory_total=properties.total_memory)
+    return info

@@ -19,16 +19,18 @@ import torch
 from torch import nn
 
 from trainwell import batches
-from trainwell.callbacks import Callback, CallbackList, EarlyStopping, JSONLLogger, ProgressBar
+from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
+from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
 from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.logs import log_to_file, setup_console_logging
+from trainwell.metrics import ValidationMetrics
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
 from trainwell.rundir import prepare_run_dir, write_text
 from trainwell.schedules import build_schedule
-from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
+from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything, system_info
 from trainwell.tasks import Task, infer_task
 
 logger = logging.getLogger("trainwell")
@@ -39,9 +41,10 @@ class FitResult:
     """What :func:`fit` returns.
 
     Attributes:
-        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy (classification)
-            or val_mae (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s,
-            samples_per_s, nonfinite_steps.
+        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy, val_f1,
+            val_precision, val_recall (classification) or val_mae, val_rmse, val_r2
+            (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s, samples_per_s,
+            nonfinite_steps.
         best: The best epoch's row by val_loss (by train_loss without validation).
         stopped_early: Whether early stopping ended training.
         run_dir: Where the run's files are, or None.
@@ -76,6 +79,9 @@ class Trainer:
         epoch: The current epoch, numbered from 1 (0 before training).
         global_step: Optimizer steps taken so far.
         history: Per-epoch metric rows.
+        run_info: Versions, device, precision, threads, batch size, peak lr (set by ``fit``).
+        last_grad_norm: The last step's pre-clipping gradient norm, a device tensor (reading syncs).
+        last_validation: The last validation pass's :class:`~trainwell.metrics.ValidationMetrics`.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
 
     Example:
@@ -101,6 +107,9 @@ class Trainer:
         self.steps_per_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.last_validation: ValidationMetrics | None = None
+        self.last_grad_norm: torch.Tensor | None = None
+        self.run_info: dict[str, Any] = {}
         self.should_stop = False
         self.peak_lr = self.config.lr
 
@@ -219,6 +228,8 @@ class Trainer:
         if self.config.max_grad_norm is not None:
             self.precision.unscale_(self.optimizer)
             grad_norm = nn.utils.clip_grad_norm_(self._parameters, self.config.max_grad_norm)
+            # Kept on the device; loggers read it only at their logging interval.
+            self.last_grad_norm = grad_norm
         scaled = self.precision.scaler is not None
         # Under fp16 a GradScaler skips steps with overflowing gradients and lowers its scale;
         # that is calibration, not divergence, so only the loss itself is judged there.
@@ -263,17 +274,19 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
-        """Mean loss and task metrics over ``loader``, weighted by batch size (one host sync).
+        """Mean loss and task metrics over ``loader``, weighted by batch size (no per-batch host sync).
 
         Returns:
-            ``{"val_loss": ..., "val_accuracy": ...}`` for classification,
-            ``{"val_loss": ..., "val_mae": ...}`` for regression.
+            ``val_loss`` with ``val_accuracy``, ``val_f1``, ``val_precision``, ``val_recall``
+            (classification) or ``val_mae``, ``val_rmse``, ``val_r2`` (regression); the pass's
+            predictions stay in ``trainer.last_validation`` (with a confusion matrix).
         """
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         samples = 0
         metric_sums: dict[str, torch.Tensor] = {}
+        details = ValidationMetrics(self.task) if self.task is not None else None
         for batch in loader:
             inputs, targets = batches.split_batch(batch, "val_loader")
             count = batches.count_samples(inputs)
@@ -285,12 +298,15 @@ class Trainer:
             if self.task is not None and "outputs" in out:
                 for name, value in self.task.metric_sums(out["outputs"], out["targets"]).items():
                     metric_sums[name] = metric_sums[name] + value if name in metric_sums else value
+                details.update(out["outputs"], out["targets"])
         self.model.train(was_training)
         names = list(metric_sums)
         values = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)]).tolist()
         metrics = {"val_loss": values[0] / max(samples, 1)}
         if self.task is not None and names:
             metrics.update(self.task.summarize(dict(zip(names, values[1:]))))
+            metrics.update(details.compute())
+        self.last_validation = details
         return metrics
 
     # ------------------------------------------------------------------ helpers
@@ -343,6 +359,7 @@ class Trainer:
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         config = self.config
         self.epoch, self.global_step, self.history, self.events, self.should_stop, self.task = 0, 0, [], [], False, None
+        self.last_grad_norm = None
         if config.seed is not None:
             seed_everything(config.seed)
         self.device = resolve_device(config.device)
@@ -461,7 +478,9 @@ class Trainer:
         if config.progress:
             builtins.append(ProgressBar())
         if config.run_dir is not None:
-            builtins.append(JSONLLogger(Path(config.run_dir) / "metrics.jsonl"))
+            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers)
+        elif config.loggers:
+            logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
         return builtins
 
     def _divergence_advice(self) -> str:
@@ -491,6 +510,10 @@ class Trainer:
             self.config.schedule,
             self.task.name if self.task else "custom",
         )
+        info = system_info(self.device, self.precision.name)
+        logger.info("Model:\n%s\nSystem: %s", self.module, ", ".join(f"{key} {value}" for key, value in info.items()))
+        run = {"batch_size": batch_size, "steps_per_epoch": self.steps_per_epoch, "peak_lr": self.peak_lr, "parameters": params}
+        self.run_info = {**info, **run, "task": self.task.name if self.task else "custom"}
 
     def _log_epoch(self, row: dict[str, Any]) -> None:
         parts = [f"epoch {row['epoch']}/{self.config.epochs}"]

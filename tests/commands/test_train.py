@@ -17,8 +17,11 @@ def test_train_with_no_arguments_reaches_097_on_digits(tmp_path):
     done = _trainwell("train", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert {"config.yaml", "metrics.jsonl", "train.log"} <= {p.name for p in run_dir.iterdir()}
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"config.yaml", "metrics.jsonl", "train.log", "curves.png", "report.html"} <= {p.name for p in run_dir.iterdir()}
+    # The doctor finds nothing to warn about in the default run.
+    assert "Doctor: no problems found." in (run_dir / "train.log").read_text() and "Doctor:" not in done.stderr.replace("Doctor: no problems found.", "")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    history = [record for record in records if record["event"] == "epoch"]
     assert max(row["val_accuracy"] for row in history) >= 0.97
     assert "val_accuracy" in done.stdout and f"Run directory: {run_dir.relative_to(tmp_path)}" in done.stdout
     assert "Traceback" not in done.stderr
@@ -141,3 +144,20 @@ def test_bad_data_fails_before_training_with_the_file_named(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_extra_loggers_from_the_command_line(tmp_path):
+    assert main(["train", "--data", "iris", "--epochs", "2", "--log", "csv", "tensorboard", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "metrics.csv").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["loggers"] == ["csv", "tensorboard"]
+
+
+def test_an_unknown_logger_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--log", "wandb", "--out", str(tmp_path / "run")])
+    assert exited.value.code == 2
+    assert "argument --log: invalid choice: 'wandb'" in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text("loggers: [wandb]\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "loggers='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard'." in capsys.readouterr().err

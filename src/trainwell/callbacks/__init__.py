@@ -1,10 +1,24 @@
 """Callbacks: hook into the training loop without subclassing the Trainer."""
 
 from trainwell.callbacks.base import Callback, CallbackList
+from trainwell.callbacks.csv_logger import CSVLogger
 from trainwell.callbacks.data_info import SaveDataInfo
 from trainwell.callbacks.early_stopping import EarlyStopping
 from trainwell.callbacks.jsonl_logger import JSONLLogger
+from trainwell.callbacks.metric_logger import MetricLogger
 from trainwell.callbacks.monitor import Monitor
 from trainwell.callbacks.progress import ProgressBar
+from trainwell.callbacks.tensorboard_logger import TensorBoardLogger
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "JSONLLogger", "Monitor", "ProgressBar", "SaveDataInfo"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "JSONLLogger",
+    "MetricLogger",
+    "Monitor",
+    "ProgressBar",
+    "SaveDataInfo",
+    "TensorBoardLogger",
+]

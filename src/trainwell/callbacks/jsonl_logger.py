@@ -1,58 +1,40 @@
-"""JSONL logger: one JSON object per epoch appended to a file (a run's ``metrics.jsonl``)."""
+"""JSONL logger: the run's record, one JSON object per line (a run directory's ``metrics.jsonl``)."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainwell.callbacks.base import Callback
-
-if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+from trainwell.callbacks.metric_logger import MetricLogger, plain
 
 
-class JSONLLogger(Callback):
-    """Append each epoch's metrics to ``path`` as one JSON line, flushed as it is written.
+class JSONLLogger(MetricLogger):
+    """Append step, epoch and event records to ``path`` as JSON lines, flushed as they are written.
 
-    Each line has an ``event`` key: ``"epoch"`` for the per-epoch metrics, or the name of an event
-    the trainer recorded (e.g. ``"nonfinite_skip"``), written before the epoch it happened in.
-    Non-finite numbers are written as ``null`` so that every line is standard JSON.
+    Each line has an ``event`` key: ``"step"`` every ``every_n_steps`` optimizer steps,
+    ``"epoch"`` for each epoch's metrics, ``"exception"`` when training fails, or the name of an
+    event the trainer recorded (e.g. ``"nonfinite_skip"``), written before the record that
+    follows it. Non-finite numbers are written as ``null`` so that every line is standard JSON.
+    See :mod:`trainwell.callbacks.metric_logger` for the keys of each record.
+
+    Args:
+        path: The file to append to (its directory is created).
+        every_n_steps: Step record interval; None follows the trainer's ``log_every_steps``,
+            0 writes no step records.
 
     Example:
-        >>> logger = JSONLLogger("runs/demo/metrics.jsonl")
+        >>> logger = JSONLLogger("runs/demo/metrics.jsonl", every_n_steps=100)
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, every_n_steps: int | None = None) -> None:
+        super().__init__(every_n_steps)
         self.path = Path(path)
-        self._events_written = 0
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
-        self._write(self._new_events(trainer) + [{"event": "epoch", **metrics}])
-
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
-        self._write(self._new_events(trainer))
-
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
-        self._write(self._new_events(trainer))
-
-    def _new_events(self, trainer: Trainer) -> list[dict[str, Any]]:
-        """Events the trainer recorded (skipped steps, ...) that are not in the file yet."""
-        events = list(getattr(trainer, "events", [])[self._events_written :])
-        self._events_written += len(events)
-        return events
-
-    def _write(self, records: list[dict[str, Any]]) -> None:
+    def write(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps({key: _plain(value) for key, value in record.items()}) + "\n" for record in records)
+        lines = "".join(json.dumps({key: plain(value) for key, value in record.items()}, default=str) + "\n" for record in records)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(lines)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -8,6 +8,17 @@ from typing import Any
 
 from trainwell.exceptions import ConfigError
 
+
+def lr_or_auto(text: str) -> float | str:
+    """``--lr``'s value: a number, or ``auto`` for the LR finder's suggestion."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number from 1e-6 to 1, or auto") from None
+
+
 # Each flag that sets a RunConfig field: field -> (flag, argparse options). Flags left out of
 # the command line do not override the config file or the defaults.
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -31,7 +42,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "max_length": ("--max-length", {"type": int, "metavar": "N", "help": "tokens kept per text (default: the longest training text, at most 256)"}),
     "download": ("--no-download", {"action": "store_false", "default": None, "help": "never download: missing mnist/fashion-mnist files are an error"}),
     "epochs": ("--epochs", {"type": int, "metavar": "N", "help": "passes over the training data, 1..1000 (default 10)"}),
-    "lr": ("--lr", {"type": float, "metavar": "LR", "help": "peak learning rate, 1e-6..1 (default 1e-2 with the one-cycle schedule)"}),
+    "lr": (
+        "--lr",
+        {"type": lr_or_auto, "metavar": "LR", "help": "peak learning rate, 1e-6..1 (default 1e-2 with the one-cycle schedule), or auto: the LR finder picks it"},
+    ),
     "batch_size": (
         "--batch-size",
         {"type": int, "metavar": "N", "help": "training batch size (default 64); the lr is rescaled (sqrt rule) when it differs from 64"},
@@ -39,6 +53,7 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "precision": ("--precision", {"metavar": "P", "help": "auto (default: bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, or fp16 (CUDA only)"}),
     "seed": ("--seed", {"type": int, "metavar": "N", "help": "random seed for the split, the weights and the order (default 0)"}),
     "device": ("--device", {"metavar": "D", "help": "auto (default), cpu, cuda, cuda:N or mps"}),
+    "loggers": ("--log", {"nargs": "+", "choices": ("csv", "tensorboard"), "metavar": "LOGGER", "help": "extra loggers into the run directory: csv, tensorboard (needs trainwell[tensorboard])"}),
     "run_dir": ("--out", {"type": Path, "metavar": "RUN_DIR", "help": "the run directory to create (default runs/<timestamp>)"}),
 }
 
@@ -48,7 +63,8 @@ def register(subcommands: Any) -> None:
         "train",
         help="train a model (default: an MLP on the bundled digits data)",
         description=(
-            "Train a model and leave a run directory with config.yaml, metrics.jsonl and train.log. "
+            "Train a model and leave a run directory with config.yaml, metrics.jsonl, train.log, curves.png and "
+            "report.html (the doctor's diagnosis is logged at the end). "
             "With no arguments: an MLP on scikit-learn's bundled handwritten digits, no download needed. "
             "Options come from the defaults, then --config FILE, then the flags."
         ),
@@ -72,12 +88,15 @@ def run(args: argparse.Namespace) -> int:
 
     if options.get("run_dir") is None:
         options["run_dir"] = default_run_dir()
+    auto_lr = options.get("lr") == "auto"
+    if auto_lr:
+        del options["lr"]
     config = RunConfig.from_options(options, option_names={field: FLAGS[field][0] for field in flagged})
     if args.quiet:
         import logging
 
         logging.getLogger("trainwell").setLevel(logging.WARNING)
-    result = run_recipe(config)
+    result = run_recipe(config, auto_lr=auto_lr)
     print(format_summary(result))
     return 0
 

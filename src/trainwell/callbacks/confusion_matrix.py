@@ -1,0 +1,59 @@
+"""Saves the confusion matrix of the validation pass that describes the trained model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainwell.callbacks.base import Callback
+from trainwell.rundir import write_text
+
+if TYPE_CHECKING:
+    from trainwell.trainer import Trainer
+
+CONFUSION_FILE = "confusion.json"
+
+
+class ConfusionMatrixLogger(Callback):
+    """Write the validation confusion matrix of the model training ends with to a JSON file.
+
+    With ``restore_best_weights`` (the default) that is the best epoch's by val_loss; otherwise
+    the last epoch's. Classification only, with at most
+    :data:`~trainwell.metrics.CONFUSION_MAX_CLASSES` classes; nothing is written otherwise.
+
+    The file holds ``{"epoch", "val_loss", "labels", "matrix"}`` where ``matrix[true][predicted]``
+    counts validation samples.
+
+    Args:
+        path: The JSON file to write (atomically) when training ends.
+
+    Example:
+        >>> saver = ConfusionMatrixLogger("runs/demo/confusion.json")
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.best: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+
+    def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
+        self.best = self.last = None
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any], **kwargs: Any) -> None:
+        validation = getattr(trainer, "last_validation", None)
+        matrix = getattr(validation, "confusion_matrix", None)
+        if matrix is None:
+            return
+        loss = metrics.get("val_loss", math.nan)
+        snapshot = {"epoch": trainer.epoch, "val_loss": loss, "labels": list(range(len(matrix))), "matrix": matrix}
+        self.last = snapshot
+        if math.isfinite(loss) and (self.best is None or loss < self.best["val_loss"]):
+            self.best = snapshot
+
+    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+        restored = trainer.config.restore_best_weights and self.best is not None
+        chosen = self.best if restored else self.last
+        if chosen is not None:
+            write_text(self.path, json.dumps({**chosen, "weights": "best" if restored else "last"}) + "\n")
