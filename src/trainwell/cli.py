@@ -24,7 +24,7 @@ from trainwell.exceptions import ConfigError, TrainwellError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The subcommands, in the order --help lists them; each is a module of trainwell.commands.
-COMMANDS = ("train",)
+COMMANDS = ("train", "models")
 
 
 class Parser(argparse.ArgumentParser):

@@ -24,6 +24,7 @@ from trainwell.config import TrainConfig
 from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.logs import log_to_file, setup_console_logging
+from trainwell.models.summary import summary
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
 from trainwell.rundir import prepare_run_dir, write_text
@@ -76,6 +77,8 @@ class Trainer:
         epoch: The current epoch, numbered from 1 (0 before training).
         global_step: Optimizer steps taken so far.
         history: Per-epoch metric rows.
+        model_summary: The model's layers, output shapes on the first batch and parameter
+            counts (:func:`trainwell.models.summary`), also written to ``model.txt``.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
 
     Example:
@@ -371,9 +374,10 @@ class Trainer:
         self._move_batches = self.device.type != "cpu"
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks)
         self._log_start(batch_size)
+        self.model_summary = summary(self.module, self._first_inputs)
+        self._first_inputs = None
         if config.run_dir is not None:
-            params = sum(p.numel() for p in self._parameters)
-            write_text(Path(config.run_dir) / "model.txt", f"{self.module}\n\nTrainable parameters: {params:,}\n")
+            write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
     def _probe(self, loader: Iterable[Any], source: str) -> int:
         """Check the first batch of ``loader`` against the model before any training; return its size."""
@@ -386,6 +390,8 @@ class Trainer:
                 raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
         inputs, targets = batches.split_batch(first, source)
         inputs, targets = batches.move_to((inputs, targets), self.device)
+        if source == "train_loader":
+            self._first_inputs = inputs
         was_training = self.module.training
         self.module.eval()
         try:

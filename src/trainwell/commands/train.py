@@ -11,7 +11,20 @@ from trainwell.exceptions import ConfigError
 # Each flag that sets a RunConfig field: field -> (flag, argparse options). Flags left out of
 # the command line do not override the config file or the defaults.
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "data": ("--data", {"metavar": "NAME", "help": "bundled dataset: digits (default), iris, wine, breast_cancer"}),
+    "data": (
+        "--data",
+        {"metavar": "NAME", "help": "bundled dataset: digits (default), iris, wine, breast_cancer, sunspots, word_language"},
+    ),
+    "model": ("--model", {"metavar": "NAME", "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments"}),
+    "model_args": (
+        "--model-arg",
+        {
+            "action": "append",
+            "type": lambda text: parse_model_arg(text),
+            "metavar": "KEY=VALUE",
+            "help": "a model argument, repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, comma lists)",
+        },
+    ),
     "epochs": ("--epochs", {"type": int, "metavar": "N", "help": "passes over the training data, 1..1000 (default 10)"}),
     "lr": ("--lr", {"type": float, "metavar": "LR", "help": "peak learning rate, 1e-6..1 (default 1e-2 with the one-cycle schedule)"}),
     "batch_size": (
@@ -45,6 +58,10 @@ def register(subcommands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     options = read_config_file(args.config) if args.config else {}
     flagged = {field: getattr(args, field) for field in FLAGS if getattr(args, field) is not None}
+    if "model_args" in flagged:
+        # Each --model-arg overrides that one argument of the file's model_args.
+        from_file = options.get("model_args")
+        flagged["model_args"] = {**(from_file if isinstance(from_file, dict) else {}), **dict(flagged["model_args"])}
     options.update(flagged)
     if args.quiet:
         options["progress"] = False
@@ -59,9 +76,52 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("trainwell").setLevel(logging.WARNING)
-    result = run_recipe(config)
+    result = run_recipe(config, callbacks=[] if args.quiet else [_print_model_summary()])
     print(format_summary(result))
     return 0
+
+
+def _print_model_summary() -> Any:
+    """A callback that prints the model's layers and shapes as training begins."""
+    from trainwell.callbacks import Callback
+
+    class PrintModelSummary(Callback):
+        def on_train_begin(self, trainer: Any, **kwargs: Any) -> None:
+            print(trainer.model_summary, flush=True)
+
+    return PrintModelSummary()
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    """``"channels=32,64"`` -> ``("channels", [32, 64])``: ints, floats, true/false, none, comma lists, else text.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is not ``KEY=VALUE``.
+
+    Example:
+        >>> parse_model_arg("channels=32,64"), parse_model_arg("dropout=0.1"), parse_model_arg("cell=gru")
+        (('channels', [32, 64]), ('dropout', 0.1), ('cell', 'gru'))
+    """
+    key, separator, value = text.partition("=")
+    key = key.strip()
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE: write e.g. --model-arg channels=32,64")
+    if "," in value:
+        return key, [_parse_value(item) for item in value.split(",") if item.strip()]
+    return key, _parse_value(value)
+
+
+def _parse_value(text: str) -> Any:
+    text = text.strip()
+    named = {"true": True, "false": False, "none": None, "null": None}
+    if text.lower() in named:
+        return named[text.lower()]
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
