@@ -29,6 +29,17 @@ ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]
 # user sets always win; a model_args entry fills only the arguments the user left out.
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "mlp"): {"model_args": {"hidden": [256, 128], "dropout": 0.2}},
+    # The small tabular sets: batches of 64 leave iris 2 steps per epoch (0.85 mean accuracy over
+    # 5 seeds at 30 epochs); batches of 16 reach 0.99.
+    ("iris", "mlp"): {"batch_size": 16, "epochs": 30},
+    ("wine", "mlp"): {"batch_size": 16, "epochs": 30},
+    # 256-128 units overfit 455 samples (0.977 against logistic regression's 0.981); one layer
+    # of 64 matches or beats it.
+    ("breast_cancer", "mlp"): {"batch_size": 16, "epochs": 30, "model_args": {"hidden": [64], "dropout": 0.3}},
+    # 231 windows: batches of 16 and up to 50 epochs (early stopping ends most runs near 20).
+    **{("sunspots", cell): {"batch_size": 16, "epochs": 50} for cell in ("lstm", "gru", "rnn")},
+    # Attention at lr 1e-2 trains worse (0.60 accuracy against 0.68 at 3e-3 and 0.67 at 1e-3).
+    ("word_language", "transformer"): {"lr": 3e-3},
 }
 # Datasets whose samples are images that a model without a tabular input reads as (N, C, H, W).
 IMAGE_DATA = ("digits",)
@@ -53,7 +64,8 @@ class RunConfig(TrainConfig):
             from ``reference_batch_size``.
         model: A registered model name (``trainwell models`` lists them): ``mlp`` (default),
             ``cnn``, ``lstm``, ``gru``, ``rnn``, ``transformer``.
-        model_args: The model's arguments, e.g. ``{"channels": [32, 64]}``; its sizes (inputs,
+        model_args: The model's arguments, e.g. ``{"channels": [32, 64]}``; those left out take
+            the recipe's or the model's defaults (all are recorded), and its sizes (inputs,
             outputs, vocabulary) come from the data.
 
     Its training defaults differ from :class:`TrainConfig`'s where the recipe was tuned:
@@ -79,8 +91,10 @@ class RunConfig(TrainConfig):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        # Checked here rather than in a pydantic validator, so the message keeps its own wording.
-        object.__setattr__(self, "model_args", check_arguments(self.model, self.model_args))
+        # Every argument the data does not decide is written out, so config.yaml shows the whole
+        # model. Checked here rather than in a pydantic validator, so the message keeps its wording.
+        defaults = {a.name: a.default for a in spec(self.model).arguments if not a.from_data}
+        object.__setattr__(self, "model_args", check_arguments(self.model, {**defaults, **self.model_args}))
 
     @model_validator(mode="before")
     @classmethod
@@ -136,7 +150,7 @@ def sizes_from_data(model: str, info: Any, model_args: dict[str, Any] | None = N
         return {"in_channels": info.input_shape[0], "num_classes": info.num_outputs}
     sizes: dict[str, Any] = {"output_size": info.num_outputs}
     if kind == "tokens":
-        sizes.update(vocab_size=info.vocab_size, padding_idx=info.preprocessing.get("pad_id", 0))
+        sizes["vocab_size"] = info.vocab_size
         if model != "transformer" and "input_size" not in model_args:
             sizes["input_size"] = TOKEN_EMBEDDING_SIZE
     else:
@@ -169,7 +183,13 @@ def build_model(config: RunConfig, info: Any):
             f"model argument {shown} is decided by the data ({', '.join(f'{k}={sizes[k]!r}' for k in clashes)}): "
             "remove it from model_args (--model-arg)."
         )
-    if config.model == "transformer" and kind == "images" and "patch_size" not in config.model_args:
+    pad_id = info.preprocessing.get("pad_id", 0)
+    if kind == "tokens" and config.model_args.get("padding_idx", 0) != pad_id:
+        raise ConfigError(
+            f"model argument padding_idx={config.model_args['padding_idx']!r} differs from the id data={config.data!r} "
+            f"pads with ({pad_id}): set --model-arg padding_idx={pad_id}."
+        )
+    if config.model == "transformer" and kind == "images" and config.model_args.get("patch_size") is None:
         raise ConfigError(
             f"model='transformer' reads images {tuple(info.input_shape)} as patches: set their size, e.g. --model-arg patch_size=2."
         )

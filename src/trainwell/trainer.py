@@ -24,7 +24,7 @@ from trainwell.config import TrainConfig
 from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.logs import log_to_file, setup_console_logging
-from trainwell.models.summary import summary
+from trainwell.models.summarize import summary
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
 from trainwell.rundir import prepare_run_dir, write_text

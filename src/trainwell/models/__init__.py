@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from trainwell.models.init import init_weights
     from trainwell.models.mlp import MLP
     from trainwell.models.rnn import RNN
-    from trainwell.models.summary import summary
+    from trainwell.models.summarize import summary
     from trainwell.models.transformer import Transformer
 
 _LAZY = {
@@ -29,7 +29,7 @@ _LAZY = {
     "RNN": "trainwell.models.rnn",
     "Transformer": "trainwell.models.transformer",
     "init_weights": "trainwell.models.init",
-    "summary": "trainwell.models.summary",
+    "summary": "trainwell.models.summarize",
 }
 
 __all__ = ["CNN", "MLP", "MODELS", "RNN", "Transformer", "build", "describe", "init_weights", "names", "summary"]

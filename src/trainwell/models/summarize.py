@@ -1,4 +1,7 @@
-"""A model's layers, output shapes and parameter counts, as plain text."""
+"""A model's layers, output shapes and parameter counts, as plain text: :func:`summary`.
+
+(The module is not called ``summary``: a submodule of that name would shadow the function
+``trainwell.models.summary`` once imported.)"""
 
 from __future__ import annotations
 
