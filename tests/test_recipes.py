@@ -21,6 +21,11 @@ def test_errors_use_the_names_the_user_typed():
         RunConfig.from_options({"model": "cnnn"}, option_names={"model": "--model"})
 
 
+def test_each_dataset_gets_a_model_for_its_kind_of_data_unless_one_is_named():
+    assert [RunConfig(data=data).model for data in ("digits", "iris", "sunspots", "word_language")] == ["mlp", "mlp", "lstm", "transformer"]
+    assert RunConfig(data="sunspots", model="gru").model == "gru"
+
+
 def test_model_args_are_checked_against_the_model():
     with pytest.raises(ConfigError, match="'hidden' is not an argument of model 'cnn'"):
         RunConfig(model="cnn", model_args={"hidden": [8]})

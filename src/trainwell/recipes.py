@@ -41,6 +41,8 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     # Attention at lr 1e-2 trains worse (0.60 accuracy against 0.68 at 3e-3 and 0.67 at 1e-3).
     ("word_language", "transformer"): {"lr": 3e-3},
 }
+# The model a dataset gets when none is named: the one its kind of data calls for.
+DEFAULT_MODELS = {"sunspots": "lstm", "word_language": "transformer"}
 # Datasets whose samples are images that a model without a tabular input reads as (N, C, H, W).
 IMAGE_DATA = ("digits",)
 # Embedding width for token ids when an RNN is built from data without input_size set.
@@ -62,8 +64,9 @@ class RunConfig(TrainConfig):
             recent part of a time series).
         batch_size: Training batch size; the lr is rescaled by ``lr_scaling`` when it differs
             from ``reference_batch_size``.
-        model: A registered model name (``trainwell models`` lists them): ``mlp`` (default),
-            ``cnn``, ``lstm``, ``gru``, ``rnn``, ``transformer``.
+        model: A registered model name (``trainwell models`` lists them): ``mlp``, ``cnn``,
+            ``lstm``, ``gru``, ``rnn``, ``transformer``. Left out: ``lstm`` for ``sunspots``,
+            ``transformer`` for ``word_language``, ``mlp`` for the others.
         model_args: The model's arguments, e.g. ``{"channels": [32, 64]}``; those left out take
             the recipe's or the model's defaults (all are recorded), and its sizes (inputs,
             outputs, vocabulary) come from the data.
@@ -101,8 +104,10 @@ class RunConfig(TrainConfig):
     def _fill_recipe_defaults(cls, options: Any) -> Any:
         if not isinstance(options, dict):
             return options
-        defaults = recipe_defaults(options.get("data", "digits"), options.get("model", "mlp"))
-        filled = {**{k: v for k, v in defaults.items() if k != "model_args"}, **options}
+        data = options.get("data", "digits")
+        model = options.get("model") or (DEFAULT_MODELS.get(data, "mlp") if isinstance(data, str) else "mlp")
+        defaults = recipe_defaults(data, model)
+        filled = {**{k: v for k, v in defaults.items() if k != "model_args"}, **options, "model": model}
         user_args = options.get("model_args")
         if user_args is None or isinstance(user_args, dict):
             filled["model_args"] = {**defaults.get("model_args", {}), **(user_args or {})}

@@ -5,6 +5,7 @@ import torch
 
 from trainwell import DataError
 from trainwell.data import load_bundled
+from trainwell.data import languages
 from trainwell.data.languages import LANGUAGES, encode_words
 
 
@@ -47,5 +48,6 @@ def test_encode_words_pads_at_the_end_and_marks_unknown_characters():
 def test_missing_pyspellchecker_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spellchecker" else real(name, *a))
+    languages._frequent_words.cache_clear()
     with pytest.raises(DataError, match=r"pip install 'trainwell\[text\]'"):
         load_bundled("word_language")

@@ -15,7 +15,7 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--data",
         {"metavar": "NAME", "help": "bundled dataset: digits (default), iris, wine, breast_cancer, sunspots, word_language"},
     ),
-    "model": ("--model", {"metavar": "NAME", "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments"}),
+    "model": ("--model", {"metavar": "NAME", "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments. Default for sunspots: lstm; word_language: transformer"}),
     "model_args": (
         "--model-arg",
         {

@@ -10,6 +10,7 @@ Words become character ids, padded at the end with 0.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import heapq
 import importlib.util
@@ -89,8 +90,13 @@ def encode_words(words: list[str], alphabet: str, max_len: int = MAX_WORD_LENGTH
     return encoded
 
 
-def _frequent_words(language: str) -> list[str]:
-    """The language's most frequent alphabetic words of 2 to 16 letters, most frequent first."""
+@functools.lru_cache(maxsize=None)
+def _frequent_words(language: str) -> tuple[str, ...]:
+    """The language's most frequent alphabetic words of 2 to 16 letters, most frequent first.
+
+    Cached: parsing the lists takes seconds, and a process that loads the set twice (a
+    benchmark over seeds) need not pay it again.
+    """
     found = importlib.util.find_spec("spellchecker")
     if found is None or not found.submodule_search_locations:
         raise DataError(
@@ -103,4 +109,4 @@ def _frequent_words(language: str) -> list[str]:
     frequencies = json.loads(gzip.decompress(path.read_bytes()))
     ranked = heapq.nlargest(3 * WORDS_PER_LANGUAGE, frequencies, key=frequencies.get)
     # More candidates than needed, as words shared between languages are dropped afterwards.
-    return [word for word in ranked if word.isalpha() and 2 <= len(word) <= MAX_WORD_LENGTH][: 2 * WORDS_PER_LANGUAGE]
+    return tuple([word for word in ranked if word.isalpha() and 2 <= len(word) <= MAX_WORD_LENGTH][: 2 * WORDS_PER_LANGUAGE])
