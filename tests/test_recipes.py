@@ -126,35 +126,45 @@ def _best(data, model, seed=0, **options):
     return run(RunConfig(data=data, model=model, seed=seed, progress=False, **options)).best
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Train on one thread, as the benchmark does: on a busy 2-core machine two threads per
+    process ran these models up to 17x slower. The setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_cnn_reaches_098_on_digits():
-    torch.set_num_threads(1)
     assert _best("digits", "cnn")["val_accuracy"] >= 0.98
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data", ["iris", "wine", "breast_cancer"])
-def test_mlp_matches_logistic_regression_on_tabular_data(data):
+@pytest.mark.parametrize(("data", "seeds"), [("iris", 5), ("wine", 5), ("breast_cancer", 10)])
+def test_mlp_matches_logistic_regression_on_tabular_data(data, seeds):
+    # Mean accuracy over the benchmark's seeds: on breast_cancer one validation sample is 0.009,
+    # and single splits go either way (README, "What is measured").
     from sklearn.linear_model import LogisticRegression
 
-    torch.set_num_threads(1)
-    for seed in (0, 1):
+    mlp, logistic = [], []
+    for seed in range(seeds):
         splits = build_data(RunConfig(data=data, seed=seed))
         (train_x, train_y), (val_x, val_y) = splits.train, splits.val
-        logistic = LogisticRegression(max_iter=5000).fit(train_x.numpy(), train_y.numpy()).score(val_x.numpy(), val_y.numpy())
-        assert _best(data, "mlp", seed)["val_accuracy"] >= logistic
+        logistic.append(LogisticRegression(max_iter=5000).fit(train_x.numpy(), train_y.numpy()).score(val_x.numpy(), val_y.numpy()))
+        mlp.append(_best(data, "mlp", seed)["val_accuracy"])
+    assert sum(mlp) >= sum(logistic)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_recurrent_models_beat_the_naive_forecast_on_sunspots(model):
-    torch.set_num_threads(1)
     naive = build_data(RunConfig(data="sunspots")).info.preprocessing["naive_val_mae"]
     assert _best("sunspots", model)["val_mae"] < 0.75 * naive
 
 
 @pytest.mark.slow
 def test_transformer_beats_the_majority_class_on_word_language():
-    torch.set_num_threads(1)
     # Three of the recipe's ten epochs: enough to show the margin, in a CI-sized time.
     assert _best("word_language", "transformer", epochs=3)["val_accuracy"] > 3 / 7

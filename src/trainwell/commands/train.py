@@ -15,12 +15,19 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--data",
         {"metavar": "NAME", "help": "bundled dataset: digits (default), iris, wine, breast_cancer, sunspots, word_language"},
     ),
-    "model": ("--model", {"metavar": "NAME", "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments. Default for sunspots: lstm; word_language: transformer"}),
+    "model": (
+        "--model",
+        {
+            "metavar": "NAME",
+            "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments "
+            "(default for sunspots: lstm; word_language: transformer)",
+        },
+    ),
     "model_args": (
         "--model-arg",
         {
             "action": "append",
-            "type": lambda text: parse_model_arg(text),
+            "type": lambda text: parse_model_arg(text),  # defined below
             "metavar": "KEY=VALUE",
             "help": "a model argument, repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, comma lists)",
         },
