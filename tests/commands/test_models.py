@@ -14,7 +14,7 @@ def test_lists_every_model_and_its_arguments(capsys):
         assert f"{name}: {spec.summary}" in out
         for argument in spec.arguments:
             assert f"  {argument.name} " in out
-    assert "in_channels      image channels (from the data); from the data" in out
+    assert "in_channels      image channels; from the data" in out
 
 
 def test_one_model(capsys):

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from tests.models.helpers import assert_every_parameter_gets_a_gradient, assert_state_dict_round_trip, short_training_losses
 from trainwell import ConfigError
 from trainwell.models import CNN
 
@@ -33,25 +32,25 @@ def test_layout_blocks_then_global_pool_dropout_and_head():
     assert len(model.features) == 2 and model.head.in_features == 64 and model.head.out_features == 10
 
 
-def test_every_parameter_gets_a_gradient():
+def test_every_parameter_gets_a_gradient(checks):
     torch.manual_seed(0)
-    assert_every_parameter_gets_a_gradient(CNN(1, 5, channels=(8, 16), batch_norm=True), torch.randn(6, 1, 12, 12), torch.randint(0, 5, (6,)))
+    checks.every_parameter_gets_a_gradient(CNN(1, 5, channels=(8, 16), batch_norm=True), torch.randn(6, 1, 12, 12), torch.randint(0, 5, (6,)))
 
 
-def test_a_short_training_run_lowers_the_loss():
+def test_a_short_training_run_lowers_the_loss(checks):
     torch.manual_seed(0)
     images, labels = torch.randn(32, 3, 16, 16), torch.randint(0, 4, (32,))
-    before, after = short_training_losses(CNN(3, 4, channels=(16, 32), dropout=0.0), images, labels)
+    before, after = checks.short_training_losses(CNN(3, 4, channels=(16, 32), dropout=0.0), images, labels)
     assert after < 0.5 * before
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(checks):
     torch.manual_seed(0)
     model = CNN(1, 3, channels=(8,))
     # A trained-looking BatchNorm: running statistics are part of the state too.
     model.train()
     model(torch.randn(16, 1, 8, 8) * 3 + 1)
-    assert_state_dict_round_trip(model, CNN(1, 3, channels=(8,)), torch.randn(4, 1, 8, 8))
+    checks.state_dict_round_trip(model, CNN(1, 3, channels=(8,)), torch.randn(4, 1, 8, 8))
 
 
 def test_init_statistics_match_the_documented_choices():

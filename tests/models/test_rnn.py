@@ -2,7 +2,6 @@ import pytest
 import torch
 from torch import nn
 
-from tests.models.helpers import assert_every_parameter_gets_a_gradient, assert_state_dict_round_trip, short_training_losses
 from trainwell import ConfigError
 from trainwell.models import RNN
 
@@ -55,30 +54,30 @@ def test_padding_tokens_are_ignored_without_lengths():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_every_parameter_gets_a_gradient(cell):
+def test_every_parameter_gets_a_gradient(cell, checks):
     torch.manual_seed(0)
     model = RNN(3, 8, 2, cell=cell, num_layers=2, bidirectional=True, vocab_size=None)
-    assert_every_parameter_gets_a_gradient(model, torch.randn(5, 7, 3), torch.randint(0, 2, (5,)))
+    checks.every_parameter_gets_a_gradient(model, torch.randn(5, 7, 3), torch.randint(0, 2, (5,)))
     tokens = RNN(4, 8, 2, cell=cell, vocab_size=12)
     # The padding row of the embedding is fixed at zero by design; every other parameter learns.
     tokens.embedding.padding_idx = None
-    assert_every_parameter_gets_a_gradient(tokens, torch.randint(1, 12, (5, 7)), torch.randint(0, 2, (5,)))
+    checks.every_parameter_gets_a_gradient(tokens, torch.randint(1, 12, (5, 7)), torch.randint(0, 2, (5,)))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_a_short_training_run_lowers_the_loss_on_a_forecast(cell):
+def test_a_short_training_run_lowers_the_loss_on_a_forecast(cell, checks):
     torch.manual_seed(0)
     time = torch.arange(40.0).unsqueeze(0) + 10 * torch.rand(64, 1)
     series = torch.sin(0.3 * time)
     inputs, targets = series[:, :-1].unsqueeze(-1), series[:, -1:]
-    before, after = short_training_losses(RNN(1, 16, 1, cell=cell), inputs, targets, steps=60, lr=1e-2, loss_fn=nn.functional.mse_loss)
+    before, after = checks.short_training_losses(RNN(1, 16, 1, cell=cell), inputs, targets, steps=60, lr=1e-2, loss_fn=nn.functional.mse_loss)
     assert after < 0.2 * before
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(checks):
     torch.manual_seed(0)
     arguments = {"input_size": 4, "hidden_size": 8, "output_size": 3, "vocab_size": 10, "num_layers": 2, "bidirectional": True}
-    assert_state_dict_round_trip(RNN(**arguments), RNN(**arguments), torch.randint(1, 10, (3, 6)))
+    checks.state_dict_round_trip(RNN(**arguments), RNN(**arguments), torch.randint(1, 10, (3, 6)))
 
 
 def test_init_statistics_match_the_documented_choices():

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from tests.models.helpers import assert_every_parameter_gets_a_gradient, assert_state_dict_round_trip, short_training_losses
 from trainwell import ConfigError
 from trainwell.models import Transformer
 
@@ -66,32 +65,32 @@ def test_masking_holds_in_training_mode_too():
     assert torch.allclose(model(torch.tensor([[4, 5, 0, 0]])), model(torch.tensor([[4, 5]])), atol=1e-5)
 
 
-def test_every_parameter_gets_a_gradient():
+def test_every_parameter_gets_a_gradient(checks):
     torch.manual_seed(0)
     for model, inputs in (
         (small(output_size=3, input_size=4), torch.randn(5, 6, 4)),
         (small(output_size=3, input_size=1, patch_size=2, pooling="mean", positions="sinusoidal"), torch.randn(5, 1, 8, 8)),
     ):
-        assert_every_parameter_gets_a_gradient(model, inputs, torch.randint(0, 3, (5,)))
+        checks.every_parameter_gets_a_gradient(model, inputs, torch.randint(0, 3, (5,)))
     tokens = small(output_size=3, vocab_size=12)
     tokens.embed.padding_idx = None  # the padding row stays zero by design
-    assert_every_parameter_gets_a_gradient(tokens, torch.randint(1, 12, (5, 6)), torch.randint(0, 3, (5,)))
+    checks.every_parameter_gets_a_gradient(tokens, torch.randint(1, 12, (5, 6)), torch.randint(0, 3, (5,)))
 
 
-def test_a_short_training_run_lowers_the_loss_on_a_task_that_needs_attention():
+def test_a_short_training_run_lowers_the_loss_on_a_task_that_needs_attention(checks):
     # The label is the token at the position named by the first token: no bag of tokens solves it.
     torch.manual_seed(0)
     tokens = torch.randint(2, 10, (128, 6))
     tokens[:, 0] = torch.randint(1, 6, (128,))
     labels = tokens[torch.arange(128), tokens[:, 0]] - 2
-    before, after = short_training_losses(small(output_size=8, vocab_size=10, dropout=0.0), tokens, labels, steps=80, lr=3e-3)
+    before, after = checks.short_training_losses(small(output_size=8, vocab_size=10, dropout=0.0), tokens, labels, steps=80, lr=3e-3)
     assert after < 0.5 * before
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(checks):
     torch.manual_seed(0)
     arguments = {"output_size": 3, "vocab_size": 10}
-    assert_state_dict_round_trip(small(**arguments), small(**arguments), torch.randint(0, 10, (3, 6)))
+    checks.state_dict_round_trip(small(**arguments), small(**arguments), torch.randint(0, 10, (3, 6)))
 
 
 def test_init_statistics_match_the_documented_choices():

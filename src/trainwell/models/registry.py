@@ -62,7 +62,7 @@ class ModelSpec:
 
 def _rnn_arguments() -> tuple[Argument, ...]:
     return (
-        Argument("input_size", Positive, None, "an integer ≥ 1", "features per step (from the data), or the embedding width for token ids (recipe default 32)", from_data=True),
+        Argument("input_size", Positive, None, "an integer ≥ 1", "features per step; for token ids, the embedding width (then settable, default 32)", from_data=True),
         Argument("hidden_size", Positive, 64, "an integer ≥ 1", "width of the recurrent state"),
         Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
         Argument("num_layers", Positive, 1, "an integer ≥ 1", "stacked recurrent layers"),
@@ -83,7 +83,7 @@ MODELS: dict[str, ModelSpec] = {
             "trainwell.models.registry:_build_mlp",
             ("tabular", "images", "series"),
             (
-                Argument("input_size", Positive, None, "an integer ≥ 1", "input features (from the data)", from_data=True),
+                Argument("input_size", Positive, None, "an integer ≥ 1", "input features", from_data=True),
                 Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
                 Argument("hidden", list[Positive], (256, 128), "a list of integers ≥ 1, e.g. 256,128", "hidden layer widths"),
                 Argument("dropout", Fraction, 0.3, "a number from 0 to below 1", "dropout after each hidden layer"),
@@ -97,8 +97,8 @@ MODELS: dict[str, ModelSpec] = {
             "trainwell.models.cnn:CNN",
             ("images",),
             (
-                Argument("in_channels", Positive, None, "an integer ≥ 1", "image channels (from the data)", from_data=True),
-                Argument("num_classes", Positive, None, "an integer ≥ 1", "classes (from the data)", from_data=True),
+                Argument("in_channels", Positive, None, "an integer ≥ 1", "image channels", from_data=True),
+                Argument("num_classes", Positive, None, "an integer ≥ 1", "classes", from_data=True),
                 Argument("channels", list[Positive], (32, 64), "a list of integers ≥ 1, e.g. 32,64", "output channels of each block"),
                 Argument("kernel_size", Positive, 3, "an odd integer ≥ 1", "convolution kernel size"),
                 Argument("convs_per_block", Positive, 1, "an integer ≥ 1", "convolutions before each pooling"),
@@ -124,7 +124,7 @@ MODELS: dict[str, ModelSpec] = {
             ("series", "tokens", "images"),
             (
                 Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
-                Argument("input_size", Optional[Positive], None, "an integer ≥ 1", "features per step, or image channels (from the data)", from_data=True),
+                Argument("input_size", Optional[Positive], None, "an integer ≥ 1", "features per step, or image channels", from_data=True),
                 Argument("vocab_size", Optional[Positive], None, "an integer ≥ 1", "token vocabulary size, for token ids", from_data=True),
                 Argument("d_model", Positive, 64, "an integer ≥ 1", "width of the encoder"),
                 Argument("num_heads", Positive, 4, "an integer ≥ 1 dividing d_model", "attention heads"),

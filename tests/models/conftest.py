@@ -1,10 +1,12 @@
 """Checks every architecture must pass: gradients reach all parameters, training lowers the loss,
-and a state_dict round trip reproduces the outputs."""
+and a state_dict round trip reproduces the outputs. Tests get them as the ``checks`` fixture."""
 
 from __future__ import annotations
 
 import copy
+import types
 
+import pytest
 import torch
 from torch import nn
 
@@ -45,3 +47,12 @@ def assert_state_dict_round_trip(model: nn.Module, fresh: nn.Module, inputs) -> 
         assert not torch.allclose(call(model), call(fresh)), "the fresh model must start different"
         fresh.load_state_dict(copy.deepcopy(model.state_dict()))
         assert torch.equal(call(model), call(fresh))
+
+
+@pytest.fixture
+def checks() -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        every_parameter_gets_a_gradient=assert_every_parameter_gets_a_gradient,
+        short_training_losses=short_training_losses,
+        state_dict_round_trip=assert_state_dict_round_trip,
+    )
