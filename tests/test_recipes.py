@@ -22,7 +22,7 @@ def test_errors_use_the_names_the_user_typed():
 
 
 def test_each_dataset_gets_a_model_for_its_kind_of_data_unless_one_is_named():
-    assert [RunConfig(data=data).model for data in ("digits", "iris", "sunspots", "word_language")] == ["mlp", "mlp", "lstm", "transformer"]
+    assert [RunConfig(data=data).model for data in ("digits", "iris", "sunspots", "word_language")] == ["mlp", "mlp", "lstm", "lstm"]
     assert RunConfig(data="sunspots", model="gru").model == "gru"
 
 

@@ -20,7 +20,7 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "metavar": "NAME",
             "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments "
-            "(default for sunspots: lstm; word_language: transformer)",
+            "(default for sunspots and word_language: lstm)",
         },
     ),
     "model_args": (

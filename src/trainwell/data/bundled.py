@@ -16,16 +16,6 @@ from trainwell.exceptions import DataError
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "sunspots", "word_language")
 
-# One line per dataset for listings and --help: what it is and which models suit it.
-DESCRIPTIONS = {
-    "digits": "8x8 handwritten digits, 1,797 images, 10 classes (scikit-learn): mlp, cnn, transformer",
-    "iris": "iris flowers, 150 samples, 4 features, 3 classes (scikit-learn): mlp",
-    "wine": "wine cultivars, 178 samples, 13 features, 3 classes (scikit-learn): mlp",
-    "breast_cancer": "breast tumours, 569 samples, 30 features, 2 classes (scikit-learn): mlp",
-    "sunspots": "yearly sunspot numbers 1700-2008, next-year forecast from 20 years (statsmodels): lstm, gru, rnn, transformer, mlp",
-    "word_language": "the language of a word (en, de, es, fr, it, nl, pt) from its letters (pyspellchecker's word lists): transformer, lstm, gru, rnn",
-}
-
 
 @dataclass
 class DataInfo:
