@@ -104,7 +104,9 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.getLogger("trainwell").setLevel(logging.WARNING)
     cases = [tuple(case.split(":")) for case in args.only] if args.only else CASES
-    print("| command | metric | trainwell, mean | worst seed | baseline | baseline, mean | seeds at least as good | s per run |")
+    print(
+        "| command | metric | trainwell, mean | worst seed | baseline | baseline, mean | seeds at least as good | s per run |"
+    )
     print("|---|---|---:|---:|---|---:|---:|---:|")
     for data, model in cases:
         row = run_case(data, model, args.seeds)

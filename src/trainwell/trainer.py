@@ -103,6 +103,7 @@ class Trainer:
         self.global_step = 0
         self.steps_per_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        self.model_summary: str | None = None
         self.events: list[dict[str, Any]] = []
         self.should_stop = False
         self.peak_lr = self.config.lr

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from trainwell import DataError
-from trainwell.data import load_bundled
-from trainwell.data import languages
+from trainwell.data import languages, load_bundled
 from trainwell.data.languages import LANGUAGES, encode_words
 
 
@@ -15,7 +14,7 @@ def splits():
 
 
 def test_balanced_classes_and_a_stratified_split(splits):
-    (train_x, train_y), (val_x, val_y) = splits.train, splits.val
+    (_, train_y), (_, val_y) = splits.train, splits.val
     per_language = splits.info.preprocessing["words_per_language"]
     assert per_language >= 2000
     assert torch.bincount(torch.cat([train_y, val_y])).tolist() == [per_language] * len(LANGUAGES)
@@ -42,12 +41,18 @@ def test_the_alphabet_comes_from_the_training_words(splits):
 
 
 def test_encode_words_pads_at_the_end_and_marks_unknown_characters():
-    assert encode_words(["abba", "c", "abcdefg"], "ab", max_len=5).tolist() == [[2, 3, 3, 2, 0], [1, 0, 0, 0, 0], [2, 3, 1, 1, 1]]
+    assert encode_words(["abba", "c", "abcdefg"], "ab", max_len=5).tolist() == [
+        [2, 3, 3, 2, 0],
+        [1, 0, 0, 0, 0],
+        [2, 3, 1, 1, 1],
+    ]
 
 
 def test_missing_pyspellchecker_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spellchecker" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "spellchecker" else real(name, *a)
+    )
     languages._frequent_words.cache_clear()
     with pytest.raises(DataError, match=r"pip install 'trainwell\[text\]'"):
         load_bundled("word_language")

@@ -14,7 +14,10 @@ def test_windows_targets_and_a_split_in_time():
     (train_x, train_y), (val_x, val_y) = splits.train, splits.val
     assert train_x.shape == (72, 10, 1) and val_x.shape == (18, 10, 1) and train_y.shape == (72, 1)
     mean, std = splits.info.normalization["mean"][0], splits.info.normalization["std"][0]
-    restore = lambda values: values * std + mean  # noqa: E731
+
+    def restore(values):
+        return values * std + mean
+
     # Each target is the value right after its window.
     assert torch.allclose(restore(train_x[5, :, 0]), torch.arange(5.0, 15.0), atol=1e-4)
     assert restore(train_y[5]).item() == pytest.approx(15.0, abs=1e-4)

@@ -11,14 +11,18 @@ import torch
 from torch import nn
 
 
-def assert_every_parameter_gets_a_gradient(model: nn.Module, inputs, targets, loss_fn=nn.functional.cross_entropy) -> None:
+def assert_every_parameter_gets_a_gradient(
+    model: nn.Module, inputs, targets, loss_fn=nn.functional.cross_entropy
+) -> None:
     model.train()
     loss_fn(model(*inputs) if isinstance(inputs, tuple) else model(inputs), targets).backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"{name} got no gradient"
 
 
-def short_training_losses(model: nn.Module, inputs, targets, steps: int = 30, lr: float = 3e-3, loss_fn=nn.functional.cross_entropy) -> tuple[float, float]:
+def short_training_losses(
+    model: nn.Module, inputs, targets, steps: int = 30, lr: float = 3e-3, loss_fn=nn.functional.cross_entropy
+) -> tuple[float, float]:
     """The loss before and after ``steps`` AdamW steps on one fixed batch, in eval mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
 

@@ -7,7 +7,9 @@ from trainwell import ConfigError
 from trainwell.models import CNN
 
 
-@pytest.mark.parametrize(("channels", "size", "batch"), [(1, 8, 1), (1, 8, 32), (1, 28, 4), (3, 32, 2), (3, 7, 3), (1, 1, 2), (3, 64, 2)])
+@pytest.mark.parametrize(
+    ("channels", "size", "batch"), [(1, 8, 1), (1, 8, 32), (1, 28, 4), (3, 32, 2), (3, 7, 3), (1, 1, 2), (3, 64, 2)]
+)
 def test_output_shape_for_any_image_size_and_batch(channels, size, batch):
     model = CNN(in_channels=channels, num_classes=10, channels=(8, 16, 16)).eval()
     assert model(torch.randn(batch, channels, size, size)).shape == (batch, 10)
@@ -34,7 +36,9 @@ def test_layout_blocks_then_global_pool_dropout_and_head():
 
 def test_every_parameter_gets_a_gradient(checks):
     torch.manual_seed(0)
-    checks.every_parameter_gets_a_gradient(CNN(1, 5, channels=(8, 16), batch_norm=True), torch.randn(6, 1, 12, 12), torch.randint(0, 5, (6,)))
+    checks.every_parameter_gets_a_gradient(
+        CNN(1, 5, channels=(8, 16), batch_norm=True), torch.randn(6, 1, 12, 12), torch.randint(0, 5, (6,))
+    )
 
 
 def test_a_short_training_run_lowers_the_loss(checks):

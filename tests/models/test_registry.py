@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from trainwell import ConfigError, models
-from trainwell.models import MLP, RNN, CNN, Transformer
+from trainwell.models import CNN, MLP, RNN, Transformer
 from trainwell.models.registry import MODELS, check_arguments, describe
 
 
@@ -13,7 +13,9 @@ def test_names():
     assert models.names() == ["mlp", "cnn", "lstm", "gru", "rnn", "transformer"]
 
 
-@pytest.mark.parametrize(("name", "cls"), [("cnn", CNN), ("lstm", RNN), ("gru", RNN), ("rnn", RNN), ("transformer", Transformer)])
+@pytest.mark.parametrize(
+    ("name", "cls"), [("cnn", CNN), ("lstm", RNN), ("gru", RNN), ("rnn", RNN), ("transformer", Transformer)]
+)
 def test_arguments_match_the_class_signature(name, cls):
     signature = inspect.signature(cls).parameters
     spec = MODELS[name]
@@ -45,7 +47,11 @@ def test_build_makes_each_model_with_the_fixed_arguments():
     [
         ("cnnn", {}, "model='cnnn' is not a known model: expected one of 'mlp', 'cnn'"),
         ("cnn", {"chanels": [8]}, "'chanels' is not an argument of model 'cnn'. Did you mean 'channels'?"),
-        ("cnn", {"channels": "wide"}, "model argument channels='wide' is invalid for model 'cnn': expected a list of integers ≥ 1"),
+        (
+            "cnn",
+            {"channels": "wide"},
+            "model argument channels='wide' is invalid for model 'cnn': expected a list of integers ≥ 1",
+        ),
         ("cnn", {"dropout": 1.5}, "dropout=1.5 is invalid for model 'cnn': expected a number from 0 to below 1"),
         ("lstm", {"bidirectional": "yes"}, "bidirectional='yes' is invalid for model 'lstm': expected true or false"),
         ("lstm", {"cell": "gru"}, "The name 'lstm' fixes cell='lstm'"),

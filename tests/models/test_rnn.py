@@ -70,13 +70,22 @@ def test_a_short_training_run_lowers_the_loss_on_a_forecast(cell, checks):
     time = torch.arange(40.0).unsqueeze(0) + 10 * torch.rand(64, 1)
     series = torch.sin(0.3 * time)
     inputs, targets = series[:, :-1].unsqueeze(-1), series[:, -1:]
-    before, after = checks.short_training_losses(RNN(1, 16, 1, cell=cell), inputs, targets, steps=60, lr=1e-2, loss_fn=nn.functional.mse_loss)
+    before, after = checks.short_training_losses(
+        RNN(1, 16, 1, cell=cell), inputs, targets, steps=60, lr=1e-2, loss_fn=nn.functional.mse_loss
+    )
     assert after < 0.2 * before
 
 
 def test_state_dict_round_trip(checks):
     torch.manual_seed(0)
-    arguments = {"input_size": 4, "hidden_size": 8, "output_size": 3, "vocab_size": 10, "num_layers": 2, "bidirectional": True}
+    arguments = {
+        "input_size": 4,
+        "hidden_size": 8,
+        "output_size": 3,
+        "vocab_size": 10,
+        "num_layers": 2,
+        "bidirectional": True,
+    }
     checks.state_dict_round_trip(RNN(**arguments), RNN(**arguments), torch.randint(1, 10, (3, 6)))
 
 

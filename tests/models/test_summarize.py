@@ -26,9 +26,13 @@ def test_frozen_parameters_are_counted_apart():
 def test_recurrent_and_attention_models_and_tuple_inputs():
     rnn_text = summary(RNN(3, 8, 2), (torch.randn(4, 6, 3), torch.tensor([6, 2, 3, 1])))
     assert "recurrent  LSTM" in rnn_text and "packed" in rnn_text
-    transformer_text = summary(Transformer(2, vocab_size=9, d_model=16, num_heads=2, num_layers=1), torch.randint(0, 9, (2, 5)))
+    transformer_text = summary(
+        Transformer(2, vocab_size=9, d_model=16, num_heads=2, num_layers=1), torch.randint(0, 9, (2, 5))
+    )
     # Hooks see the layers even though torch's fused inference path would skip them under no_grad.
-    assert "(2, 6, 64)" in next(line for line in transformer_text.splitlines() if line.startswith("encoder.layers.0.linear1"))
+    assert "(2, 6, 64)" in next(
+        line for line in transformer_text.splitlines() if line.startswith("encoder.layers.0.linear1")
+    )
     # The summary token belongs to the model itself; its row makes the counts add up.
     assert transformer_text.splitlines()[2].split() == ["(own)", "Transformer", "(2,", "2)", "16"]
     counts = [int(line.split()[-1].replace(",", "")) for line in transformer_text.splitlines()[2:-1]]

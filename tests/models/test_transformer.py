@@ -69,7 +69,10 @@ def test_every_parameter_gets_a_gradient(checks):
     torch.manual_seed(0)
     for model, inputs in (
         (small(output_size=3, input_size=4), torch.randn(5, 6, 4)),
-        (small(output_size=3, input_size=1, patch_size=2, pooling="mean", positions="sinusoidal"), torch.randn(5, 1, 8, 8)),
+        (
+            small(output_size=3, input_size=1, patch_size=2, pooling="mean", positions="sinusoidal"),
+            torch.randn(5, 1, 8, 8),
+        ),
     ):
         checks.every_parameter_gets_a_gradient(model, inputs, torch.randint(0, 3, (5,)))
     tokens = small(output_size=3, vocab_size=12)
@@ -83,7 +86,9 @@ def test_a_short_training_run_lowers_the_loss_on_a_task_that_needs_attention(che
     tokens = torch.randint(2, 10, (128, 6))
     tokens[:, 0] = torch.randint(1, 6, (128,))
     labels = tokens[torch.arange(128), tokens[:, 0]] - 2
-    before, after = checks.short_training_losses(small(output_size=8, vocab_size=10, dropout=0.0), tokens, labels, steps=80, lr=3e-3)
+    before, after = checks.short_training_losses(
+        small(output_size=8, vocab_size=10, dropout=0.0), tokens, labels, steps=80, lr=3e-3
+    )
     assert after < 0.5 * before
 
 

@@ -90,7 +90,7 @@ def encode_words(words: list[str], alphabet: str, max_len: int = MAX_WORD_LENGTH
     return encoded
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _frequent_words(language: str) -> tuple[str, ...]:
     """The language's most frequent alphabetic words of 2 to 16 letters, most frequent first.
 
@@ -105,8 +105,12 @@ def _frequent_words(language: str) -> tuple[str, ...]:
         )
     path = Path(found.submodule_search_locations[0]) / "resources" / f"{language}.json.gz"
     if not path.is_file():
-        raise DataError(f"data='word_language': pyspellchecker has no {path.name}; reinstall it with pip install 'trainwell[text]'.")
+        raise DataError(
+            f"data='word_language': pyspellchecker has no {path.name}; reinstall it with pip install 'trainwell[text]'."
+        )
     frequencies = json.loads(gzip.decompress(path.read_bytes()))
     ranked = heapq.nlargest(3 * WORDS_PER_LANGUAGE, frequencies, key=frequencies.get)
     # More candidates than needed, as words shared between languages are dropped afterwards.
-    return tuple([word for word in ranked if word.isalpha() and 2 <= len(word) <= MAX_WORD_LENGTH][: 2 * WORDS_PER_LANGUAGE])
+    return tuple(
+        [word for word in ranked if word.isalpha() and 2 <= len(word) <= MAX_WORD_LENGTH][: 2 * WORDS_PER_LANGUAGE]
+    )

@@ -28,11 +28,16 @@ def load_sunspots(val_fraction: float = 0.2, window: int = SUNSPOTS_WINDOW):
         window,
         val_fraction,
         name="sunspots",
-        extra={"source": "statsmodels.datasets.sunspots (yearly, 1700-2008)", "first_val_year": int(years[_split_index(len(values), window, val_fraction)])},
+        extra={
+            "source": "statsmodels.datasets.sunspots (yearly, 1700-2008)",
+            "first_val_year": int(years[_split_index(len(values), window, val_fraction)]),
+        },
     )
 
 
-def forecasting_splits(series: torch.Tensor, window: int, val_fraction: float, name: str = "series", extra: dict | None = None):
+def forecasting_splits(
+    series: torch.Tensor, window: int, val_fraction: float, name: str = "series", extra: dict | None = None
+):
     """Cut ``series`` into (past ``window`` values → next value) samples, split in time.
 
     The validation set is the last ``val_fraction`` of the targets, so no training target lies
@@ -105,7 +110,9 @@ def _read_statsmodels_csv(dataset: str, *columns: str) -> tuple[list[float], ...
         )
     path = Path(found.submodule_search_locations[0]) / "datasets" / dataset / f"{dataset}.csv"
     if not path.is_file():
-        raise DataError(f"data={dataset!r}: statsmodels is installed but has no {path.name}; reinstall it with pip install 'trainwell[series]'.")
+        raise DataError(
+            f"data={dataset!r}: statsmodels is installed but has no {path.name}; reinstall it with pip install 'trainwell[series]'."
+        )
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return tuple([float(row[column]) for row in rows] for column in columns)

@@ -62,7 +62,9 @@ class CNN(nn.Module):
         for width_out in channels:
             layers: list[nn.Module] = []
             for _ in range(convs_per_block):
-                layers.append(nn.Conv2d(width_in, width_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm))
+                layers.append(
+                    nn.Conv2d(width_in, width_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+                )
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(width_out))
                 layers.append(nn.ReLU())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -62,15 +62,35 @@ class ModelSpec:
 
 def _rnn_arguments() -> tuple[Argument, ...]:
     return (
-        Argument("input_size", Positive, None, "an integer ≥ 1", "features per step; for token ids, the embedding width (then settable, default 32)", from_data=True),
+        Argument(
+            "input_size",
+            Positive,
+            None,
+            "an integer ≥ 1",
+            "features per step; for token ids, the embedding width (then settable, default 32)",
+            from_data=True,
+        ),
         Argument("hidden_size", Positive, 64, "an integer ≥ 1", "width of the recurrent state"),
         Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
         Argument("num_layers", Positive, 1, "an integer ≥ 1", "stacked recurrent layers"),
         Argument("bidirectional", bool, False, "true or false", "also read sequences backwards"),
         Argument("dropout", Fraction, 0.0, "a number from 0 to below 1", "dropout between layers and before the head"),
-        Argument("vocab_size", Optional[Positive], None, "an integer ≥ 1", "token vocabulary size, for token ids", from_data=True),
+        Argument(
+            "vocab_size",
+            Positive | None,
+            None,
+            "an integer ≥ 1",
+            "token vocabulary size, for token ids",
+            from_data=True,
+        ),
         Argument("padding_idx", Annotated[int, Field(ge=0)], 0, "an integer ≥ 0", "the padding token id"),
-        Argument("pooling", Literal["last", "mean", "max"], "last", "'last', 'mean' or 'max'", "read the last state, or pool all states"),
+        Argument(
+            "pooling",
+            Literal["last", "mean", "max"],
+            "last",
+            "'last', 'mean' or 'max'",
+            "read the last state, or pool all states",
+        ),
     )
 
 
@@ -84,11 +104,21 @@ MODELS: dict[str, ModelSpec] = {
             ("tabular", "images", "series"),
             (
                 Argument("input_size", Positive, None, "an integer ≥ 1", "input features", from_data=True),
-                Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
-                Argument("hidden", list[Positive], (256, 128), "a list of integers ≥ 1, e.g. 256,128", "hidden layer widths"),
+                Argument(
+                    "output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True
+                ),
+                Argument(
+                    "hidden", list[Positive], (256, 128), "a list of integers ≥ 1, e.g. 256,128", "hidden layer widths"
+                ),
                 Argument("dropout", Fraction, 0.3, "a number from 0 to below 1", "dropout after each hidden layer"),
                 Argument("batch_norm", bool, True, "true or false", "BatchNorm after each hidden Linear"),
-                Argument("activation", Literal["relu", "gelu", "silu", "tanh", "leaky_relu"], "relu", "'relu', 'gelu', 'silu', 'tanh' or 'leaky_relu'", "hidden activation"),
+                Argument(
+                    "activation",
+                    Literal["relu", "gelu", "silu", "tanh", "leaky_relu"],
+                    "relu",
+                    "'relu', 'gelu', 'silu', 'tanh' or 'leaky_relu'",
+                    "hidden activation",
+                ),
             ),
         ),
         ModelSpec(
@@ -99,7 +129,13 @@ MODELS: dict[str, ModelSpec] = {
             (
                 Argument("in_channels", Positive, None, "an integer ≥ 1", "image channels", from_data=True),
                 Argument("num_classes", Positive, None, "an integer ≥ 1", "classes", from_data=True),
-                Argument("channels", list[Positive], (32, 64), "a list of integers ≥ 1, e.g. 32,64", "output channels of each block"),
+                Argument(
+                    "channels",
+                    list[Positive],
+                    (32, 64),
+                    "a list of integers ≥ 1, e.g. 32,64",
+                    "output channels of each block",
+                ),
                 Argument("kernel_size", Positive, 3, "an odd integer ≥ 1", "convolution kernel size"),
                 Argument("convs_per_block", Positive, 1, "an integer ≥ 1", "convolutions before each pooling"),
                 Argument("dropout", Fraction, 0.3, "a number from 0 to below 1", "dropout before the head"),
@@ -123,19 +159,55 @@ MODELS: dict[str, ModelSpec] = {
             "trainwell.models.transformer:Transformer",
             ("series", "tokens", "images"),
             (
-                Argument("output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True),
-                Argument("input_size", Optional[Positive], None, "an integer ≥ 1", "features per step, or image channels", from_data=True),
-                Argument("vocab_size", Optional[Positive], None, "an integer ≥ 1", "token vocabulary size, for token ids", from_data=True),
+                Argument(
+                    "output_size", Positive, None, "an integer ≥ 1", "classes or values to predict", from_data=True
+                ),
+                Argument(
+                    "input_size",
+                    Positive | None,
+                    None,
+                    "an integer ≥ 1",
+                    "features per step, or image channels",
+                    from_data=True,
+                ),
+                Argument(
+                    "vocab_size",
+                    Positive | None,
+                    None,
+                    "an integer ≥ 1",
+                    "token vocabulary size, for token ids",
+                    from_data=True,
+                ),
                 Argument("d_model", Positive, 64, "an integer ≥ 1", "width of the encoder"),
                 Argument("num_heads", Positive, 4, "an integer ≥ 1 dividing d_model", "attention heads"),
                 Argument("num_layers", Positive, 2, "an integer ≥ 1", "encoder layers"),
-                Argument("dim_feedforward", Optional[Positive], None, "an integer ≥ 1", "feed-forward width (default 4 * d_model)"),
-                Argument("dropout", Fraction, 0.1, "a number from 0 to below 1", "dropout in the layers and before the head"),
+                Argument(
+                    "dim_feedforward",
+                    Positive | None,
+                    None,
+                    "an integer ≥ 1",
+                    "feed-forward width (default 4 * d_model)",
+                ),
+                Argument(
+                    "dropout", Fraction, 0.1, "a number from 0 to below 1", "dropout in the layers and before the head"
+                ),
                 Argument("max_len", Positive, 512, "an integer ≥ 1", "longest sequence (or number of patches)"),
-                Argument("positions", Literal["learned", "sinusoidal"], "learned", "'learned' or 'sinusoidal'", "position encoding"),
+                Argument(
+                    "positions",
+                    Literal["learned", "sinusoidal"],
+                    "learned",
+                    "'learned' or 'sinusoidal'",
+                    "position encoding",
+                ),
                 Argument("pooling", Literal["cls", "mean"], "cls", "'cls' or 'mean'", "what the head reads"),
                 Argument("padding_idx", Annotated[int, Field(ge=0)], 0, "an integer ≥ 0", "the padding token id"),
-                Argument("patch_size", Optional[Positive], None, "an integer ≥ 1", "side of image patches (ViT-style); unset for sequences"),
+                Argument(
+                    "patch_size",
+                    Positive | None,
+                    None,
+                    "an integer ≥ 1",
+                    "side of image patches (ViT-style); unset for sequences",
+                ),
             ),
         ),
     )
@@ -187,7 +259,9 @@ def check_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         try:
             checked[key] = TypeAdapter(argument.annotation).validate_python(candidate, strict=True)
         except ValidationError:
-            problems.append(f"model argument {key}={value!r} is invalid for model {name!r}: expected {argument.expects}.")
+            problems.append(
+                f"model argument {key}={value!r} is invalid for model {name!r}: expected {argument.expects}."
+            )
     if problems:
         raise ConfigError("\n".join(problems))
     return checked
@@ -217,7 +291,9 @@ def build(name: str, **arguments: Any) -> Any:
     checked = check_arguments(name, arguments)
     missing = [a.name for a in model.arguments if a.from_data and a.annotation is Positive and a.name not in checked]
     if missing:
-        raise ConfigError(f"model {name!r} needs {', '.join(missing)}: pass {', '.join(f'{m}=...' for m in missing)} to build().")
+        raise ConfigError(
+            f"model {name!r} needs {', '.join(missing)}: pass {', '.join(f'{m}=...' for m in missing)} to build()."
+        )
     defaults = {a.name: a.default for a in model.arguments if not a.from_data and a.name not in checked}
     module_name, attribute = model.target.split(":")
     factory = getattr(importlib.import_module(module_name), attribute)

@@ -59,18 +59,27 @@ class RNN(nn.Module):
         pooling: str = "last",
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size), ("num_layers", num_layers)):
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("output_size", output_size),
+            ("num_layers", num_layers),
+        ):
             _check_positive(name, value)
         if cell not in CELLS:
             raise ConfigError(f"cell={cell!r} is not a valid choice: expected one of {', '.join(map(repr, CELLS))}.")
         if pooling not in POOLINGS:
-            raise ConfigError(f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}.")
+            raise ConfigError(
+                f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}."
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
         if vocab_size is not None:
             _check_positive("vocab_size", vocab_size)
             if not 0 <= padding_idx < vocab_size:
-                raise ConfigError(f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}.")
+                raise ConfigError(
+                    f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}."
+                )
         self.input_size, self.cell, self.pooling = input_size, cell, pooling
         self.padding_idx = padding_idx
         self.embedding = nn.Embedding(vocab_size, input_size, padding_idx=padding_idx) if vocab_size else None
@@ -90,7 +99,9 @@ class RNN(nn.Module):
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if self.embedding is not None:
             if inputs.dim() != 2 or inputs.is_floating_point():
-                raise ValueError(f"RNN with vocab_size got inputs {inputs.dtype} {tuple(inputs.shape)}: expected integer token ids (N, T).")
+                raise ValueError(
+                    f"RNN with vocab_size got inputs {inputs.dtype} {tuple(inputs.shape)}: expected integer token ids (N, T)."
+                )
             if lengths is None:
                 lengths = (inputs != self.padding_idx).sum(dim=1)
             inputs = self.embedding(inputs)

@@ -68,11 +68,15 @@ def summary(model: nn.Module, example_input: Any) -> str:
     table = [("layer", "type", "output shape", "parameters")]
     for name, module in rows:
         own = sum(p.numel() for p in module.parameters(recurse=False))
-        table.append((name, type(module).__name__, shapes.get(name, "-" if module is not model else _shape(output)), f"{own:,}"))
+        table.append(
+            (name, type(module).__name__, shapes.get(name, "-" if module is not model else _shape(output)), f"{own:,}")
+        )
     widths = [max(len(row[column]) for row in table) for column in range(4)]
     lines = [f"{type(model).__name__}: input {_shape(example_input)} -> output {_shape(output)}"]
     for row in table:
-        lines.append("  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3].rjust(widths[3])]).rstrip())
+        lines.append(
+            "  ".join([*(cell.ljust(width) for cell, width in zip(row[:3], widths)), row[3].rjust(widths[3])]).rstrip()
+        )
     unique = {id(p): p for p in model.parameters()}.values()
     total = sum(p.numel() for p in unique)
     trainable = sum(p.numel() for p in unique if p.requires_grad)

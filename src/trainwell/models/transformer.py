@@ -72,7 +72,13 @@ class Transformer(nn.Module):
         patch_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("output_size", output_size), ("d_model", d_model), ("num_heads", num_heads), ("num_layers", num_layers), ("max_len", max_len)):
+        for name, value in (
+            ("output_size", output_size),
+            ("d_model", d_model),
+            ("num_heads", num_heads),
+            ("num_layers", num_layers),
+            ("max_len", max_len),
+        ):
             _check_positive(name, value)
         if (input_size is None) == (vocab_size is None):
             raise ConfigError(
@@ -80,13 +86,21 @@ class Transformer(nn.Module):
                 "vocab_size for token ids, input_size for continuous features or image channels."
             )
         if patch_size is not None and input_size is None:
-            raise ConfigError(f"patch_size={patch_size} needs input_size, the number of image channels (e.g. input_size=3).")
+            raise ConfigError(
+                f"patch_size={patch_size} needs input_size, the number of image channels (e.g. input_size=3)."
+            )
         if d_model % num_heads:
-            raise ConfigError(f"num_heads={num_heads} does not divide d_model={d_model}: choose e.g. num_heads={_divisor(d_model, num_heads)}.")
+            raise ConfigError(
+                f"num_heads={num_heads} does not divide d_model={d_model}: choose e.g. num_heads={_divisor(d_model, num_heads)}."
+            )
         if positions not in POSITIONS:
-            raise ConfigError(f"positions={positions!r} is not a valid choice: expected one of {', '.join(map(repr, POSITIONS))}.")
+            raise ConfigError(
+                f"positions={positions!r} is not a valid choice: expected one of {', '.join(map(repr, POSITIONS))}."
+            )
         if pooling not in POOLINGS:
-            raise ConfigError(f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}.")
+            raise ConfigError(
+                f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}."
+            )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
         self.input_size, self.vocab_size, self.patch_size = input_size, vocab_size, patch_size
@@ -94,7 +108,9 @@ class Transformer(nn.Module):
         if vocab_size is not None:
             _check_positive("vocab_size", vocab_size)
             if not 0 <= padding_idx < vocab_size:
-                raise ConfigError(f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}.")
+                raise ConfigError(
+                    f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}."
+                )
             self.embed: nn.Module = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         elif patch_size is not None:
             _check_positive("patch_size", patch_size)
@@ -133,7 +149,9 @@ class Transformer(nn.Module):
         tokens, padded = self._embed(inputs, lengths)
         batch, steps, _ = tokens.shape
         if steps > self.max_len:
-            raise ValueError(f"Transformer got {steps} positions, more than max_len={self.max_len}: build it with max_len ≥ {steps}.")
+            raise ValueError(
+                f"Transformer got {steps} positions, more than max_len={self.max_len}: build it with max_len ≥ {steps}."
+            )
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(batch, -1, -1), tokens], dim=1)
             if padded is not None:
@@ -157,20 +175,26 @@ class Transformer(nn.Module):
         """Vectors ``(N, T, d_model)`` and the padding mask (True = padded), or None without padding."""
         if self.vocab_size is not None:
             if inputs.dim() != 2 or inputs.is_floating_point():
-                raise ValueError(f"Transformer with vocab_size got inputs {inputs.dtype} {tuple(inputs.shape)}: expected integer token ids (N, T).")
+                raise ValueError(
+                    f"Transformer with vocab_size got inputs {inputs.dtype} {tuple(inputs.shape)}: expected integer token ids (N, T)."
+                )
             padded = inputs == self.padding_idx if lengths is None else None
             vectors = self.embed(inputs)
         elif self.patch_size is not None:
             if inputs.dim() == 3:
                 inputs = inputs.unsqueeze(1)
             if inputs.dim() != 4 or inputs.shape[1] != self.input_size:
-                raise ValueError(f"Transformer with patch_size got inputs of shape {tuple(inputs.shape)}: expected (N, {self.input_size}, H, W) images.")
+                raise ValueError(
+                    f"Transformer with patch_size got inputs of shape {tuple(inputs.shape)}: expected (N, {self.input_size}, H, W) images."
+                )
             return self.embed(inputs).flatten(2).transpose(1, 2), None
         else:
             if inputs.dim() == 2 and self.input_size == 1:
                 inputs = inputs.unsqueeze(-1)
             if inputs.dim() != 3 or inputs.shape[-1] != self.input_size:
-                raise ValueError(f"Transformer got inputs of shape {tuple(inputs.shape)}: expected (N, T, {self.input_size}).")
+                raise ValueError(
+                    f"Transformer got inputs of shape {tuple(inputs.shape)}: expected (N, T, {self.input_size})."
+                )
             padded = None
             vectors = self.embed(inputs)
         if lengths is not None:
