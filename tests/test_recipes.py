@@ -70,11 +70,12 @@ def test_model_sizes_come_from_the_data(data, model, layout, output):
 
 
 def test_a_transformer_reads_digits_as_patches():
-    config = RunConfig(data="digits", model="transformer", model_args={"patch_size": 2})
+    config = RunConfig(data="digits", model="transformer")
+    assert config.model_args["patch_size"] == 2  # the recipe's
     splits = build_data(config)
     assert build_model(config, splits.info).eval()(splits.val[0][:3]).shape == (3, 10)
     with pytest.raises(ConfigError, match="set their size, e.g. --model-arg patch_size=2"):
-        build_model(RunConfig(data="digits", model="transformer"), splits.info)
+        build_model(RunConfig(data="digits", model="transformer", model_args={"patch_size": None}), splits.info)
 
 
 def test_model_and_data_that_do_not_fit_are_refused():

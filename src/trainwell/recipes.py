@@ -32,6 +32,8 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     # Two convolutions per block: 0.990 mean accuracy over 10 seeds (worst 0.978), against 0.985
     # (worst 0.975) with one, at twice the time (4 s a run).
     ("digits", "cnn"): {"model_args": {"convs_per_block": 2}},
+    # 2x2 patches: 16 tokens of an 8x8 digit (0.918 mean accuracy over 3 seeds, untuned beyond that).
+    ("digits", "transformer"): {"model_args": {"patch_size": 2}},
     # The small tabular sets: batches of 64 leave iris 2 steps per epoch (0.847 mean accuracy over
     # 5 seeds at 30 epochs); batches of 16 reach 0.987.
     ("iris", "mlp"): {"batch_size": 16, "epochs": 30},
