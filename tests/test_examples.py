@@ -26,4 +26,4 @@ def test_mnist_mlp_example_trains_on_mnist_files(make_mnist_dir, tmp_path):
     assert val >= 0.9 and test >= 0.9
     data_info = json.loads((run_dir / "data.json").read_text())
     assert data_info["name"] == "mnist" and data_info["input_shape"] == [1, 28, 28]
-    assert "Linear(in_features=784, out_features=256" in (run_dir / "model.txt").read_text()
+    assert "-> output (128, 10)" in (run_dir / "model.txt").read_text()

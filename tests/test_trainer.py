@@ -558,7 +558,9 @@ def test_run_dir_holds_config_metrics_and_log(classifier, blob_loaders, tmp_path
     assert all({"train_loss", "val_loss", "val_accuracy", "memory"} <= set(line) for line in lines)
     log = (run_dir / "train.log").read_text()
     assert "INFO" in log and "epoch 3/3" in log
-    assert "Linear(in_features=2, out_features=16" in (run_dir / "model.txt").read_text()
+    model_txt = (run_dir / "model.txt").read_text().splitlines()
+    assert model_txt[0] == "Sequential: input (32, 2) -> output (32, 3)"
+    assert model_txt[2].split() == ["0", "Linear", "(32,", "16)", "48"] and model_txt[-1] == "Parameters: 99 (trainable 99)"
 
 
 def test_skipped_steps_are_events_in_metrics_jsonl(tmp_path):

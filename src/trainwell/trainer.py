@@ -26,6 +26,7 @@ from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.logs import log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
+from trainwell.models.summarize import summary
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
 from trainwell.rundir import prepare_run_dir, write_text
@@ -82,6 +83,8 @@ class Trainer:
         run_info: Versions, device, precision, threads, batch size, peak lr (set by ``fit``).
         last_grad_norm: The last step's pre-clipping gradient norm, a device tensor (reading syncs).
         last_validation: The last validation pass's :class:`~trainwell.metrics.ValidationMetrics`.
+        model_summary: The model's layers, output shapes on the first batch and parameter
+            counts (:func:`trainwell.models.summary`), also written to ``model.txt``.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
 
     Example:
@@ -106,6 +109,7 @@ class Trainer:
         self.global_step = 0
         self.steps_per_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        self.model_summary: str | None = None
         self.events: list[dict[str, Any]] = []
         self.last_validation: ValidationMetrics | None = None
         self.last_grad_norm: torch.Tensor | None = None
@@ -387,10 +391,11 @@ class Trainer:
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks)
+        self.model_summary = summary(self.module, self._first_inputs)
+        self._first_inputs = None
         self._log_start(batch_size)
         if config.run_dir is not None:
-            params = sum(p.numel() for p in self._parameters)
-            write_text(Path(config.run_dir) / "model.txt", f"{self.module}\n\nTrainable parameters: {params:,}\n")
+            write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
     def _probe(self, loader: Iterable[Any], source: str) -> int:
         """Check the first batch of ``loader`` against the model before any training; return its size."""
@@ -403,6 +408,8 @@ class Trainer:
                 raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
         inputs, targets = batches.split_batch(first, source)
         inputs, targets = batches.move_to((inputs, targets), self.device)
+        if source == "train_loader":
+            self._first_inputs = inputs
         was_training = self.module.training
         self.module.eval()
         try:
@@ -511,7 +518,7 @@ class Trainer:
             self.task.name if self.task else "custom",
         )
         info = system_info(self.device, self.precision.name)
-        logger.info("Model:\n%s\nSystem: %s", self.module, ", ".join(f"{key} {value}" for key, value in info.items()))
+        logger.info("Model:\n%s\nSystem: %s", self.model_summary, ", ".join(f"{key} {value}" for key, value in info.items()))
         run = {"batch_size": batch_size, "steps_per_epoch": self.steps_per_epoch, "peak_lr": self.peak_lr, "parameters": params}
         self.run_info = {**info, **run, "task": self.task.name if self.task else "custom"}
 

@@ -7,7 +7,7 @@ from trainwell.recipes import RunConfig, find_recipe_lr
 
 
 def test_lr_find_prints_a_suggestion_and_plots(tmp_path, capsys):
-    assert main(["lr-find", "--data", "wine", "--steps", "40", "--out", str(tmp_path / "lr.png")]) == 0
+    assert main(["lr-find", "--data", "wine", "--out", str(tmp_path / "lr.png")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Suggested lr: ") and "trainwell train --lr " in out
     assert Image.open(tmp_path / "lr.png").format == "PNG"

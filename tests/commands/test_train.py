@@ -56,10 +56,12 @@ def test_bad_flag_in_a_real_process_has_no_traceback(tmp_path):
 
 def test_config_file_is_read_and_flags_override_it(tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text("data: iris\nepochs: 7\nlr: 0.02\nhidden: [16]\n")
-    assert main(["train", "--config", str(config), "--epochs", "3", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    config.write_text("data: iris\nepochs: 7\nlr: 0.02\nmodel_args: {hidden: [16], dropout: 0.1}\n")
+    flags = ["--epochs", "3", "--model-arg", "dropout=0.4", "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(["train", "--config", str(config), *flags]) == 0
     resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert (resolved["data"], resolved["epochs"], resolved["lr"], resolved["hidden"]) == ("iris", 3, 0.02, [16])
+    assert (resolved["data"], resolved["epochs"], resolved["lr"]) == ("iris", 3, 0.02)
+    assert (resolved["model_args"]["hidden"], resolved["model_args"]["dropout"]) == ([16], 0.4)
     assert "final (epoch 3)" in capsys.readouterr().out
 
 
@@ -113,7 +115,7 @@ def test_train_on_mnist_files_from_a_directory(make_mnist_dir, tmp_path, capsys)
     assert json.loads((run_dir / "data.json").read_text())["class_names"] == [str(d) for d in range(10)]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["data"] == "mnist" and config["data_dir"] == str(data_dir) and config["download"] is False
-    assert "in_features=784" in (run_dir / "model.txt").read_text()
+    assert "MLP: input (64, 1, 28, 28) -> output (64, 10)" in (run_dir / "model.txt").read_text()
 
 
 def test_train_on_a_csv_with_target(tmp_path, capsys):
@@ -161,3 +163,62 @@ def test_an_unknown_logger_is_refused(tmp_path, capsys):
     config.write_text("loggers: [wandb]\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "loggers='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard'." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("channels=32,64", ("channels", [32, 64])),
+        ("channels=32", ("channels", 32)),
+        ("dropout=0.25", ("dropout", 0.25)),
+        ("bidirectional=true", ("bidirectional", True)),
+        ("batch_norm=False", ("batch_norm", False)),
+        ("dim_feedforward=none", ("dim_feedforward", None)),
+        ("pooling=mean", ("pooling", "mean")),
+        ("hidden=64,", ("hidden", [64])),
+        ("lr=1e-3", ("lr", 0.001)),
+    ],
+)
+def test_model_arg_values_are_parsed(text, parsed):
+    from trainwell.commands.train import parse_model_arg
+
+    assert parse_model_arg(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-arg", "channels"], "argument --model-arg: 'channels' is not KEY=VALUE: write e.g. --model-arg channels=32,64"),
+        (["--model", "resnet"], "--model='resnet' is not a valid choice: expected one of 'mlp', 'cnn', 'lstm', 'gru', 'rnn', 'transformer'."),
+        (["--model", "cnn", "--model-arg", "chanels=8"], "'chanels' is not an argument of model 'cnn'. Did you mean 'channels'?"),
+        (["--model", "cnn", "--model-arg", "dropout=2"], "model argument dropout=2 is invalid for model 'cnn': expected a number from 0 to below 1."),
+        (["--model", "cnn", "--data", "iris"], "model='cnn' takes images data, but data='iris' is tabular"),
+        (["--model", "cnn", "--model-arg", "num_classes=3"], "model argument num_classes=3 is decided by the data (num_classes=10)"),
+    ],
+)
+def test_bad_models_and_model_args_give_one_line_and_exit_2(tmp_path, capsys, args, message):
+    assert_exit = pytest.raises(SystemExit)
+    with assert_exit as exited:
+        raise SystemExit(main(["train", "--out", str(tmp_path / "run"), *args]))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_flags_build_the_model_and_the_summary_is_logged_first(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    flags = ["--model", "cnn", "--model-arg", "channels=8,16", "--model-arg", "dropout=0", "--epochs", "1"]
+    with caplog.at_level("INFO", logger="trainwell"):
+        assert main(["train", *flags, "--out", str(run_dir)]) == 0
+    summary = (run_dir / "model.txt").read_text().strip()
+    assert summary.startswith("CNN: input (64, 1, 8, 8) -> output (64, 10)")
+    starts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Model:")]
+    assert starts and summary in starts[0]
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (resolved["model"], resolved["model_args"]["channels"], resolved["model_args"]["dropout"]) == ("cnn", [8, 16], 0.0)
+
+
+def test_quiet_runs_do_not_show_the_summary(tmp_path, capsys, caplog):
+    assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "Parameters:" not in capsys.readouterr().out and "Parameters:" not in caplog.text

@@ -28,3 +28,11 @@ def test_unknown_name_and_bad_fraction_are_refused():
         load_bundled("mnist")
     with pytest.raises(DataError, match="val_fraction=1.5"):
         load_bundled("iris", val_fraction=1.5)
+
+
+def test_digits_as_images_are_the_same_standardised_pixels():
+    flat, images = load_bundled("digits"), load_bundled("digits", as_images=True)
+    assert images.info.input_shape == (1, 8, 8) and images.train[0].shape[1:] == (1, 8, 8)
+    assert torch.equal(images.train[0].flatten(1), flat.train[0])
+    with pytest.raises(DataError, match="as_images=True is only for data='digits'"):
+        load_bundled("iris", as_images=True)

@@ -15,7 +15,7 @@ def test_bundled_names_go_to_load_bundled(name, monkeypatch):
     real = bundled.load_bundled
     monkeypatch.setattr(bundled, "load_bundled", lambda *args, **kwargs: calls.append((args, kwargs)) or real(*args, **kwargs))
     splits = load(name, val_fraction=0.25, seed=3)
-    assert calls == [((name,), {"val_fraction": 0.25, "seed": 3})]
+    assert calls == [((name,), {"val_fraction": 0.25, "seed": 3, "as_images": False})]
     assert splits.info.name == name
 
 

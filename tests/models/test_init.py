@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -10,7 +11,7 @@ def test_relu_layers_get_kaiming_and_the_output_layer_xavier():
     torch.manual_seed(0)
     model = init_weights(nn.Sequential(nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 500)))
     hidden, output = model[0], model[2]
-    assert hidden.weight.std().item() == __import__("pytest").approx(math.sqrt(2 / 1000), rel=0.02)
+    assert hidden.weight.std().item() == pytest.approx(math.sqrt(2 / 1000), rel=0.02)
     bound = math.sqrt(6 / (1000 + 500))
     assert output.weight.abs().max().item() <= bound and output.weight.abs().max().item() > 0.95 * bound
     assert hidden.bias.abs().sum() == 0 and output.bias.abs().sum() == 0
@@ -57,3 +58,30 @@ def test_attention_output_projection_is_not_treated_as_a_relu_layer():
     bound = math.sqrt(6 / (256 + 256))
     assert attention.out_proj.weight.abs().max().item() <= bound  # Xavier, not Kaiming (std 0.088)
     assert attention.out_proj.bias.abs().sum() == 0
+
+
+def test_gru_and_elman_recurrent_weights_are_orthogonal_with_zero_biases():
+    for rnn, gates in ((nn.GRU(8, 16), 3), (nn.RNN(8, 16), 1)):
+        init_weights(nn.ModuleList([rnn]))
+        for block in rnn.weight_hh_l0.detach().chunk(gates):
+            assert torch.allclose(block @ block.T, torch.eye(16), atol=1e-5)
+        assert rnn.bias_ih_l0.abs().sum() == 0 and rnn.bias_hh_l0.abs().sum() == 0
+        bound = math.sqrt(6 / (8 + 16 * gates))
+        assert 0 < rnn.weight_ih_l0.abs().max().item() <= bound  # Xavier input weights
+
+
+def test_conv_layers_get_kaiming_fan_in():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(64, 128, 3)
+    init_weights(nn.ModuleList([conv, nn.Linear(4, 2)]))
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.02)
+    assert conv.bias.abs().sum() == 0
+
+
+def test_an_explicit_output_layer_gets_xavier_even_if_not_last():
+    torch.manual_seed(0)
+    head, later = nn.Linear(400, 300), nn.Linear(300, 300)
+    init_weights(nn.ModuleList([head, later]), output_layer=head)
+    bound = math.sqrt(6 / 700)
+    assert 0.95 * bound < head.weight.abs().max().item() <= bound
+    assert later.weight.std().item() == pytest.approx(math.sqrt(2 / 300), rel=0.05)

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainwell import ConfigError
 from trainwell.models import MLP
 
 
@@ -38,5 +39,5 @@ def test_state_dict_round_trip():
 @pytest.mark.parametrize(("kwargs", "match"), [({"dims": [10]}, "dims="), ({"dims": [4, 2], "dropout": 1.0}, "dropout=1.0"),
                                                 ({"dims": [4, 2], "activation": "swish"}, "activation='swish'")])
 def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):  # a TrainwellError and a ValueError
         MLP(**kwargs)

@@ -26,8 +26,8 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         "--data",
         {
             "metavar": "NAME|PATH",
-            "help": "digits (default), iris, wine, breast_cancer, mnist, fashion-mnist, a .csv/.tsv/.parquet table "
-            "(with --target), a .jsonl of texts, or a folder of class folders of images",
+            "help": "digits (default), iris, wine, breast_cancer, sunspots, word_language, mnist, fashion-mnist, "
+            "a .csv/.tsv/.parquet table (with --target), a .jsonl of texts, or a folder of class folders of images",
         },
     ),
     "data_dir": ("--data-dir", {"type": Path, "metavar": "DIR", "help": "directory of the mnist/fashion-mnist IDX files (downloaded into it when absent)"}),
@@ -41,6 +41,23 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "text_column": ("--text-column", {"metavar": "COLUMN", "help": "the column holding the text of a text file (default text)"}),
     "max_length": ("--max-length", {"type": int, "metavar": "N", "help": "tokens kept per text (default: the longest training text, at most 256)"}),
     "download": ("--no-download", {"action": "store_false", "default": None, "help": "never download: missing mnist/fashion-mnist files are an error"}),
+    "model": (
+        "--model",
+        {
+            "metavar": "NAME",
+            "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments "
+            "(default for sunspots and word_language: lstm)",
+        },
+    ),
+    "model_args": (
+        "--model-arg",
+        {
+            "action": "append",
+            "type": lambda text: parse_model_arg(text),  # defined below
+            "metavar": "KEY=VALUE",
+            "help": "a model argument, repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, comma lists)",
+        },
+    ),
     "epochs": ("--epochs", {"type": int, "metavar": "N", "help": "passes over the training data, 1..1000 (default 10)"}),
     "lr": (
         "--lr",
@@ -79,6 +96,10 @@ def register(subcommands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     options = read_config_file(args.config) if args.config else {}
     flagged = {field: getattr(args, field) for field in FLAGS if getattr(args, field) is not None}
+    if "model_args" in flagged:
+        # Each --model-arg overrides that one argument of the file's model_args.
+        from_file = options.get("model_args")
+        flagged["model_args"] = {**(from_file if isinstance(from_file, dict) else {}), **dict(flagged["model_args"])}
     options.update(flagged)
     if args.quiet:
         options["progress"] = False
@@ -99,6 +120,38 @@ def run(args: argparse.Namespace) -> int:
     result = run_recipe(config, auto_lr=auto_lr)
     print(format_summary(result))
     return 0
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    """``"channels=32,64"`` -> ``("channels", [32, 64])``: ints, floats, true/false, none, comma lists, else text.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is not ``KEY=VALUE``.
+
+    Example:
+        >>> parse_model_arg("channels=32,64"), parse_model_arg("dropout=0.1"), parse_model_arg("cell=gru")
+        (('channels', [32, 64]), ('dropout', 0.1), ('cell', 'gru'))
+    """
+    key, separator, value = text.partition("=")
+    key = key.strip()
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE: write e.g. --model-arg channels=32,64")
+    if "," in value:
+        return key, [_parse_value(item) for item in value.split(",") if item.strip()]
+    return key, _parse_value(value)
+
+
+def _parse_value(text: str) -> Any:
+    text = text.strip()
+    named = {"true": True, "false": False, "none": None, "null": None}
+    if text.lower() in named:
+        return named[text.lower()]
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Datasets bundled with scikit-learn: real data that needs no download."""
+"""Bundled datasets: real data that needs no download.
+
+Tabular and image sets come with scikit-learn; the sunspot series with statsmodels
+(``trainwell[series]``) and the word-language texts with pyspellchecker (``trainwell[text]``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 
 from trainwell.exceptions import DataError
 
-BUNDLED = ("digits", "iris", "wine", "breast_cancer")
+BUNDLED = ("digits", "iris", "wine", "breast_cancer", "sunspots", "word_language")
 
 
 @dataclass
@@ -83,17 +87,24 @@ def _sklearn_loader(name: str) -> Callable[..., Any]:
     }[name]
 
 
-def load_bundled(name: str, val_fraction: float = 0.2, seed: int = 0) -> Splits:
-    """Load a scikit-learn dataset, split it (stratified, reproducible) and standardise it.
+def load_bundled(name: str, val_fraction: float = 0.2, seed: int = 0, as_images: bool = False) -> Splits:
+    """Load a bundled dataset, split it (reproducibly, without leakage) and standardise it.
 
     Features are standardised with the training split's mean and standard deviation only, so
     nothing about the validation data leaks into training; the statistics are returned in
-    ``info.normalization``.
+    ``info.normalization``. Classification sets are split at random, stratified; the series
+    is split in time (the most recent values validate; see :mod:`trainwell.data.series`).
 
     Args:
-        name: One of ``digits``, ``iris``, ``wine``, ``breast_cancer``.
+        name: One of ``digits``, ``iris``, ``wine``, ``breast_cancer`` (scikit-learn),
+            ``sunspots`` (needs ``trainwell[series]``), ``word_language`` (needs ``trainwell[text]``).
         val_fraction: Share of samples held out for validation, in (0, 1).
-        seed: Seed of the split.
+        seed: Seed of the split (the series' split in time needs none).
+        as_images: Return ``digits`` as ``(N, 1, 8, 8)`` images instead of 64 features.
+
+    Raises:
+        DataError: an unknown name, a bad fraction, images asked of a set that has none, or the
+            package that ships the data is missing (the message says what to install).
 
     Example:
         >>> splits = load_bundled("iris")
@@ -104,6 +115,16 @@ def load_bundled(name: str, val_fraction: float = 0.2, seed: int = 0) -> Splits:
         raise DataError(f"data={name!r} is not a bundled dataset: expected one of {', '.join(map(repr, BUNDLED))}.")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction={val_fraction} is out of range: expected a number between 0 and 1 (exclusive).")
+    if as_images and name != "digits":
+        raise DataError(f"as_images=True is only for data='digits': {name!r} has no images.")
+    if name == "sunspots":
+        from trainwell.data.series import load_sunspots
+
+        return load_sunspots(val_fraction)
+    if name == "word_language":
+        from trainwell.data.languages import load_word_language
+
+        return load_word_language(val_fraction, seed)
     from sklearn.model_selection import train_test_split
 
     bunch = _sklearn_loader(name)()
@@ -125,8 +146,8 @@ def load_bundled(name: str, val_fraction: float = 0.2, seed: int = 0) -> Splits:
         class_names=[str(c) for c in getattr(bunch, "target_names", range(int(labels.max()) + 1))],
         normalization={"mean": mean.tolist(), "std": std.tolist()},
     )
-    return Splits(
-        train=((train_x - mean) / std, labels[train_index]),
-        val=((val_x - mean) / std, labels[val_index]),
-        info=info,
-    )
+    train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
+    if as_images:
+        train_x, val_x = train_x.reshape(-1, 1, 8, 8), val_x.reshape(-1, 1, 8, 8)
+        info.input_shape = (1, 8, 8)
+    return Splits(train=(train_x, labels[train_index]), val=(val_x, labels[val_index]), info=info)

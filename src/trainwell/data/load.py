@@ -35,6 +35,7 @@ def load(
     text_column: str = "text",
     max_length: int | None = None,
     download: bool = True,
+    as_images: bool = False,
 ) -> Splits:
     """Training and validation splits (and test, where the format has one), checked and ready to train.
 
@@ -67,6 +68,8 @@ def load(
         text_column: Text: the column (key) holding the text.
         max_length: Text: tokens kept per text (None: the longest training text, at most 256).
         download: IDX datasets: download missing files (False: refuse instead).
+        as_images: Bundled image data (digits): samples as ``(1, H, W)`` images instead of flat
+            feature vectors, for models that read images (a CNN, a patch Transformer).
 
     Returns:
         :class:`~trainwell.data.Splits`; ``splits.loaders(batch_size)`` gives the loaders.
@@ -100,6 +103,7 @@ def load(
             "text_column": text_column,
             "max_length": max_length,
             "data_dir": data_dir,
+            "as_images": as_images,
         }
         _refuse_foreign_options(chosen, options)
         splits = _load_format(chosen, name_or_path, val_fraction, seed, task=task, download=download, **options)
@@ -154,7 +158,7 @@ def _load_format(chosen: str, name_or_path: str | Path, val_fraction: float, see
     if chosen == "bundled":
         from trainwell.data.bundled import load_bundled
 
-        return load_bundled(name, val_fraction=val_fraction, seed=seed)
+        return load_bundled(name, val_fraction=val_fraction, seed=seed, as_images=options["as_images"])
     if chosen == "idx":
         from trainwell.data.idx import IDX_DATASETS, IdxSource, load_idx
 
@@ -190,6 +194,7 @@ _FORMAT_OPTIONS = {
     "text_column": ("text", ("text",)),
     "max_length": (None, ("text",)),
     "data_dir": (None, ("idx",)),
+    "as_images": (False, ("bundled",)),
 }
 
 

@@ -5,7 +5,9 @@ The reasons, layer by layer:
 - **Linear and convolution layers feeding a ReLU**: Kaiming (He) normal, fan-in mode. It keeps
   the variance of activations constant through ReLU layers (He et al., 2015); torch's default
   (Kaiming-uniform with a=sqrt(5)) shrinks activations by roughly sqrt(3) per layer instead.
-  Biases start at zero.
+  Biases start at zero. Every other hidden Linear or convolution gets the same: in trainwell's
+  models those are the Transformer's feed-forward layers (GELU, which scales like ReLU), its
+  input and patch projections, whose outputs a LayerNorm rescales before attention reads them.
 - **The output layer** (the last Linear of the model): Xavier (Glorot) uniform. No ReLU follows
   it, and logits of unit-order scale give a first loss near log(classes).
 - **Attention projections**: Xavier uniform (what nn.MultiheadAttention uses for its packed
@@ -14,7 +16,9 @@ The reasons, layer by layer:
   state through time and so fight vanishing and exploding gradients; Xavier input weights; zero
   biases, except the LSTM forget gate at 1 so the cell remembers by default (Jozefowicz et al., 2015).
 - **Normalisation layers**: weight 1, bias 0 (the identity at start).
-- **Embeddings**: normal with standard deviation 1/sqrt(dim), so embedded vectors have unit-order norm.
+- **Embeddings**: normal with standard deviation 1/sqrt(dim), so embedded vectors have unit-order
+  norm; the padding row is zero. Learned position embeddings are embeddings too, and the
+  Transformer's summary token uses the same scale.
 """
 
 from __future__ import annotations

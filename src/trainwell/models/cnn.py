@@ -1,0 +1,94 @@
+"""CNN: the network for images, from 8×8 digits to 32×32 colour pictures and larger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from trainwell.exceptions import ConfigError
+from trainwell.models.init import init_weights
+
+
+class CNN(nn.Module):
+    """Blocks of Conv2d → BatchNorm2d → ReLU → MaxPool2d, then global pooling, dropout and a Linear head.
+
+    Each block halves the height and width (rounding up, so a 1×1 map stays 1×1 and any input
+    size works); global average pooling then makes the head independent of the image size, so
+    one network serves 8×8 digits, 28×28 MNIST and 32×32 CIFAR alike.
+
+    Args:
+        in_channels: Channels of the input images (1 for greyscale, 3 for colour).
+        num_classes: Number of outputs (classes).
+        channels: Output channels of each block; the number of blocks is its length.
+        kernel_size: Odd convolution kernel size; padding keeps the spatial size.
+        convs_per_block: Convolutions (each with BatchNorm and ReLU) before each pooling.
+        dropout: Dropout probability before the head.
+        batch_norm: Normalise after each convolution (its bias is then dropped as redundant).
+
+    Inputs of shape ``(N, in_channels, H, W)``; a ``(N, H, W)`` batch is read as one channel.
+
+    Example:
+        >>> model = CNN(in_channels=1, num_classes=10, channels=(32, 64))
+        >>> model(torch.randn(4, 1, 8, 8)).shape, model(torch.randn(4, 1, 28, 28)).shape
+        (torch.Size([4, 10]), torch.Size([4, 10]))
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        convs_per_block: int = 1,
+        dropout: float = 0.3,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        channels = [int(c) for c in channels]
+        _check_positive("in_channels", in_channels)
+        _check_positive("num_classes", num_classes)
+        if not channels or any(c < 1 for c in channels):
+            raise ConfigError(f"channels={channels} is invalid: expected one or more positive widths, e.g. [32, 64].")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size={kernel_size} is invalid: expected an odd integer ≥ 1, e.g. 3.")
+        _check_positive("convs_per_block", convs_per_block)
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
+        self.in_channels = in_channels
+        blocks: list[nn.Module] = []
+        width_in = in_channels
+        for width_out in channels:
+            layers: list[nn.Module] = []
+            for _ in range(convs_per_block):
+                layers.append(
+                    nn.Conv2d(width_in, width_out, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+                )
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width_out))
+                layers.append(nn.ReLU())
+                width_in = width_out
+            # ceil_mode: an odd or 1-pixel map keeps its last row and column instead of failing.
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            blocks.append(nn.Sequential(*layers))
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width_in, num_classes)
+        init_weights(self, output_layer=self.head)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() == 3:
+            inputs = inputs.unsqueeze(1)
+        if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
+            raise ValueError(
+                f"CNN got inputs of shape {tuple(inputs.shape)}: expected (N, {self.in_channels}, H, W) images. "
+                "Reshape flat pixels to images, or build the CNN with the data's number of channels."
+            )
+        return self.head(self.dropout(self.pool(self.features(inputs)).flatten(1)))
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r} is invalid: expected an integer ≥ 1.")
