@@ -83,8 +83,11 @@ def build_model(config: RunConfig, info: Any):
     return MLP([inputs, *config.hidden, info.num_outputs], dropout=config.dropout)
 
 
-def run(config: RunConfig, callbacks: list[Any] | None = None):
-    """Train the model ``config`` describes on its data; return the FitResult."""
+def run(config: RunConfig, callbacks: list[Any] | None = None, resume: Any = None):
+    """Train the model ``config`` describes on its data; return the FitResult.
+
+    ``resume`` is passed to :meth:`Trainer.fit`: ``"auto"``, a checkpoint or run directory, or None.
+    """
     from trainwell.system import seed_everything
     from trainwell.trainer import Trainer
 
@@ -95,7 +98,7 @@ def run(config: RunConfig, callbacks: list[Any] | None = None):
     train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0)
     model = build_model(config, splits.info)
     # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
-    return Trainer(config, callbacks=callbacks or []).fit(model, train_loader, val_loader)
+    return Trainer(config, callbacks=callbacks or []).fit(model, train_loader, val_loader, resume=resume)
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:

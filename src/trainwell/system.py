@@ -71,3 +71,14 @@ def memory_metrics(device: torch.device) -> dict[str, int]:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def is_primary_process() -> bool:
+    """Whether this process writes the run's files (checkpoints): the only one, or rank 0 under torchrun.
+
+    Every decision to write shared files goes through this one function, so that running the same
+    code in several processes needs no other change.
+    """
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

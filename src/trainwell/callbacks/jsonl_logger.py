@@ -52,6 +52,18 @@ class JSONLLogger(Callback):
             file.write(lines)
 
 
+    def state_dict(self) -> dict[str, Any]:
+        # The file's length now: a run resumed from this state drops any line written after it
+        # (those steps are trained again and their lines written again), so no line appears twice.
+        return {"bytes": self.path.stat().st_size if self.path.exists() else 0, "events_written": self._events_written}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._events_written = state["events_written"]
+        if self.path.exists() and self.path.stat().st_size > state["bytes"]:
+            with self.path.open("r+b") as file:
+                file.truncate(state["bytes"])
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None

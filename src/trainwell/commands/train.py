@@ -22,6 +22,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "seed": ("--seed", {"type": int, "metavar": "N", "help": "random seed for the split, the weights and the order (default 0)"}),
     "device": ("--device", {"metavar": "D", "help": "auto (default), cpu, cuda, cuda:N or mps"}),
     "run_dir": ("--out", {"type": Path, "metavar": "RUN_DIR", "help": "the run directory to create (default runs/<timestamp>)"}),
+    "checkpoint_every_steps": (
+        "--checkpoint-every",
+        {"type": int, "metavar": "STEPS", "help": "also checkpoint every STEPS optimizer steps (default: at the end of each epoch only)"},
+    ),
 }
 
 
@@ -39,11 +43,19 @@ def register(subcommands: Any) -> None:
     for field, (flag, options) in FLAGS.items():
         parser.add_argument(flag, dest=field, **options)
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no info logs; print only the final table")
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue a run exactly where it stopped: 'auto' from the newest good checkpoint of --out (or from the "
+        "start if it has none), PATH from that checkpoint or run directory; options come from the run's config.yaml, "
+        "then --config, then the flags",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = read_config_file(args.config) if args.config else {}
+    options = resumed_options(args.resume, args.run_dir) if args.resume is not None else {}
+    options.update(read_config_file(args.config) if args.config else {})
     flagged = {field: getattr(args, field) for field in FLAGS if getattr(args, field) is not None}
     options.update(flagged)
     if args.quiet:
@@ -59,9 +71,46 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("trainwell").setLevel(logging.WARNING)
-    result = run_recipe(config)
+    from trainwell.exceptions import TrainingInterrupted
+
+    try:
+        result = run_recipe(config, resume=args.resume)
+    except TrainingInterrupted as stopped:
+        import signal
+        import sys
+
+        print(
+            f"trainwell train: stopped by {signal.Signals(stopped.signal_number).name}; checkpoint {stopped.checkpoint} "
+            f"is committed.\nResume with: trainwell train --resume auto --out {stopped.run_dir}",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signal_number
     print(format_summary(result))
     return 0
+
+
+def resumed_options(resume: str, out: Path | None) -> dict[str, Any]:
+    """The options of the run ``--resume`` continues (its config.yaml), with ``run_dir`` set to where it goes on."""
+    if resume == "auto":
+        if out is None:
+            raise ConfigError("--resume auto needs --out RUN_DIR: the run directory to continue (e.g. --out runs/exp1).")
+        run_dir = out
+    else:
+        path = Path(resume)
+        if not path.exists():
+            raise ConfigError(f"--resume '{path}' does not exist: expected 'auto', a checkpoint file or a run directory.")
+        run_dir = run_directory_of(path)
+    config_file = run_dir / "config.yaml"
+    options = read_config_file(config_file) if config_file.is_file() else {}
+    options["run_dir"] = out if out is not None else run_dir
+    return options
+
+
+def run_directory_of(path: Path) -> Path:
+    """The run directory a checkpoint file or directory belongs to: ``runs/x`` for ``runs/x/checkpoints/step-9.pt``."""
+    if path.is_file():
+        path = path.parent
+    return path.parent if path.name == "checkpoints" else path
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

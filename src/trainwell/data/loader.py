@@ -67,6 +67,7 @@ class TensorLoader:
         self.drop_last = drop_last
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         self.epoch = 0
+        self._start_batch = 0
 
     def __len__(self) -> int:
         samples = len(self.inputs)
@@ -76,17 +77,22 @@ class TensorLoader:
         """Use the order of ``epoch`` (numbered from 0) for the next pass."""
         self.epoch = epoch
 
+    def start_at(self, batch_index: int) -> None:
+        """Begin the next pass at batch ``batch_index`` of its order (how a resumed run skips what it trained on)."""
+        self._start_batch = batch_index
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         stop = len(self) * self.batch_size
+        first, self._start_batch = self._start_batch * self.batch_size, 0
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(len(self.inputs), generator=generator)
-            for start in range(0, stop, self.batch_size):
+            for start in range(first, stop, self.batch_size):
                 index = order[start : start + self.batch_size]
                 yield self.inputs[index], self.targets[index]
         else:
-            for start in range(0, stop, self.batch_size):
+            for start in range(first, stop, self.batch_size):
                 yield self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
         # Only a complete pass moves on to the next epoch's order.
         self.epoch = epoch + 1

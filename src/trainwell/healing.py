@@ -1,0 +1,192 @@
+"""Self-healing training: roll back to the last good state and lower the learning rate when steps keep going bad.
+
+The policy, one escalation per level:
+
+1. a step whose loss or gradient norm is non-finite (or whose loss spikes above
+   ``loss_spike_factor`` times its running mean, when that is set) is skipped
+   (:class:`~trainwell.divergence.NonFiniteGuard`);
+2. after ``max_nonfinite_steps`` bad steps in a row the model, optimizer and GradScaler go back
+   to the last good state, the learning rate is multiplied by ``rollback_lr_factor`` (0.5) and
+   training continues with the next batch;
+3. after ``max_rollbacks`` rollbacks, :class:`DivergenceError` says what was tried.
+
+Each action is logged and recorded as an event (``nonfinite_skip``, ``rollback``) in metrics.jsonl.
+
+The "last good state" costs nothing per step: it is the newest committed checkpoint written after
+a finite step when the run has a run directory (it is on disk anyway), and otherwise a copy on the
+host taken when training starts and at the end of each epoch whose last step was finite. Copying
+the state more often would mean per-step copies of the whole model and optimizer (and, on an
+accelerator, a host synchronisation each time), which the hot loop does not pay for.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainwell.checkpoint import read_checkpoint
+from trainwell.exceptions import CheckpointError, DivergenceError
+
+if TYPE_CHECKING:
+    from trainwell.trainer import Trainer
+
+logger = logging.getLogger("trainwell")
+
+
+class Healer:
+    """Rolls a trainer back to its last good state and cuts the learning rate, a limited number of times.
+
+    Args:
+        max_rollbacks: Rollbacks allowed in a run; the next divergence raises DivergenceError. 0
+            never rolls back.
+        lr_factor: Each rollback multiplies the learning rate by this.
+
+    Example:
+        >>> healer = Healer(max_rollbacks=3, lr_factor=0.5)
+        >>> healer.rollbacks
+        0
+    """
+
+    def __init__(self, max_rollbacks: int, lr_factor: float) -> None:
+        self.max_rollbacks = max_rollbacks
+        self.lr_factor = lr_factor
+        self.rollbacks = 0
+        self.good_step: int | None = None
+        self._good_checkpoint: Path | None = None
+        self._good_snapshot: dict[str, Any] | None = None
+
+    def remember(self, trainer: Trainer) -> None:
+        """Keep a host copy of the trainer's current state as the last good one (when there is no checkpoint to use)."""
+        if self.max_rollbacks == 0:
+            return
+        self._good_snapshot = {
+            "model": _to_host(trainer.module.state_dict()),
+            "optimizer": _to_host(trainer.optimizer.state_dict()),
+            "precision": _to_host(trainer.precision.state_dict()),
+        }
+        self._good_checkpoint = None
+        self.good_step = trainer.global_step
+
+    def remember_checkpoint(self, path: Path, step: int) -> None:
+        """Use the committed checkpoint ``path`` (taken after a finite step) as the last good state; frees the host copy."""
+        self._good_checkpoint, self._good_snapshot, self.good_step = path, None, step
+
+    def on_diverged(self, trainer: Trainer, run: int, step: int) -> None:
+        """Roll back and cut the learning rate, or raise DivergenceError when the rollbacks are used up."""
+        guard = trainer.guard
+        if self.rollbacks >= self.max_rollbacks:
+            raise DivergenceError(f"{guard.describe(run, step)} {self._what_was_tried(trainer)}{guard.advice}")
+        state = self._good_state(trainer, run, step)
+        trainer.module.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.precision.load_state_dict(state["precision"])
+        before = trainer.optimizer.param_groups[0]["lr"]
+        trainer._peak_lrs = [lr * self.lr_factor for lr in trainer._peak_lrs]
+        trainer._set_lr(trainer.global_step)
+        self.rollbacks += 1
+        after = trainer.optimizer.param_groups[0]["lr"]
+        trainer.record_event(
+            "rollback",
+            logging.WARNING,
+            f"{run} bad steps in a row up to step {step}: rolled back to the state of step {self.good_step} and cut "
+            f"the learning rate by {self.lr_factor:g} (now {after:.3g}); rollback {self.rollbacks} of {self.max_rollbacks}.",
+            to_step=self.good_step,
+            lr=after,
+            lr_before=before,
+            rollbacks=self.rollbacks,
+        )
+
+    def _good_state(self, trainer: Trainer, run: int, step: int) -> dict[str, Any]:
+        if self._good_checkpoint is not None:
+            try:
+                checkpoint = read_checkpoint(self._good_checkpoint)
+            except CheckpointError as error:
+                raise DivergenceError(
+                    f"{trainer.guard.describe(run, step)} Rolling back failed: the last good checkpoint is unreadable ({error})."
+                ) from error
+            return {"model": checkpoint["model_state_dict"], "optimizer": checkpoint["optimizer_state_dict"], "precision": checkpoint["precision"]}
+        if self._good_snapshot is None:
+            raise DivergenceError(f"{trainer.guard.describe(run, step)} There is no good state to roll back to. {trainer.guard.advice}")
+        return self._good_snapshot
+
+    def _what_was_tried(self, trainer: Trainer) -> str:
+        if self.max_rollbacks == 0:
+            return "Rollbacks are off (max_rollbacks=0). "
+        first_lr = trainer.peak_lr
+        return (
+            f"Tried: skipping each bad step, then {self.rollbacks} rollbacks to the last good state (step {self.good_step}), "
+            f"cutting the learning rate by {self.lr_factor:g} each time (peak lr {first_lr:.3g} -> {trainer._peak_lrs[0]:.3g}); "
+            "the steps still went bad. "
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rollbacks": self.rollbacks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rollbacks = state["rollbacks"]
+
+
+class LossSpikeDetector:
+    """Flags a loss above ``factor`` times the running mean of the good losses before it.
+
+    The running mean is an exponential moving average over roughly the last 50 good steps; the
+    first ``warmup_steps`` good steps are never flagged, while the mean settles. Both a host
+    version (CPU, where reading the loss is free) and a device version (no synchronisation) exist.
+
+    Args:
+        factor: How many times the running mean counts as a spike (> 1).
+        warmup_steps: Good steps observed before any is flagged.
+
+    Example:
+        >>> detector = LossSpikeDetector(factor=3.0, warmup_steps=2)
+        >>> [detector.is_spike(v) for v in (1.0, 1.0, 1.1, 9.0)]
+        [False, False, False, True]
+    """
+
+    DECAY = 0.98
+
+    def __init__(self, factor: float, warmup_steps: int = 20) -> None:
+        self.factor = factor
+        self.warmup_steps = warmup_steps
+        self.mean: float | None = None
+        self.seen = 0
+        self._device_mean: torch.Tensor | None = None
+        self._device_seen: torch.Tensor | None = None
+
+    def is_spike(self, loss: float) -> bool:
+        """Host mode: whether ``loss`` spikes; a good loss updates the running mean."""
+        if self.mean is not None and self.seen >= self.warmup_steps and loss > self.factor * self.mean:
+            return True
+        self.mean = loss if self.mean is None else self.DECAY * self.mean + (1 - self.DECAY) * loss
+        self.seen += 1
+        return False
+
+    def spikes_on_device(self, loss: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+        """Device mode: ``bad`` or'ed with whether ``loss`` spikes, without a host synchronisation."""
+        loss = loss.detach().float()
+        if self._device_mean is None:
+            self._device_mean = torch.zeros((), device=loss.device)
+            self._device_seen = torch.zeros((), dtype=torch.int64, device=loss.device)
+        settled = self._device_seen >= self.warmup_steps
+        spike = settled & (loss > self.factor * self._device_mean)
+        bad = bad | spike
+        good = ~bad
+        first = self._device_seen == 0
+        updated = torch.where(first, loss, self.DECAY * self._device_mean + (1 - self.DECAY) * loss)
+        self._device_mean = torch.where(good, updated, self._device_mean)
+        self._device_seen = self._device_seen + good.to(torch.int64)
+        return bad
+
+
+def _to_host(value: Any) -> Any:
+    """A deep copy of a state dict with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return type(value)((key, _to_host(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(item) for item in value)
+    return value

@@ -1,0 +1,61 @@
+"""Preemption: SIGTERM or SIGINT stops training cleanly, after a checkpoint to resume from.
+
+Clusters and cloud schedulers announce preemption with SIGTERM; a person stops a run with Ctrl-C
+(SIGINT). On the first of either, training finishes the step in progress, writes a checkpoint
+and raises :class:`~trainwell.exceptions.TrainingInterrupted`, whose message says how to resume.
+The handlers are then already back to what they were, so a second signal acts at once (SIGINT
+raises KeyboardInterrupt, SIGTERM ends the process). Handlers can only be installed from the main
+thread; elsewhere signals keep their usual behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+logger = logging.getLogger("trainwell")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SignalCatcher:
+    """A context manager that records the first SIGTERM/SIGINT instead of dying on it.
+
+    Attributes:
+        received: The signal number received, or None.
+
+    Example:
+        >>> with SignalCatcher() as catcher:
+        ...     pass  # the training loop checks catcher.received after each step
+        >>> catcher.received is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalCatcher:
+        if threading.current_thread() is threading.main_thread():
+            for number in SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+        self._restore()
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.received = number
+        self._restore()
+        logger.warning(
+            "Received %s: finishing the current step, then writing a checkpoint and stopping. Send it again to stop at once.",
+            signal.Signals(number).name,
+        )
+
+    def _restore(self) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
