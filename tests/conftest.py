@@ -48,3 +48,13 @@ def small_classifier(inputs: int = 2, classes: int = 3, seed: int = 0) -> nn.Mod
 @pytest.fixture
 def classifier():
     return small_classifier()
+
+
+@pytest.fixture(scope="session")
+def zygote():
+    """A process that has imported torch and trainwell once and forks a fresh child per training run."""
+    from .child_training import Zygote
+
+    server = Zygote()
+    yield server
+    server.close()

@@ -546,7 +546,6 @@ def prune(directory: Path, keep_last: int, keep_best: int, is_ours: Callable[[Pa
         orphan = is_ours(leftover) and leftover not in committed and not manifest_path(leftover).exists()
         if temporary or orphan:
             leftover.unlink(missing_ok=True)
-    fsync_directory(directory)
     return deleted
 
 
