@@ -406,15 +406,21 @@ def _dataloader_from(loader: Any, start: int, epoch_start: dict[str, Any]) -> It
     """A DataLoader iterator positioned at batch ``start``, without loading the skipped samples.
 
     The uninterrupted run's iterator drew, from the state the epoch began with, first the
-    workers' base seed and then the sampler's order; both are redrawn here in that order, the
-    used indices are dropped, and an iterator over the rest is created under the same state.
+    workers' base seed and then the sampler's order; both are drawn again here in that order, the
+    used indices are skipped, and a loader over the rest of the same sampler iterator is started
+    under that state.
     """
     from torch.utils.data import DataLoader
 
     index_source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
     with _at_epoch_start(loader, epoch_start):
         torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # the base seed
-        remaining = list(itertools.islice(iter(index_source), start, None))
+        indices = iter(index_source)
+        for _ in itertools.islice(indices, start):
+            pass
+        # The sampler's own iterator goes on: whatever it draws later (a sampler may draw again when
+        # it runs out) comes from the generators' states at that time, as in the uninterrupted run.
+        remaining = _Continuing(indices, len(index_source) - start)
         _rewind(loader, epoch_start)
         options = {
             "num_workers": loader.num_workers,
@@ -432,6 +438,20 @@ def _dataloader_from(loader: Any, start: int, epoch_start: dict[str, Any]) -> It
         else:
             rest = DataLoader(loader.dataset, sampler=remaining, batch_size=None, **options)
         return iter(rest)
+
+
+class _Continuing:
+    """A sampler that continues an iterator already under way (DataLoader iterates it once)."""
+
+    def __init__(self, iterator: Iterator[Any], length: int) -> None:
+        self.iterator = iterator
+        self.length = length
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iterator
+
+    def __len__(self) -> int:
+        return self.length
 
 
 def _replayed(loader: Iterable[Any], start: int, epoch_start: dict[str, Any]) -> Iterable[Any]:
