@@ -61,7 +61,7 @@ class Manifest:
         val_loss: The validation loss of the last completed epoch, when there was one.
         kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
             signal), or ``"manual"`` (:func:`save_checkpoint`).
-        healthy: Whether the last step before it was finite (a state worth rolling back to).
+        healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
     """
 
     path: Path

@@ -12,22 +12,28 @@ The policy, one escalation per level:
 
 Each action is logged and recorded as an event (``nonfinite_skip``, ``rollback``) in metrics.jsonl.
 
-The "last good state" costs nothing per step: it is the newest committed checkpoint written after
-a finite step when the run has a run directory (it is on disk anyway), and otherwise a copy on the
-host taken when training starts and at the end of each epoch whose last step was finite. Copying
-the state more often would mean per-step copies of the whole model and optimizer (and, on an
-accelerator, a host synchronisation each time), which the hot loop does not pay for.
+Which state to go back to. A state is *good* when no step of its epoch had gone bad when it was
+taken. Among good states the rollback picks the one of the best epoch by val_loss (the one early
+stopping would keep), else the newest: a run that was improving goes back to its last epoch, a run
+whose validation had been getting worse as it blew up goes back further, to before the damage.
+These states cost nothing per step: with a run directory they are its committed checkpoints (on
+disk anyway); without one, a copy on the host taken when training starts and at the end of each
+good epoch that is the best so far. Copying the state more often would mean per-step copies of the
+whole model and optimizer (and, on an accelerator, a host synchronisation each time), which the
+hot loop does not pay for; the price is that a rollback goes back at least to an epoch's end (or to
+the last ``checkpoint_every_steps`` checkpoint).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainwell.checkpoint import read_checkpoint
+from trainwell.checkpoint import Manifest, committed_checkpoints, read_checkpoint
 from trainwell.exceptions import CheckpointError, DivergenceError
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ class Healer:
         max_rollbacks: Rollbacks allowed in a run; the next divergence raises DivergenceError. 0
             never rolls back.
         lr_factor: Each rollback multiplies the learning rate by this.
+        checkpoints: The directory of the run's committed checkpoints, or None without one.
 
     Example:
         >>> healer = Healer(max_rollbacks=3, lr_factor=0.5)
@@ -50,43 +57,55 @@ class Healer:
         0
     """
 
-    def __init__(self, max_rollbacks: int, lr_factor: float) -> None:
+    def __init__(self, max_rollbacks: int, lr_factor: float, checkpoints: Path | None = None) -> None:
         self.max_rollbacks = max_rollbacks
         self.lr_factor = lr_factor
+        self.checkpoints = checkpoints
         self.rollbacks = 0
         self.good_step: int | None = None
-        self._good_checkpoint: Path | None = None
-        self._good_snapshot: dict[str, Any] | None = None
+        self._snapshot: dict[str, Any] | None = None
+        self._snapshot_val_loss: float | None = None
 
-    def remember(self, trainer: Trainer) -> None:
-        """Keep a host copy of the trainer's current state as the last good one (when there is no checkpoint to use)."""
+    def remember(self, trainer: Trainer, val_loss: float | None = None) -> None:
+        """Keep a host copy of the trainer's state as the good state to roll back to (only without checkpoints)."""
         if self.max_rollbacks == 0:
             return
-        self._good_snapshot = {
+        self._snapshot = {
             "model": _to_host(trainer.module.state_dict()),
             "optimizer": _to_host(trainer.optimizer.state_dict()),
             "precision": _to_host(trainer.precision.state_dict()),
+            "step": trainer.global_step,
         }
-        self._good_checkpoint = None
-        self.good_step = trainer.global_step
+        self._snapshot_val_loss = val_loss
 
-    def remember_checkpoint(self, path: Path, step: int) -> None:
-        """Use the committed checkpoint ``path`` (taken after a finite step) as the last good state; frees the host copy."""
-        self._good_checkpoint, self._good_snapshot, self.good_step = path, None, step
+    def on_good_checkpoint(self) -> None:
+        """A good checkpoint is committed: roll back to checkpoints from now on and free the host copy."""
+        self._snapshot = None
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """Without checkpoints, copy a good epoch's state if it is the best so far by val_loss (or there is no validation)."""
+        if self.checkpoints is not None or not is_good(trainer):
+            return
+        val_loss = trainer.history[-1].get("val_loss") if trainer.history else None
+        if val_loss is not None and not math.isfinite(val_loss):
+            return
+        if val_loss is None or self._snapshot_val_loss is None or val_loss <= self._snapshot_val_loss:
+            self.remember(trainer, val_loss)
 
     def on_diverged(self, trainer: Trainer, run: int, step: int) -> None:
         """Roll back and cut the learning rate, or raise DivergenceError when the rollbacks are used up."""
         guard = trainer.guard
         if self.rollbacks >= self.max_rollbacks:
             raise DivergenceError(f"{guard.describe(run, step)} {self._what_was_tried(trainer)}{guard.advice}")
+        before = trainer.optimizer.param_groups[0]["lr"]
         state = self._good_state(trainer, run, step)
         trainer.module.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.precision.load_state_dict(state["precision"])
-        before = trainer.optimizer.param_groups[0]["lr"]
         trainer._peak_lrs = [lr * self.lr_factor for lr in trainer._peak_lrs]
         trainer._set_lr(trainer.global_step)
         self.rollbacks += 1
+        self.good_step = state["step"]
         after = trainer.optimizer.param_groups[0]["lr"]
         trainer.record_event(
             "rollback",
@@ -100,25 +119,37 @@ class Healer:
         )
 
     def _good_state(self, trainer: Trainer, run: int, step: int) -> dict[str, Any]:
-        if self._good_checkpoint is not None:
+        """The best good state by val_loss: a good checkpoint (the best epoch, else the newest), else the host copy."""
+        for manifest in self._good_checkpoints(trainer):
             try:
-                checkpoint = read_checkpoint(self._good_checkpoint)
+                checkpoint = read_checkpoint(manifest.path)
             except CheckpointError as error:
-                raise DivergenceError(
-                    f"{trainer.guard.describe(run, step)} Rolling back failed: the last good checkpoint is unreadable ({error})."
-                ) from error
-            return {"model": checkpoint["model_state_dict"], "optimizer": checkpoint["optimizer_state_dict"], "precision": checkpoint["precision"]}
-        if self._good_snapshot is None:
+                logger.warning("Cannot roll back to %s: %s", manifest.path.name, error)
+                continue
+            return {
+                "model": checkpoint["model_state_dict"],
+                "optimizer": checkpoint["optimizer_state_dict"],
+                "precision": checkpoint["precision"],
+                "step": checkpoint["step"],
+            }
+        if self._snapshot is None:
             raise DivergenceError(f"{trainer.guard.describe(run, step)} There is no good state to roll back to. {trainer.guard.advice}")
-        return self._good_snapshot
+        return self._snapshot
+
+    def _good_checkpoints(self, trainer: Trainer) -> list[Manifest]:
+        if self.checkpoints is None:
+            return []
+        now = (trainer.global_step, trainer.epoch)
+        good = [m for m in committed_checkpoints(self.checkpoints) if m.healthy and m.order <= now]
+        scored = sorted((m for m in good if m.kind == "epoch" and m.val_loss is not None), key=lambda m: m.val_loss)
+        return scored + [m for m in good if m not in scored]
 
     def _what_was_tried(self, trainer: Trainer) -> str:
         if self.max_rollbacks == 0:
             return "Rollbacks are off (max_rollbacks=0). "
-        first_lr = trainer.peak_lr
         return (
             f"Tried: skipping each bad step, then {self.rollbacks} rollbacks to the last good state (step {self.good_step}), "
-            f"cutting the learning rate by {self.lr_factor:g} each time (peak lr {first_lr:.3g} -> {trainer._peak_lrs[0]:.3g}); "
+            f"cutting the learning rate by {self.lr_factor:g} each time (peak lr {trainer.peak_lr:.3g} -> {trainer._peak_lrs[0]:.3g}); "
             "the steps still went bad. "
         )
 
@@ -127,6 +158,11 @@ class Healer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rollbacks = state["rollbacks"]
+
+
+def is_good(trainer: Trainer) -> bool:
+    """Whether the trainer's current state is worth rolling back to: no bad step in its epoch so far."""
+    return trainer.guard.consecutive == 0 and trainer.guard.skipped == trainer._nonfinite_at_epoch_start
 
 
 class LossSpikeDetector:

@@ -371,9 +371,8 @@ class Trainer:
         logger.log(level, message if message is not None else str(record))
 
     def _after_epoch(self) -> None:
-        """Keep the last good state up to date, and stop here if a signal arrived during the epoch."""
-        if self.checkpointing is None and self.guard.consecutive == 0:
-            self.healer.remember(self)
+        """Keep the good state to roll back to up to date, and stop here if a signal arrived during the epoch."""
+        self.healer.on_epoch_end(self)
         if self._signals.received is not None:
             self._stop_on_signal(None)
 
@@ -453,7 +452,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        self.healer = Healer(config.max_rollbacks, config.rollback_lr_factor)
+        saves = config.run_dir is not None and config.save_checkpoints
+        self.healer = Healer(config.max_rollbacks, config.rollback_lr_factor, Path(config.run_dir) / "checkpoints" if saves else None)
         self._spikes = LossSpikeDetector(config.loss_spike_factor) if config.loss_spike_factor is not None else None
         self.guard = NonFiniteGuard(
             config.max_nonfinite_steps,

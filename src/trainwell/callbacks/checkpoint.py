@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 from trainwell.checkpoint import Manifest, committed_checkpoints, prune, read_manifest, write_checkpoint
 from trainwell.exceptions import CheckpointError
+from trainwell.healing import is_good
 from trainwell.retry import DEFAULT_POLICY, RetryPolicy
 from trainwell.system import is_primary_process
 
@@ -104,7 +105,7 @@ class Checkpointing(Callback):
         # Device mode keeps the non-finite verdicts on the device; a checkpoint must know them
         # (one synchronisation per checkpoint, which the copy to the host needs anyway).
         trainer.guard.flush(trainer.global_step)
-        healthy = trainer.guard.consecutive == 0
+        healthy = is_good(trainer)
         started = time.perf_counter()
         path = write_checkpoint(
             path,
@@ -120,7 +121,7 @@ class Checkpointing(Callback):
         prune(self.directory, self.keep_last, self.keep_best, is_ours=lambda p: bool(_NAME.match(p.name)))
         self.last_path = path
         if healthy:
-            trainer.healer.remember_checkpoint(path, trainer.global_step)
+            trainer.healer.on_good_checkpoint()
         logger.debug("Checkpoint %s committed in %.3f s.", path, time.perf_counter() - started)
         return path
 
