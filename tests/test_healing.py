@@ -151,9 +151,9 @@ def test_loss_spikes_are_judged_on_the_device_without_a_sync():
 
 def test_spike_detector_waits_for_its_warm_up_and_ignores_what_it_flags():
     detector = LossSpikeDetector(factor=3.0, warmup_steps=3)
-    assert [detector.is_spike(v) for v in (1.0, 10.0, 1.0)] == [False, False, False]  # still warming up
+    assert [detector.check(v) for v in (1.0, 10.0, 1.0)] == [None, None, None]  # still warming up
     mean = detector.mean
-    assert detector.is_spike(100.0) and detector.mean == mean
+    assert detector.check(100.0) == "Loss spike (100, over 3x its running mean)" and detector.mean == mean
     flags = []
     device = LossSpikeDetector(factor=3.0, warmup_steps=3)
     for value in (1.0, 10.0, 1.0, 100.0, 1.0):

@@ -56,5 +56,5 @@ class TrainingInterrupted(TrainwellError):
         self.run_dir = run_dir
 
 
-class OutOfMemoryError(TrainwellError, RuntimeError):
+class OutOfMemoryError(TrainwellError, MemoryError):
     """A training step ran out of accelerator memory even when split into single-sample micro-batches."""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainwell.checkpoint import Manifest, committed_checkpoints, read_checkpoint
+from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import CheckpointError, DivergenceError
 
 if TYPE_CHECKING:
@@ -160,6 +161,22 @@ class Healer:
         self.rollbacks = state["rollbacks"]
 
 
+def build_guard(trainer: Trainer, advice: str) -> tuple[Healer, LossSpikeDetector | None, NonFiniteGuard]:
+    """The trainer's divergence machinery from its config: the healer, the spike detector (or None) and the guard."""
+    config = trainer.config
+    checkpoints = Path(config.run_dir) / "checkpoints" if config.run_dir is not None and config.save_checkpoints else None
+    healer = Healer(config.max_rollbacks, config.rollback_lr_factor, checkpoints)
+    spikes = LossSpikeDetector(config.loss_spike_factor) if config.loss_spike_factor is not None else None
+    guard = NonFiniteGuard(
+        config.max_nonfinite_steps,
+        advice=advice,
+        on_skip=trainer._record_skip,
+        on_diverged=lambda run, step: healer.on_diverged(trainer, run, step),
+        bad="non-finite or spiking" if spikes is not None else "non-finite",
+    )
+    return healer, spikes, guard
+
+
 def is_good(trainer: Trainer) -> bool:
     """Whether the trainer's current state is worth rolling back to: no bad step in its epoch so far."""
     return trainer.guard.consecutive == 0 and trainer.guard.skipped == trainer._nonfinite_at_epoch_start
@@ -178,8 +195,10 @@ class LossSpikeDetector:
 
     Example:
         >>> detector = LossSpikeDetector(factor=3.0, warmup_steps=2)
-        >>> [detector.is_spike(v) for v in (1.0, 1.0, 1.1, 9.0)]
-        [False, False, False, True]
+        >>> [detector.check(v) for v in (1.0, 1.0, 1.1)]
+        [None, None, None]
+        >>> detector.check(9.0)
+        'Loss spike (9, over 3x its running mean)'
     """
 
     DECAY = 0.98
@@ -192,13 +211,13 @@ class LossSpikeDetector:
         self._device_mean: torch.Tensor | None = None
         self._device_seen: torch.Tensor | None = None
 
-    def is_spike(self, loss: float) -> bool:
-        """Host mode: whether ``loss`` spikes; a good loss updates the running mean."""
+    def check(self, loss: float) -> str | None:
+        """Host mode: why ``loss`` counts as a spike, or None; a loss that does not spike updates the running mean."""
         if self.mean is not None and self.seen >= self.warmup_steps and loss > self.factor * self.mean:
-            return True
+            return f"Loss spike ({loss:.4g}, over {self.factor:g}x its running mean)"
         self.mean = loss if self.mean is None else self.DECAY * self.mean + (1 - self.DECAY) * loss
         self.seen += 1
-        return False
+        return None
 
     def spikes_on_device(self, loss: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
         """Device mode: ``bad`` or'ed with whether ``loss`` spikes, without a host synchronisation."""

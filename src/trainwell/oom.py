@@ -71,13 +71,9 @@ class MicroBatching:
         """
         total = batches.count_samples(inputs)
         while True:
-            free_memory(trainer)
+            free_memory(trainer.optimizer, trainer.device)
             if self.chunks >= total:
-                raise OutOfMemoryError(
-                    f"a single training sample does not fit in memory on {trainer.device}: the step ran out of memory even "
-                    f"with the batch of {total} split into micro-batches of 1 sample (inputs: {batches.describe(inputs)}). "
-                    "Use a smaller model or shorter inputs, precision='bf16' (or 'fp16' on older GPUs), or a device with more memory."
-                )
+                raise OutOfMemoryError(_single_sample_message(trainer.device, inputs, f"with the batch of {total} split into micro-batches of 1 sample"))
             self.chunks = min(self.chunks * 2, total)
             trainer.record_event(
                 "oom_split",
@@ -94,12 +90,44 @@ class MicroBatching:
                 pass
 
 
-def free_memory(trainer: Trainer) -> None:
+def free_memory(optimizer: torch.optim.Optimizer | None, device: torch.device | None) -> None:
     """Drop the gradients and cached blocks a failed step left behind."""
-    trainer.optimizer.zero_grad(set_to_none=True)
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
     gc.collect()
-    if trainer.device is not None and trainer.device.type == "cuda":
+    if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def forward_fitting(model: torch.nn.Module, inputs: Any, targets: Any) -> tuple[Any, Any]:
+    """The model's outputs on a batch (for the Trainer's first-batch checks) and the targets they belong to.
+
+    When the whole batch does not fit, the first sample alone is used: training will split the batch.
+
+    Raises:
+        OutOfMemoryError: a single sample does not fit either.
+    """
+    try:
+        return batches.forward(model, inputs), targets
+    except torch.OutOfMemoryError:
+        pass
+    device = next((p.device for p in model.parameters()), None)
+    free_memory(None, device)
+    count = batches.count_samples(inputs)
+    try:
+        return batches.forward(model, split(inputs, count)[0]), split(targets, count)[0]
+    except torch.OutOfMemoryError:
+        pass
+    free_memory(None, device)
+    raise OutOfMemoryError(_single_sample_message(device, inputs, "in a forward pass without gradients"))
+
+
+def _single_sample_message(device: Any, inputs: Any, how: str) -> str:
+    return (
+        f"a single training sample does not fit in memory on {device}: it ran out of memory {how} "
+        f"(inputs: {batches.describe(inputs)}). Use a smaller model or shorter inputs, precision='bf16' "
+        "(or 'fp16' on older GPUs), or a device with more memory."
+    )
 
 
 def split(value: Any, chunks: int) -> list[Any]:

@@ -13,8 +13,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from trainwell.exceptions import TrainingInterrupted
+
+if TYPE_CHECKING:
+    from trainwell.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -59,3 +65,30 @@ class SignalCatcher:
         for number, previous in self._previous.items():
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
+
+
+def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
+    """Commit a checkpoint of the state after the step that just finished, then raise TrainingInterrupted.
+
+    Args:
+        trainer: The trainer, between two steps (or at the end of an epoch).
+        batch_in_epoch: Batches done in the current epoch; None at the end of an epoch.
+
+    Raises:
+        TrainingInterrupted: always, naming the checkpoint and how to resume.
+    """
+    number = trainer._signals.received
+    name = signal.Signals(number).name
+    path = trainer.checkpointing.save(trainer, batch_in_epoch=batch_in_epoch, kind="interrupt")
+    run_dir = trainer.config.run_dir
+    trainer.record_event(
+        "interrupted", logging.WARNING, f"Stopped by {name} at step {trainer.global_step}; checkpoint {path} is committed.",
+        signal=name, checkpoint=str(path),
+    )
+    raise TrainingInterrupted(
+        f"training stopped by {name} at epoch {trainer.epoch}, step {trainer.global_step}; checkpoint '{path}' is committed. "
+        f"Resume with: trainwell train --resume auto --out {run_dir} (command line), or fit(..., run_dir='{run_dir}', resume='auto').",
+        signal_number=number,
+        checkpoint=path,
+        run_dir=Path(run_dir),
+    )

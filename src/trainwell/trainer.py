@@ -24,15 +24,13 @@ from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, JSONLLogger, ProgressBar
 from trainwell.callbacks.checkpoint import Checkpointing
 from trainwell.config import TrainConfig
-from trainwell.divergence import NonFiniteGuard
-from trainwell.exceptions import ConfigError, DataError, ModelError, TrainingInterrupted
-from trainwell.healing import Healer, LossSpikeDetector
+from trainwell.exceptions import ConfigError, DataError, ModelError
+from trainwell.healing import build_guard
 from trainwell.logs import log_to_file, setup_console_logging
-from trainwell.oom import MicroBatching
+from trainwell.oom import MicroBatching, forward_fitting
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
-from trainwell.preemption import SignalCatcher
-from trainwell.retry import RetryPolicy
+from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
 from trainwell.schedules import build_schedule
 from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
@@ -174,7 +172,9 @@ class Trainer:
         if run_dir is None:
             return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
         prepare_run_dir(Path(run_dir), self.config.to_yaml_dict(), resuming=resuming.continues_in(resume, Path(run_dir)))
-        with log_to_file(Path(run_dir) / "train.log"):
+        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
+        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
+        with log_to_file(Path(run_dir) / "train.log"), signals:
             return self._fit(model, train_loader, val_loader, resuming.start_in(resume, Path(run_dir)))
 
     def _fit(
@@ -185,39 +185,33 @@ class Trainer:
         checkpoint: tuple[Path, dict[str, Any]] | None = None,
     ) -> FitResult:
         self._setup(model, train_loader, val_loader)
-        if checkpoint is not None:
-            resuming.restore(self, *checkpoint, train_loader)
-        self.healer.remember(self)
+        self._resume_from(checkpoint, train_loader)
         try:
-            with self._signals if self.checkpointing is not None else contextlib.nullcontext():
-                self._train(train_loader, val_loader)
+            self.callbacks.call("on_train_begin", self)
+            while self.epoch < self.config.epochs and not self.should_stop:
+                self.epoch += 1
+                self.callbacks.call("on_epoch_begin", self, epoch=self.epoch)
+                started = time.perf_counter()
+                row = {"epoch": self.epoch, **self._train_epoch(train_loader)}
+                if val_loader is not None:
+                    # Validation must not change training's randomness (a DataLoader draws a seed
+                    # from the global RNG whenever it is iterated): with or without it, training
+                    # sees the same dropout masks and batch order.
+                    with torch.random.fork_rng(devices=self._rng_devices):
+                        val_metrics = self.evaluate(val_loader)
+                    self.callbacks.call("on_eval_end", self, metrics=val_metrics)
+                    row.update(val_metrics)
+                row.update(memory_metrics(self.device))
+                row["epoch_time_s"] = time.perf_counter() - started
+                self.history.append(row)
+                self._log_epoch(row)
+                self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
+                self._after_epoch()
+            self.callbacks.call("on_train_end", self)
         except BaseException as error:
             self.callbacks.call("on_exception", self, error=error)
             raise
         return self._result()
-
-    def _train(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
-        self.callbacks.call("on_train_begin", self)
-        while self.epoch < self.config.epochs and not self.should_stop:
-            self.epoch += 1
-            self.callbacks.call("on_epoch_begin", self, epoch=self.epoch)
-            started = time.perf_counter()
-            row = {"epoch": self.epoch, **self._train_epoch(train_loader)}
-            if val_loader is not None:
-                # Validation must not change training's randomness (a DataLoader draws a seed
-                # from the global RNG whenever it is iterated): with or without it, training
-                # sees the same dropout masks and batch order.
-                with torch.random.fork_rng(devices=self._rng_devices):
-                    val_metrics = self.evaluate(val_loader)
-                self.callbacks.call("on_eval_end", self, metrics=val_metrics)
-                row.update(val_metrics)
-            row.update(memory_metrics(self.device))
-            row["epoch_time_s"] = time.perf_counter() - started
-            self.history.append(row)
-            self._log_epoch(row)
-            self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
-            self._after_epoch()
-        self.callbacks.call("on_train_end", self)
 
     def _train_epoch(self, train_loader: Iterable[Any]) -> dict[str, Any]:
         """One pass over the training data; returns the epoch's training metrics."""
@@ -238,20 +232,13 @@ class Trainer:
                 inputs, targets = batches.move_to((inputs, targets), self.device, non_blocking=True)
             if self._scheduled:
                 self._set_lr(self.global_step)
-            try:
-                loss = self._step(inputs, targets)
-            except torch.OutOfMemoryError:
-                if not self.config.split_batch_on_oom:
-                    raise
-                loss = None  # retried below, once the failed step's tensors are released
-            if loss is None:
-                loss = self._micro_batching.recover(self, inputs, targets)
+            loss = self._step(inputs, targets)
             self.global_step += 1
             if self._device_checks and self.global_step % log_every == 0:
                 self.guard.flush(self.global_step)
             self.callbacks.on_batch_end(self, batch_index, loss)
             if self._signals.received is not None:
-                self._stop_on_signal(batch_index + 1)
+                stop_on_signal(self, batch_in_epoch=batch_index + 1)
         elapsed = time.perf_counter() - started
         self.guard.flush(self.global_step)
         return {
@@ -262,13 +249,20 @@ class Trainer:
         }
 
     def _step(self, inputs: Any, targets: Any) -> torch.Tensor:
-        """Forward, backward and optimizer step on one batch (as micro-batches once memory ran out)."""
+        """Forward, backward and optimizer step on one batch; out of memory, as micro-batches (oom.py)."""
         if self._micro_batching.chunks > 1:
             return self._micro_batching.step(self, inputs, targets)
-        with self.precision.autocast():
-            loss = _loss_of(self.train_step((inputs, targets)))
-        self._backward_and_step(loss)
-        return loss
+        try:
+            with self.precision.autocast():
+                loss = _loss_of(self.train_step((inputs, targets)))
+            self._backward_and_step(loss)
+            return loss
+        except torch.OutOfMemoryError:
+            if not self.config.split_batch_on_oom:
+                raise
+            loss = None
+        # Retried only here, after the except block, once the failed attempt's tensors are released.
+        return self._micro_batching.recover(self, inputs, targets)
 
     def _backward_and_step(self, loss: torch.Tensor, backward: bool = True) -> None:
         """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
@@ -295,16 +289,14 @@ class Trainer:
         else:
             loss_value = loss.item()
             finite = math.isfinite(loss_value) and (not judge_norm or math.isfinite(grad_norm.item()))
-            spike = finite and self._spikes is not None and self._spikes.is_spike(loss_value)
-            if (finite and not spike) or scaled:
+            spike = self._spikes.check(loss_value) if finite and self._spikes is not None else None
+            good = finite and spike is None
+            if good or scaled:
                 self.precision.step(self.optimizer)
-            if finite and not spike:
+            if good:
                 self._loss_sum += loss_value
                 self._loss_count += 1
-            if spike:
-                self.guard.observe(False, self.global_step, reason=f"Loss spike ({loss_value:.4g}, over {self._spikes.factor:g}x its running mean)")
-            else:
-                self.guard.observe(finite, self.global_step)
+            self.guard.observe(good, self.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
 
     def train_step(self, batch: tuple[Any, Any]) -> dict[str, torch.Tensor]:
@@ -370,27 +362,17 @@ class Trainer:
         self.events.append(record)
         logger.log(level, message if message is not None else str(record))
 
+    def _resume_from(self, checkpoint: tuple[Path, dict[str, Any]] | None, train_loader: Iterable[Any]) -> None:
+        """Restore the state a checkpoint recorded (when resuming), and keep it as the first good state."""
+        if checkpoint is not None:
+            resuming.restore(self, *checkpoint, train_loader)
+        self.healer.remember(self)
+
     def _after_epoch(self) -> None:
         """Keep the good state to roll back to up to date, and stop here if a signal arrived during the epoch."""
         self.healer.on_epoch_end(self)
         if self._signals.received is not None:
-            self._stop_on_signal(None)
-
-    def _stop_on_signal(self, batch_in_epoch: int | None) -> None:
-        """Commit a checkpoint of the state after the step just finished, then raise TrainingInterrupted."""
-        import signal
-
-        name = signal.Signals(self._signals.received).name
-        path = self.checkpointing.save(self, batch_in_epoch=batch_in_epoch, kind="interrupt")
-        run_dir = self.config.run_dir
-        self.record_event("interrupted", logging.WARNING, f"Stopped by {name} at step {self.global_step}; checkpoint {path} committed.", signal=name, checkpoint=str(path))
-        raise TrainingInterrupted(
-            f"training stopped by {name} at epoch {self.epoch}, step {self.global_step}; checkpoint '{path}' is committed. "
-            f"Resume with: trainwell train --resume auto --out {run_dir} (CLI), or fit(..., run_dir='{run_dir}', resume='auto').",
-            signal_number=self._signals.received,
-            checkpoint=path,
-            run_dir=Path(run_dir),
-        )
+            stop_on_signal(self, batch_in_epoch=None)
 
     def _record_skip(self, message: str, *args: Any, skipped: int) -> None:
         self.record_event("nonfinite_skip", logging.WARNING, message % args, skipped=skipped)
@@ -452,23 +434,14 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        saves = config.run_dir is not None and config.save_checkpoints
-        self.healer = Healer(config.max_rollbacks, config.rollback_lr_factor, Path(config.run_dir) / "checkpoints" if saves else None)
-        self._spikes = LossSpikeDetector(config.loss_spike_factor) if config.loss_spike_factor is not None else None
-        self.guard = NonFiniteGuard(
-            config.max_nonfinite_steps,
-            advice=self._divergence_advice(),
-            on_skip=self._record_skip,
-            on_diverged=lambda run, step: self.healer.on_diverged(self, run, step),
-            bad="non-finite or spiking" if self._spikes is not None else "non-finite",
-        )
+        self.healer, self._spikes, self.guard = build_guard(self, advice=self._divergence_advice())
         self._micro_batching = MicroBatching()
         self.schedule = self._build_schedule()
         # A constant rate without warm-up needs no per-step update; CPU batches need no move.
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
         # Checkpointing runs last, so that every other callback's state at this point is in the checkpoint.
-        self.checkpointing = self._checkpointing()
+        self.checkpointing = Checkpointing.for_config(config)
         saver = [self.checkpointing] if self.checkpointing is not None else []
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
         self._log_start(batch_size)
@@ -491,7 +464,7 @@ class Trainer:
         self.module.eval()
         try:
             with torch.no_grad(), self.precision.autocast():
-                outputs = batches.forward(self.module, inputs)
+                outputs, targets = forward_fitting(self.module, inputs, targets)
         except (RuntimeError, TypeError, ValueError) as error:
             raise DataError(
                 f"the model failed on the first batch of {source} (inputs: {batches.describe(inputs)}): {error}. "
@@ -564,23 +537,6 @@ class Trainer:
         if config.run_dir is not None:
             builtins.append(JSONLLogger(Path(config.run_dir) / "metrics.jsonl"))
         return builtins
-
-    def _checkpointing(self) -> Checkpointing | None:
-        config = self.config
-        if config.run_dir is None or not config.save_checkpoints:
-            return None
-        return Checkpointing(
-            Path(config.run_dir) / "checkpoints",
-            every_steps=config.checkpoint_every_steps,
-            keep_last=config.checkpoint_keep_last,
-            keep_best=config.checkpoint_keep_best,
-            retry=RetryPolicy(
-                attempts=config.retry_attempts,
-                base_delay_s=config.retry_base_delay_s,
-                factor=config.retry_factor,
-                jitter=config.retry_jitter,
-            ),
-        )
 
     def _divergence_advice(self) -> str:
         clip = self.config.max_grad_norm

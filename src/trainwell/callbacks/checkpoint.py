@@ -17,6 +17,7 @@ from trainwell.retry import DEFAULT_POLICY, RetryPolicy
 from trainwell.system import is_primary_process
 
 if TYPE_CHECKING:
+    from trainwell.config import TrainConfig
     from trainwell.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
@@ -64,6 +65,25 @@ class Checkpointing(Callback):
         self.retry = retry
         self.sleep = sleep
         self.last_path: Path | None = None
+
+    @classmethod
+    def for_config(cls, config: TrainConfig) -> Checkpointing | None:
+        """The checkpointing a config asks for: into ``run_dir/checkpoints``, or None without a run directory."""
+        if config.run_dir is None or not config.save_checkpoints:
+            return None
+        retry = RetryPolicy(
+            attempts=config.retry_attempts,
+            base_delay_s=config.retry_base_delay_s,
+            factor=config.retry_factor,
+            jitter=config.retry_jitter,
+        )
+        return cls(
+            Path(config.run_dir) / "checkpoints",
+            every_steps=config.checkpoint_every_steps,
+            keep_last=config.checkpoint_keep_last,
+            keep_best=config.checkpoint_keep_best,
+            retry=retry,
+        )
 
     def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
         if self.every_steps is not None and trainer.global_step % self.every_steps == 0:
