@@ -269,16 +269,6 @@ def test_positioning_a_dataloader_does_not_load_the_skipped_samples():
     assert len(resumed) == 2 and len(loaded) == 10
 
 
-def test_tensor_loader_starts_at_the_saved_batch():
-    inputs, targets = torch.arange(20.0).unsqueeze(1), torch.arange(20)
-    loader = TensorLoader(inputs, targets, batch_size=6, seed=4)
-    whole = [y for _, y in loader]
-    loader.set_epoch(0)
-    assert [y.tolist() for _, y in epoch_batches(loader, 2, None)] == [y.tolist() for y in whole[2:]]
-    loader.set_epoch(0)
-    assert [y.tolist() for _, y in loader] == [y.tolist() for y in whole]  # only the next pass starts late
-
-
 def test_running_sums_and_the_loader_seed_come_back_from_the_checkpoint(tmp_path):
     """The epoch's train_loss covers steps before and after the interruption; an unseeded TensorLoader
     (which draws its seed from torch's RNG) gets its order back although this process drew another seed."""

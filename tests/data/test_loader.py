@@ -82,3 +82,13 @@ def test_numpy_float64_becomes_float32():
 def test_bad_arguments_are_refused(args, kwargs, match):
     with pytest.raises(DataError, match=match):
         TensorLoader(*args, **kwargs)
+
+
+def test_start_at_skips_to_a_batch_of_the_same_order_for_the_next_pass_only():
+    loader = TensorLoader(*_data(20), batch_size=6, seed=4)
+    whole = [targets.tolist() for _, targets in loader]
+    loader.set_epoch(0)
+    loader.start_at(2)
+    assert [targets.tolist() for _, targets in loader] == whole[2:]
+    loader.set_epoch(0)
+    assert [targets.tolist() for _, targets in loader] == whole
