@@ -98,6 +98,8 @@ def test_signal_catcher_records_the_first_signal_and_restores_handlers():
         assert catcher.received == signal.SIGTERM
         assert signal.getsignal(signal.SIGTERM) == before  # a second one would act at once
     assert signal.getsignal(signal.SIGTERM) == before
+    with catcher:  # a trainer used again starts without the old signal
+        assert catcher.received is None
 
 
 @pytest.mark.slow

@@ -287,3 +287,23 @@ def test_running_sums_and_the_loader_seed_come_back_from_the_checkpoint(tmp_path
         assert mine["train_loss"] == theirs["train_loss"] and math.isfinite(mine["train_loss"])
     for a, b in zip(model.parameters(), full_model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_weights_only_checkpoint_cannot_resume_training_and_says_what_to_do(tmp_path):
+    model = _model()
+    path = trainwell.save_checkpoint(tmp_path / "weights.pt", model, epoch=3)
+    inputs, targets = _data()
+    with pytest.raises(trainwell.CheckpointError, match=r"cannot resume training: it lacks optimizer_state_dict, step.*trainwell\.load_checkpoint"):
+        trainwell.fit(_model(), TensorLoader(inputs, targets), resume=path, **QUIET)
+
+
+def test_numpy_numbers_in_the_history_are_stored_as_plain_numbers(tmp_path):
+    class NumpyMetric(Callback):
+        def on_eval_end(self, trainer, metrics, **kwargs):
+            metrics["custom"] = numpy.float64(0.25)  # a float subclass: JSON takes it, a safe checkpoint would not
+
+    inputs, targets = _data()
+    trainwell.fit(_model(), TensorLoader(inputs, targets), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path,
+                  callbacks=[NumpyMetric()], **QUIET)
+    checkpoint = trainwell.load_checkpoint(tmp_path)
+    assert checkpoint["history"][0]["custom"] == 0.25 and type(checkpoint["history"][0]["custom"]) is float

@@ -45,6 +45,7 @@ class SignalCatcher:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalCatcher:
+        self.received = None
         if threading.current_thread() is threading.main_thread():
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trainwell")
 
+# What resuming a trainer needs; checkpoints saved with save_checkpoint() hold only weights and extras.
+_TRAINER_KEYS = ("model_state_dict", "optimizer_state_dict", "step", "batch_in_epoch", "precision", "peak_lrs", "rng",
+                 "loader", "callbacks", "guard", "healing", "should_stop", "history", "events")
 # Options that may change between a run and its resumption without making it a different run.
 _PRESENTATION_OPTIONS = {"run_dir", "progress", "log_every_steps"}
 
@@ -196,7 +199,7 @@ def restore(trainer: Trainer, path: Path, checkpoint: dict[str, Any], train_load
         ConfigError: it was trained in another precision.
     """
     source = f"checkpoint '{path}'"
-    missing = [key for key in ("model_state_dict", "optimizer_state_dict", "step", "rng") if key not in checkpoint]
+    missing = [key for key in _TRAINER_KEYS if checkpoint.get(key) is None]
     if missing:
         raise CheckpointError(
             f"{source} cannot resume training: it lacks {', '.join(missing)}. It was not written by trainwell's "
@@ -284,10 +287,10 @@ def _epoch_progress(trainer: Trainer) -> dict[str, Any]:
 
 def to_plain(value: Any) -> Any:
     """``value`` with NumPy scalars and other number-likes turned into Python numbers, anything else odd into text."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.Tensor):
         return value
     if isinstance(value, dict):
-        return {key: to_plain(item) for key, item in value.items()}
+        return {to_plain(key): to_plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(item) for item in value]
     item = getattr(value, "item", None)
