@@ -34,8 +34,14 @@ def run(schedule: str, max_rollbacks: int, seed: int, splits) -> tuple[bool, flo
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     train_loader, val_loader = splits.loaders(64, seed=seed)
     trainer = trainwell.Trainer(
-        epochs=10, lr=1.0, optimizer="sgd", schedule=schedule, max_grad_norm=None,
-        max_rollbacks=max_rollbacks, seed=seed, progress=False,
+        epochs=10,
+        lr=1.0,
+        optimizer="sgd",
+        schedule=schedule,
+        max_grad_norm=None,
+        max_rollbacks=max_rollbacks,
+        seed=seed,
+        progress=False,
     )
     try:
         trainer.fit(model, train_loader, val_loader)

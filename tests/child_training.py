@@ -57,7 +57,9 @@ def run(spec: dict) -> None:
         train_loader = DataLoader(TensorDataset(train_x, train_y), batch_size=32, shuffle=True, generator=own)
     val_loader = TensorLoader(val_x, val_y, batch_size=64, shuffle=False)
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
+    model = nn.Sequential(
+        nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3)
+    )
 
     class ScaledTrainer(Trainer):
         """A GradScaler on the CPU (fp32 gradients), so that its state evolves and must be resumed too."""
@@ -183,7 +185,9 @@ class Zygote:
         import threading
 
         self.timeout = timeout
-        self.process = subprocess.Popen([sys.executable, __file__, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self._lines: queue.Queue = queue.Queue()
 
         def read() -> None:

@@ -28,7 +28,14 @@ from .conftest import small_classifier
 
 def _write(directory, step, epoch=0, val_loss=None, kind="step", payload=None):
     path = directory / f"step-{step:09d}.pt"
-    return write_checkpoint(path, payload or {"step": step, "weights": torch.full((3,), float(step))}, step=step, epoch=epoch, val_loss=val_loss, kind=kind)
+    return write_checkpoint(
+        path,
+        payload or {"step": step, "weights": torch.full((3,), float(step))},
+        step=step,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+    )
 
 
 # ---------------------------------------------------------------- the format
@@ -39,7 +46,9 @@ def test_save_and_load_round_trip_with_the_classic_fields(tmp_path):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.randn(4, 2)).sum().backward()
     optimizer.step()
-    path = trainwell.save_checkpoint(tmp_path / "ckpt" / "model.pt", model, optimizer, epoch=3, val_loss=0.25, step=120, note="hello")
+    path = trainwell.save_checkpoint(
+        tmp_path / "ckpt" / "model.pt", model, optimizer, epoch=3, val_loss=0.25, step=120, note="hello"
+    )
 
     raw = torch.load(path, weights_only=True)  # what code written for plain torch.save dictionaries does
     assert {"epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "format_version", "versions"} <= set(raw)
@@ -60,7 +69,10 @@ def test_manifest_commits_the_file_with_its_sha256(tmp_path):
     manifest = json.loads(manifest_path(path).read_text())
     import hashlib
 
-    assert manifest["files"][path.name] == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    assert manifest["files"][path.name] == {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
+    }
     assert (manifest["step"], manifest["epoch"], manifest["val_loss"], manifest["format_version"]) == (7, 1, 0.5, 1)
     assert verify(path).step == 7
 
@@ -95,7 +107,9 @@ def test_different_architecture_is_refused_naming_the_parameters(tmp_path):
     path = trainwell.save_checkpoint(tmp_path / "model.pt", small_classifier())
     wider = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
     before = wider[0].weight.clone()
-    with pytest.raises(CheckpointMismatchError, match=r"different shape: 0\.weight \(checkpoint \(16, 2\), model \(32, 2\)\)") as caught:
+    with pytest.raises(
+        CheckpointMismatchError, match=r"different shape: 0\.weight \(checkpoint \(16, 2\), model \(32, 2\)\)"
+    ) as caught:
         trainwell.load_checkpoint(path, wider)
     assert isinstance(caught.value, (TrainwellError, ValueError))
     assert torch.equal(wider[0].weight, before)  # nothing was loaded
@@ -122,7 +136,9 @@ def test_flipped_byte_is_detected_naming_the_file_and_auto_resume_falls_back(tmp
 def test_truncated_file_is_detected_and_auto_resume_falls_back(tmp_path):
     older, newer = _write(tmp_path, 10), _write(tmp_path, 20)
     newer.write_bytes(newer.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match=rf"checkpoint '.*{newer.name}' is corrupt: it has 100 bytes but its manifest recorded"):
+    with pytest.raises(
+        CheckpointError, match=rf"checkpoint '.*{newer.name}' is corrupt: it has 100 bytes but its manifest recorded"
+    ):
         read_checkpoint(newer)
     assert latest_checkpoint(tmp_path)[0] == older
 
@@ -160,14 +176,23 @@ def test_malicious_checkpoint_payload_never_runs(tmp_path):
     # Commit it with a correct manifest: an attacker who can write the file can write that too.
     import hashlib
 
-    manifest = {"format_version": 1, "kind": "step", "step": 50, "epoch": 0, "val_loss": None, "healthy": True,
-                "files": {path.name: {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}}}
+    manifest = {
+        "format_version": 1,
+        "kind": "step",
+        "step": 50,
+        "epoch": 0,
+        "val_loss": None,
+        "healthy": True,
+        "files": {path.name: {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}},
+    }
     manifest_path(path).write_text(json.dumps(manifest))
     # The payload is live: ordinary unpickling runs it.
     pickle.loads(pickle.dumps(_Payload(tmp_path / "control"))).close()
     assert (tmp_path / "control").exists()
 
-    with pytest.raises(CheckpointError, match="refused: it holds objects that are not tensors or plain data.*weights_only=True"):
+    with pytest.raises(
+        CheckpointError, match="refused: it holds objects that are not tensors or plain data.*weights_only=True"
+    ):
         trainwell.load_checkpoint(path, small_classifier())
     assert latest_checkpoint(tmp_path) is None
     with pytest.raises(CheckpointError):
@@ -223,7 +248,9 @@ def test_disk_full_fails_after_the_retries_and_leaves_the_previous_checkpoint_in
 
     monkeypatch.setattr("builtins.open", full_disk_open)
     clock = FakeClock()
-    with pytest.raises(CheckpointError, match=r"after 3 attempts: \[Errno 28\] No space left on device\. Free disk space") as caught:
+    with pytest.raises(
+        CheckpointError, match=r"after 3 attempts: \[Errno 28\] No space left on device\. Free disk space"
+    ) as caught:
         write_checkpoint(tmp_path / "step-000000020.pt", {"step": 20}, step=20, sleep=clock.sleep)
     monkeypatch.undo()
     assert isinstance(caught.value, TrainwellError)
@@ -243,7 +270,10 @@ def test_permission_denied_fails_at_once_with_a_clear_message(tmp_path, monkeypa
 
     monkeypatch.setattr(checkpoint.os, "replace", denied)
     clock = FakeClock()
-    with pytest.raises(CheckpointError, match="Permission denied. This is not transient, so it was not retried. Make the directory writable"):
+    with pytest.raises(
+        CheckpointError,
+        match="Permission denied. This is not transient, so it was not retried. Make the directory writable",
+    ):
         write_checkpoint(tmp_path / "step-000000020.pt", {"step": 20}, step=20, sleep=clock.sleep)
     assert clock.waits == []
     monkeypatch.undo()
@@ -253,7 +283,14 @@ def test_permission_denied_fails_at_once_with_a_clear_message(tmp_path, monkeypa
 
 def test_prune_keeps_the_newest_and_the_best_and_deletes_leftovers(tmp_path):
     for step, loss in ((8, 0.9), (16, 0.3), (24, 0.5), (32, 0.7)):
-        write_checkpoint(tmp_path / f"epoch-{step // 8:04d}-step-{step:09d}.pt", {"s": step}, step=step, epoch=step // 8, val_loss=loss, kind="epoch")
+        write_checkpoint(
+            tmp_path / f"epoch-{step // 8:04d}-step-{step:09d}.pt",
+            {"s": step},
+            step=step,
+            epoch=step // 8,
+            val_loss=loss,
+            kind="epoch",
+        )
     _write(tmp_path, 36)
     (tmp_path / "step-000000040.pt").write_bytes(b"half")  # written, never committed
     (tmp_path / ".step-000000044.pt.tmp-123").write_bytes(b"partial")
@@ -262,9 +299,16 @@ def test_prune_keeps_the_newest_and_the_best_and_deletes_leftovers(tmp_path):
     deleted = prune(tmp_path, keep_last=2, keep_best=1, is_ours=is_ours)
     assert sorted(p.name for p in deleted) == ["epoch-0001-step-000000008.pt", "epoch-0003-step-000000024.pt"]
     assert [m.path.name for m in committed_checkpoints(tmp_path)] == [
-        "step-000000036.pt", "epoch-0004-step-000000032.pt", "epoch-0002-step-000000016.pt"]
+        "step-000000036.pt",
+        "epoch-0004-step-000000032.pt",
+        "epoch-0002-step-000000016.pt",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == [
-        "epoch-0002-step-000000016.pt", "epoch-0004-step-000000032.pt", "notes.txt", "step-000000036.pt"]
+        "epoch-0002-step-000000016.pt",
+        "epoch-0004-step-000000032.pt",
+        "notes.txt",
+        "step-000000036.pt",
+    ]
 
 
 # ---------------------------------------------------------------- SIGKILL at random moments
@@ -279,9 +323,20 @@ def _steps_recorded(losses_file):
 def _trials(run_seconds):
     """12 kills from outside at random moments of a run, 12 from inside checkpoint writing at chosen operations."""
     rng = random.Random(20261127)
-    inside = [("replace-before", 5), ("replace-before", 14), ("replace-after", 7), ("replace-after", 22),
-              ("fsync", 9), ("fsync", 26), ("unlink", 8), ("unlink", 17), ("write", 40), ("write", 310),
-              ("replace-before", 38), ("replace-after", 51)]
+    inside = [
+        ("replace-before", 5),
+        ("replace-before", 14),
+        ("replace-after", 7),
+        ("replace-after", 22),
+        ("fsync", 9),
+        ("fsync", 26),
+        ("unlink", 8),
+        ("unlink", 17),
+        ("write", 40),
+        ("write", 310),
+        ("replace-before", 38),
+        ("replace-after", 51),
+    ]
     return [("outside", rng.uniform(0.0, 0.9 * run_seconds)) for _ in range(12)] + inside
 
 
@@ -301,9 +356,16 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint_and_resum
     step that finished before the kill, and resuming completes the run with exactly the weights
     of a run that was never killed.
     """
+
     def spec(name, **extra):
-        return {"run_dir": str(tmp_path / name), "losses": str(tmp_path / f"{name}.txt"), "final": str(tmp_path / f"{name}.pt"),
-                "epochs": 3, "every_steps": 1, **extra}
+        return {
+            "run_dir": str(tmp_path / name),
+            "losses": str(tmp_path / f"{name}.txt"),
+            "final": str(tmp_path / f"{name}.pt"),
+            "epochs": 3,
+            "every_steps": 1,
+            **extra,
+        }
 
     pid = zygote.start(spec("reference"))
     first_step = _wait_for_first_step(tmp_path / "reference.txt")
@@ -340,4 +402,6 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint_and_resum
         for key in reference:
             assert torch.equal(resumed[key], reference[key]), (how, detail, key)
     assert killed_in_save == 12
-    assert killed_outside >= 8, f"only {killed_outside} of 12 outside kills landed before the run ended ({run_seconds:.2f} s)"
+    assert killed_outside >= 8, (
+        f"only {killed_outside} of 12 outside kills landed before the run ended ({run_seconds:.2f} s)"
+    )

@@ -42,7 +42,9 @@ def test_a_different_architecture_is_refused_before_anything_is_loaded(tmp_path)
     path = save_safetensors(tmp_path / "m.safetensors", nn.Linear(3, 5))
     other = nn.Linear(3, 6)
     before = other.weight.clone()
-    with pytest.raises(CheckpointMismatchError, match=r"different shape: weight \(checkpoint \(5, 3\), model \(6, 3\)\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"different shape: weight \(checkpoint \(5, 3\), model \(6, 3\)\)"
+    ):
         load_safetensors(path, other)
     assert torch.equal(other.weight, before)
     shallow = save_safetensors(tmp_path / "shallow.safetensors", nn.Sequential(nn.Linear(3, 5)))

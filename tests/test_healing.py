@@ -52,8 +52,16 @@ def _fit(loss, steps=12, epochs=1, device_checks=False, **options):
         def _checks_on_device(self):
             return device_checks
 
-    trainer = ForcedMode(epochs=epochs, lr=0.01, loss_fn=loss, max_nonfinite_steps=3, callbacks=[recorder], log_every_steps=2,
-                         **QUIET, **options)
+    trainer = ForcedMode(
+        epochs=epochs,
+        lr=0.01,
+        loss_fn=loss,
+        max_nonfinite_steps=3,
+        callbacks=[recorder],
+        log_every_steps=2,
+        **QUIET,
+        **options,
+    )
     loader = TensorLoader(inputs, targets, batch_size=16, shuffle=False)
     return trainer, recorder, initial, lambda: trainer.fit(model, loader)
 
@@ -68,9 +76,14 @@ def test_three_bad_steps_in_a_row_roll_back_and_halve_the_lr_host_mode(caplog):
     assert lrs[:6] == [0.01] * 6 and lrs[6:] == [0.005] * 6
     assert not torch.equal(weights[7], weights[6])  # training goes on
     rollbacks = [e for e in trainer.events if e["event"] == "rollback"]
-    assert rollbacks == [{"event": "rollback", "epoch": 1, "step": 6, "to_step": 0, "lr": 0.005, "lr_before": 0.01, "rollbacks": 1}]
+    assert rollbacks == [
+        {"event": "rollback", "epoch": 1, "step": 6, "to_step": 0, "lr": 0.005, "lr_before": 0.01, "rollbacks": 1}
+    ]
     assert [e["step"] for e in trainer.events if e["event"] == "nonfinite_skip"] == [4, 5, 6]
-    assert "3 bad steps in a row up to step 6: rolled back to the state of step 0 and cut the learning rate by 0.5" in caplog.text
+    assert (
+        "3 bad steps in a row up to step 6: rolled back to the state of step 0 and cut the learning rate by 0.5"
+        in caplog.text
+    )
 
 
 def test_three_bad_steps_in_a_row_roll_back_and_halve_the_lr_device_mode():
@@ -87,10 +100,13 @@ def test_three_bad_steps_in_a_row_roll_back_and_halve_the_lr_device_mode():
 @pytest.mark.parametrize("device_checks", [False, True], ids=["host", "device"])
 def test_bad_steps_that_never_stop_end_with_divergence_error_saying_what_was_tried(device_checks):
     trainer, recorder, _, run = _fit(_ScriptedLoss(bad_steps=range(2, 1000)), steps=20, device_checks=device_checks)
-    with pytest.raises(DivergenceError, match=(
-        r"non-finite for \d+ steps in a row.*Tried: skipping each bad step, then 3 rollbacks to the last good state "
-        r"\(step 0\), cutting the learning rate by 0.5 each time \(peak lr 0.01 -> 0.00125\).*Lower lr"
-    )):
+    with pytest.raises(
+        DivergenceError,
+        match=(
+            r"non-finite for \d+ steps in a row.*Tried: skipping each bad step, then 3 rollbacks to the last good state "
+            r"\(step 0\), cutting the learning rate by 0.5 each time \(peak lr 0.01 -> 0.00125\).*Lower lr"
+        ),
+    ):
         run()
     assert [e["lr"] for e in trainer.events if e["event"] == "rollback"] == [0.005, 0.0025, 0.00125]
     assert all(torch.isfinite(w).all() for w in recorder.weights)
@@ -110,8 +126,14 @@ def test_rollbacks_go_to_the_best_good_checkpoint_and_are_recorded_in_metrics_js
         def on_eval_end(self, trainer, metrics, **kwargs):
             metrics["val_loss"] = [0.9, 0.5, 0.7, 0.6][trainer.epoch - 1]
 
-    trainer, recorder, _, run = _fit(_ScriptedLoss(bad_steps={13, 14, 15}), steps=4, epochs=4, run_dir=tmp_path,
-                                     early_stopping_patience=None, checkpoint_keep_last=1)
+    trainer, recorder, _, run = _fit(
+        _ScriptedLoss(bad_steps={13, 14, 15}),
+        steps=4,
+        epochs=4,
+        run_dir=tmp_path,
+        early_stopping_patience=None,
+        checkpoint_keep_last=1,
+    )
     trainer.user_callbacks += [Snapshot(), ValLoss()]
     torch.manual_seed(0)
     loader = TensorLoader(torch.randn(64, 4), torch.randint(0, 3, (64,)), batch_size=16, shuffle=False)
@@ -143,9 +165,13 @@ def test_loss_spikes_are_skipped_and_count_towards_a_rollback(caplog):
 
 
 def test_loss_spikes_are_judged_on_the_device_without_a_sync():
-    trainer, recorder, _, run = _fit(_ScriptedLoss(spike_steps={25, 26}), steps=30, loss_spike_factor=5.0, device_checks=True)
+    trainer, recorder, _, run = _fit(
+        _ScriptedLoss(spike_steps={25, 26}), steps=30, loss_spike_factor=5.0, device_checks=True
+    )
     run()
-    assert torch.equal(recorder.weights[25], recorder.weights[24]) and torch.equal(recorder.weights[26], recorder.weights[24])
+    assert torch.equal(recorder.weights[25], recorder.weights[24]) and torch.equal(
+        recorder.weights[26], recorder.weights[24]
+    )
     assert trainer.history[0]["nonfinite_steps"] == 2
 
 

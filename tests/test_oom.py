@@ -40,7 +40,9 @@ def _loaders():
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(256, 4, generator=generator)
     targets = (inputs[:, 0] + inputs[:, 1] > 0).long() + (inputs[:, 2] > 1).long()
-    return TensorLoader(inputs, targets, batch_size=32, seed=0), TensorLoader(inputs, targets, batch_size=256, shuffle=False)
+    return TensorLoader(inputs, targets, batch_size=32, seed=0), TensorLoader(
+        inputs, targets, batch_size=256, shuffle=False
+    )
 
 
 @pytest.mark.parametrize("device_checks", [False, True], ids=["host", "device"])
@@ -59,8 +61,13 @@ def test_out_of_memory_splits_the_batch_and_reaches_the_same_weights(device_chec
     # 32 did not fit, nor 2 x 16; 4 micro-batches of 8 did, and every later step used them.
     assert split_model.sizes[:4] == [8, 8, 8, 8] and set(split_model.sizes) == {8}
     assert len(split_model.sizes) == 4 * 3 * 8
-    assert [(e["micro_batches"], e["batch_size"]) for e in trainer.events if e["event"] == "oom_split"] == [(2, 32), (4, 32)]
-    assert "retrying the batch of 32 as 4 micro-batches with gradient accumulation (same effective batch)" in caplog.text
+    assert [(e["micro_batches"], e["batch_size"]) for e in trainer.events if e["event"] == "oom_split"] == [
+        (2, 32),
+        (4, 32),
+    ]
+    assert (
+        "retrying the batch of 32 as 4 micro-batches with gradient accumulation (same effective batch)" in caplog.text
+    )
     for mine, theirs in zip(split_model.parameters(), whole.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
     for mine, theirs in zip(result.history, unsplit.history):
@@ -70,10 +77,13 @@ def test_out_of_memory_splits_the_batch_and_reaches_the_same_weights(device_chec
 
 
 def test_a_single_sample_that_does_not_fit_fails_with_what_to_do():
-    with pytest.raises(trainwell.OutOfMemoryError, match=(
-        r"a single training sample does not fit in memory on cpu: it ran out of memory with the batch of 32 split into "
-        r"micro-batches of 1 sample.*precision='bf16'"
-    )) as caught:
+    with pytest.raises(
+        trainwell.OutOfMemoryError,
+        match=(
+            r"a single training sample does not fit in memory on cpu: it ran out of memory with the batch of 32 split into "
+            r"micro-batches of 1 sample.*precision='bf16'"
+        ),
+    ) as caught:
         trainwell.fit(_MemoryLimited(limit=0, limit_without_grad=10_000), _loaders()[0], epochs=1, **QUIET)
     assert isinstance(caught.value, TrainwellError) and isinstance(caught.value, MemoryError)
 
@@ -88,7 +98,13 @@ def test_the_first_batch_check_falls_back_to_one_sample_and_fails_clearly_when_e
 
 def test_splitting_can_be_turned_off():
     with pytest.raises(torch.OutOfMemoryError, match="simulated"):
-        trainwell.fit(_MemoryLimited(limit=10, limit_without_grad=10_000), _loaders()[0], epochs=1, split_batch_on_oom=False, **QUIET)
+        trainwell.fit(
+            _MemoryLimited(limit=10, limit_without_grad=10_000),
+            _loaders()[0],
+            epochs=1,
+            split_batch_on_oom=False,
+            **QUIET,
+        )
 
 
 def test_split_cuts_tensors_tuples_and_dicts_along_the_samples():

@@ -38,7 +38,11 @@ def _setup():
     targets = (inputs[:, 0] > 0).long()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
-    return model, TensorLoader(inputs, targets, batch_size=32, seed=0), TensorLoader(inputs, targets, batch_size=96, shuffle=False)
+    return (
+        model,
+        TensorLoader(inputs, targets, batch_size=32, seed=0),
+        TensorLoader(inputs, targets, batch_size=96, shuffle=False),
+    )
 
 
 def test_sigterm_finishes_the_step_commits_a_checkpoint_and_resume_continues_exactly(tmp_path):
@@ -47,11 +51,16 @@ def test_sigterm_finishes_the_step_commits_a_checkpoint_and_resume_continues_exa
     before = signal.getsignal(signal.SIGTERM)
 
     model, *loaders = _setup()
-    with pytest.raises(TrainingInterrupted, match=(
-        r"training stopped by SIGTERM at epoch 2, step 8; checkpoint '.*step-000000008\.pt' is committed\. "
-        r"Resume with: trainwell train --resume auto --out .*run \(command line\), or fit\(\.\.\., run_dir='.*run', resume='auto'\)"
-    )) as caught:
-        trainwell.fit(model, *loaders, epochs=3, seed=0, run_dir=tmp_path / "run", callbacks=[_Signal(8, signal.SIGTERM)], **QUIET)
+    with pytest.raises(
+        TrainingInterrupted,
+        match=(
+            r"training stopped by SIGTERM at epoch 2, step 8; checkpoint '.*step-000000008\.pt' is committed\. "
+            r"Resume with: trainwell train --resume auto --out .*run \(command line\), or fit\(\.\.\., run_dir='.*run', resume='auto'\)"
+        ),
+    ) as caught:
+        trainwell.fit(
+            model, *loaders, epochs=3, seed=0, run_dir=tmp_path / "run", callbacks=[_Signal(8, signal.SIGTERM)], **QUIET
+        )
     stopped = caught.value
     assert signal.getsignal(signal.SIGTERM) == before  # handlers are put back
     assert (stopped.signal_number, stopped.run_dir) == (signal.SIGTERM, tmp_path / "run")
@@ -71,7 +80,9 @@ def test_sigterm_finishes_the_step_commits_a_checkpoint_and_resume_continues_exa
 def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
     model, *loaders = _setup()
     with pytest.raises(KeyboardInterrupt):
-        trainwell.fit(model, *loaders, epochs=3, run_dir=tmp_path, callbacks=[_Signal(3, signal.SIGINT, times=2)], **QUIET)
+        trainwell.fit(
+            model, *loaders, epochs=3, run_dir=tmp_path, callbacks=[_Signal(3, signal.SIGINT, times=2)], **QUIET
+        )
     assert committed_checkpoints(tmp_path / "checkpoints") == []  # the first epoch never ended, no interrupt checkpoint
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -107,8 +118,22 @@ def test_signal_catcher_records_the_first_signal_and_restores_handlers():
 def test_sigterm_to_the_command_line_exits_cleanly_with_a_resume_hint_and_resume_finishes(tmp_path, capsys):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "trainwell", "train", "--data", "digits", "--epochs", "4", "--out", str(run_dir), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "trainwell",
+            "train",
+            "--data",
+            "digits",
+            "--epochs",
+            "4",
+            "--out",
+            str(run_dir),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not committed_checkpoints(run_dir / "checkpoints") and time.monotonic() < deadline and process.poll() is None:

@@ -32,8 +32,13 @@ def _losses(path):
 
 
 def _run(zygote, tmp_path, name, **extra):
-    spec = {"run_dir": str(tmp_path / name), "losses": str(tmp_path / f"{name}.txt"), "final": str(tmp_path / f"{name}.pt"),
-            "every_steps": 4, **extra}
+    spec = {
+        "run_dir": str(tmp_path / name),
+        "losses": str(tmp_path / f"{name}.txt"),
+        "final": str(tmp_path / f"{name}.pt"),
+        "every_steps": 4,
+        **extra,
+    }
     return zygote.run(spec)
 
 
@@ -57,7 +62,9 @@ def test_interrupted_runs_resumed_in_a_new_process_equal_the_uninterrupted_run(z
     epochs = [row for row in history if row["event"] == "epoch"]
     assert len(epochs) == 6 and len(reference_losses) == 48
     # Early stopping restored the best epoch's weights (epoch 3), not the last ones.
-    best = torch.load(tmp_path / "reference" / "checkpoints" / "epoch-0003-step-000000024.pt", weights_only=True)["model_state_dict"]
+    best = torch.load(tmp_path / "reference" / "checkpoints" / "epoch-0003-step-000000024.pt", weights_only=True)[
+        "model_state_dict"
+    ]
     assert all(torch.equal(reference[key], best[key]) for key in reference)
 
     for kill_at in kill_steps:
@@ -72,7 +79,9 @@ def test_interrupted_runs_resumed_in_a_new_process_equal_the_uninterrupted_run(z
         for step, values in losses.items():
             assert all(value == reference_losses[step][0] for value in values), (kill_at, step, values)
         if kill_at > 4:
-            assert any(len(values) == 2 for values in losses.values()) or kill_at % 4 == 1  # steps redone after the kill
+            assert (
+                any(len(values) == 2 for values in losses.values()) or kill_at % 4 == 1
+            )  # steps redone after the kill
         rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         resumed_epochs = [row for row in rows if row["event"] == "epoch"]
         assert [row["epoch"] for row in resumed_epochs] == [row["epoch"] for row in epochs]  # no row lost or repeated
@@ -105,7 +114,9 @@ class _StopAt(Callback):
 
 def test_resume_auto_without_a_checkpoint_starts_from_the_beginning(tmp_path):
     inputs, targets = _data()
-    result = trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=2, run_dir=tmp_path / "run", resume="auto", **QUIET)
+    result = trainwell.fit(
+        _model(), TensorLoader(inputs, targets, seed=0), epochs=2, run_dir=tmp_path / "run", resume="auto", **QUIET
+    )
     assert len(result.history) == 2
     assert result.best_checkpoint is not None and result.best_checkpoint.parent == tmp_path / "run" / "checkpoints"
 
@@ -121,7 +132,9 @@ def test_resume_auto_needs_a_run_dir(tmp_path):
 def test_a_finished_run_reused_without_resume_is_still_refused(tmp_path):
     inputs, targets = _data()
     trainwell.fit(_model(), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path, **QUIET)
-    with pytest.raises(ConfigError, match=r"already holds a run.*To continue that run from its last checkpoint, pass resume='auto'"):
+    with pytest.raises(
+        ConfigError, match=r"already holds a run.*To continue that run from its last checkpoint, pass resume='auto'"
+    ):
         trainwell.fit(_model(), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path, **QUIET)
 
 
@@ -129,7 +142,9 @@ def test_resuming_another_architecture_is_refused_naming_the_parameters(tmp_path
     inputs, targets = _data()
     trainwell.fit(_model(), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path, **QUIET)
     wider = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    with pytest.raises(CheckpointMismatchError, match=r"different shape: 0\.weight \(checkpoint \(16, 4\), model \(32, 4\)\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"different shape: 0\.weight \(checkpoint \(16, 4\), model \(32, 4\)\)"
+    ):
         trainwell.fit(wider, TensorLoader(inputs, targets), epochs=2, run_dir=tmp_path, resume="auto", **QUIET)
 
 
@@ -138,14 +153,18 @@ def test_resume_from_an_explicit_checkpoint_into_a_new_run_dir(tmp_path):
     trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=2, run_dir=tmp_path / "first", **QUIET)
     (path,) = [m.path for m in committed_checkpoints(tmp_path / "first" / "checkpoints") if m.epoch == 1]
     model = _model()
-    result = trainwell.fit(model, TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path / "second", resume=path, **QUIET)
+    result = trainwell.fit(
+        model, TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path / "second", resume=path, **QUIET
+    )
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert (tmp_path / "second" / "checkpoints").is_dir()
 
 
 def test_resuming_from_an_older_checkpoint_sets_the_newer_ones_aside(tmp_path):
     inputs, targets = _data()
-    trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, checkpoint_keep_last=3, **QUIET)
+    trainwell.fit(
+        _model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, checkpoint_keep_last=3, **QUIET
+    )
     older = [m for m in committed_checkpoints(tmp_path / "checkpoints") if m.epoch == 1][0].path
     trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=2, run_dir=tmp_path, resume=older, **QUIET)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -157,14 +176,18 @@ def test_changed_options_are_named_in_a_warning(tmp_path, caplog):
     inputs, targets = _data()
     trainwell.fit(_model(), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path, lr=1e-3, **QUIET)
     with caplog.at_level(logging.WARNING, logger="trainwell"):
-        trainwell.fit(_model(), TensorLoader(inputs, targets), epochs=2, run_dir=tmp_path, lr=2e-3, resume="auto", **QUIET)
+        trainwell.fit(
+            _model(), TensorLoader(inputs, targets), epochs=2, run_dir=tmp_path, lr=2e-3, resume="auto", **QUIET
+        )
     assert "Resuming with changed options (epochs 1 -> 2; lr 0.001 -> 0.002)" in caplog.text
 
 
 def test_stale_metrics_of_an_attempt_without_checkpoints_are_dropped(tmp_path):
     inputs, targets = _data()
     with pytest.raises(KeyboardInterrupt):
-        trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, callbacks=[_StopAt(2)], **QUIET)
+        trainwell.fit(
+            _model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, callbacks=[_StopAt(2)], **QUIET
+        )
     assert committed_checkpoints(tmp_path / "checkpoints") == []
     (tmp_path / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 1}\n')
     trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=2, run_dir=tmp_path, resume="auto", **QUIET)
@@ -182,7 +205,14 @@ def test_metrics_written_after_the_checkpoint_are_not_repeated(tmp_path):
                 raise KeyboardInterrupt  # runs after JSONLLogger, before the epoch-2 checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, callbacks=[DieAfterTheLog()], **QUIET)
+        trainwell.fit(
+            _model(),
+            TensorLoader(inputs, targets, seed=0),
+            epochs=3,
+            run_dir=tmp_path,
+            callbacks=[DieAfterTheLog()],
+            **QUIET,
+        )
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows if row["event"] == "epoch"] == [1, 2]
     trainwell.fit(_model(), TensorLoader(inputs, targets, seed=0), epochs=3, run_dir=tmp_path, resume="auto", **QUIET)
@@ -281,7 +311,16 @@ def test_running_sums_and_the_loader_seed_come_back_from_the_checkpoint(tmp_path
     full_model, model = _model(), _model()
     full = trainwell.fit(full_model, loader(1), epochs=2, seed=0, **QUIET)
     with pytest.raises(KeyboardInterrupt):
-        trainwell.fit(_model(), loader(1), epochs=2, seed=0, run_dir=tmp_path, checkpoint_every_steps=3, callbacks=[_StopAt(15)], **QUIET)
+        trainwell.fit(
+            _model(),
+            loader(1),
+            epochs=2,
+            seed=0,
+            run_dir=tmp_path,
+            checkpoint_every_steps=3,
+            callbacks=[_StopAt(15)],
+            **QUIET,
+        )
     resumed = trainwell.fit(model, loader(2), epochs=2, seed=0, run_dir=tmp_path, resume="auto", **QUIET)
     for mine, theirs in zip(resumed.history, full.history):
         assert mine["train_loss"] == theirs["train_loss"] and math.isfinite(mine["train_loss"])
@@ -293,7 +332,10 @@ def test_a_weights_only_checkpoint_cannot_resume_training_and_says_what_to_do(tm
     model = _model()
     path = trainwell.save_checkpoint(tmp_path / "weights.pt", model, epoch=3)
     inputs, targets = _data()
-    with pytest.raises(trainwell.CheckpointError, match=r"cannot resume training: it lacks optimizer_state_dict, step.*trainwell\.load_checkpoint"):
+    with pytest.raises(
+        trainwell.CheckpointError,
+        match=r"cannot resume training: it lacks optimizer_state_dict, step.*trainwell\.load_checkpoint",
+    ):
         trainwell.fit(_model(), TensorLoader(inputs, targets), resume=path, **QUIET)
 
 
@@ -303,7 +345,14 @@ def test_numpy_numbers_in_the_history_are_stored_as_plain_numbers(tmp_path):
             metrics["custom"] = numpy.float64(0.25)  # a float subclass: JSON takes it, a safe checkpoint would not
 
     inputs, targets = _data()
-    trainwell.fit(_model(), TensorLoader(inputs, targets), TensorLoader(inputs, targets), epochs=1, run_dir=tmp_path,
-                  callbacks=[NumpyMetric()], **QUIET)
+    trainwell.fit(
+        _model(),
+        TensorLoader(inputs, targets),
+        TensorLoader(inputs, targets),
+        epochs=1,
+        run_dir=tmp_path,
+        callbacks=[NumpyMetric()],
+        **QUIET,
+    )
     checkpoint = trainwell.load_checkpoint(tmp_path)
     assert checkpoint["history"][0]["custom"] == 0.25 and type(checkpoint["history"][0]["custom"]) is float

@@ -135,7 +135,9 @@ def save_checkpoint(
         **state,
     }
     step = checkpoint.get("step") if isinstance(checkpoint.get("step"), int) else None
-    return write_checkpoint(Path(path), checkpoint, step=step, epoch=checkpoint["epoch"], val_loss=checkpoint["val_loss"], retry=retry)
+    return write_checkpoint(
+        Path(path), checkpoint, step=step, epoch=checkpoint["epoch"], val_loss=checkpoint["val_loss"], retry=retry
+    )
 
 
 def write_checkpoint(
@@ -166,7 +168,9 @@ def write_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(path)
     _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
-    digest, size = _with_retry(lambda: _write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path)
+    digest, size = _with_retry(
+        lambda: _write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
+    )
     manifest = {
         "format_version": FORMAT_VERSION,
         "kind": kind,
@@ -191,12 +195,18 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
     import torch
 
     # Exact types: a subclass (numpy.float64, torch's version string) pickles as its own class.
-    if value is None or type(value) in (bool, int, float, str) or isinstance(value, (torch.Tensor, torch.Size, torch.dtype, torch.device)):
+    if (
+        value is None
+        or type(value) in (bool, int, float, str)
+        or isinstance(value, (torch.Tensor, torch.Size, torch.dtype, torch.device))
+    ):
         return
     if type(value) in (dict, OrderedDict):
         for key, item in value.items():
             if type(key) not in (str, int, float, bool, type(None)):
-                raise TypeError(f"{where} has a key {key!r} of type {type(key).__name__}: keys must be strings or numbers.")
+                raise TypeError(
+                    f"{where} has a key {key!r} of type {type(key).__name__}: keys must be strings or numbers."
+                )
             check_plain(item, f"{where}[{key!r}]")
         return
     if type(value) in (list, tuple):
@@ -267,7 +277,9 @@ class _PermanentError(Exception):
         self.error = error
 
 
-def _with_retry(operation: Callable[[], Any], policy: RetryPolicy, sleep: Callable[[float], Any], path: Path, what: str = "write") -> Any:
+def _with_retry(
+    operation: Callable[[], Any], policy: RetryPolicy, sleep: Callable[[float], Any], path: Path, what: str = "write"
+) -> Any:
     def attempt() -> Any:
         try:
             return operation()
@@ -277,7 +289,9 @@ def _with_retry(operation: Callable[[], Any], policy: RetryPolicy, sleep: Callab
             raise
 
     try:
-        return retry_call(attempt, policy=policy, retry_on=(OSError,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'")
+        return retry_call(
+            attempt, policy=policy, retry_on=(OSError,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
+        )
     except _PermanentError as permanent:
         raise CheckpointError(
             f"could not {what} checkpoint '{path}': {permanent.error}. This is not transient, so it was not retried. "
@@ -363,7 +377,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory.")
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory."
+        )
     verify(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -372,10 +388,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint '{path}' was refused: it holds objects that are not tensors or plain data, and unpickling them "
             "could run code; trainwell loads checkpoints only with weights_only=True"
-            + (f" ({detail.group(1)})" if detail else "") + "."
+            + (f" ({detail.group(1)})" if detail else "")
+            + "."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated and cannot be read: {first_line(error)}") from error
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt or truncated and cannot be read: {first_line(error)}"
+        ) from error
     if isinstance(checkpoint, dict):
         version = checkpoint.get("format_version")
         if isinstance(version, int) and version > FORMAT_VERSION:
@@ -386,7 +405,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_checkpoint(path: str | Path, model: Any = None, optimizer: Any = None, *, strict: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, model: Any = None, optimizer: Any = None, *, strict: bool = True
+) -> dict[str, Any]:
     """Load a checkpoint safely and restore ``model`` (and ``optimizer``) from it.
 
     Args:
@@ -415,7 +436,9 @@ def load_checkpoint(path: str | Path, model: Any = None, optimizer: Any = None, 
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
-            raise CheckpointError(f"'{path}' holds no committed checkpoint that verifies: give a checkpoint file instead.")
+            raise CheckpointError(
+                f"'{path}' holds no committed checkpoint that verifies: give a checkpoint file instead."
+            )
         path, checkpoint = found
     else:
         checkpoint = read_checkpoint(path)
@@ -425,7 +448,9 @@ def load_checkpoint(path: str | Path, model: Any = None, optimizer: Any = None, 
     if optimizer is not None:
         saved = checkpoint.get("optimizer_state_dict")
         if saved is None:
-            raise CheckpointError(f"checkpoint '{path}' has no optimizer_state_dict: it was saved without an optimizer.")
+            raise CheckpointError(
+                f"checkpoint '{path}' has no optimizer_state_dict: it was saved without an optimizer."
+            )
         optimizer.load_state_dict(saved)
     return checkpoint
 
@@ -457,7 +482,11 @@ def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], lim
         if name in found and hasattr(found[name], "shape") and tuple(found[name].shape) != tuple(tensor.shape)
     ]
     parts = []
-    for label, names in (("missing from the checkpoint", missing), ("not in the model", unexpected), ("different shape", shapes)):
+    for label, names in (
+        ("missing from the checkpoint", missing),
+        ("not in the model", unexpected),
+        ("different shape", shapes),
+    ):
         if names:
             shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
             parts.append(f"{label}: {shown}")
@@ -476,7 +505,11 @@ def committed_checkpoints(directory: str | Path) -> list[Manifest]:
     for manifest_file in directory.glob("*" + MANIFEST_SUFFIX):
         stem = manifest_file.name[: -len(MANIFEST_SUFFIX)]
         try:
-            names = [name for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"] if Path(name).stem == stem]
+            names = [
+                name
+                for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"]
+                if Path(name).stem == stem
+            ]
             found = [read_manifest(directory / name) for name in names]
         except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
             logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)

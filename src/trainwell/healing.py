@@ -134,7 +134,9 @@ class Healer:
                 "step": checkpoint["step"],
             }
         if self._snapshot is None:
-            raise DivergenceError(f"{trainer.guard.describe(run, step)} There is no good state to roll back to. {trainer.guard.advice}")
+            raise DivergenceError(
+                f"{trainer.guard.describe(run, step)} There is no good state to roll back to. {trainer.guard.advice}"
+            )
         return self._snapshot
 
     def _good_checkpoints(self, trainer: Trainer) -> list[Manifest]:
@@ -164,7 +166,9 @@ class Healer:
 def build_guard(trainer: Trainer, advice: str) -> tuple[Healer, LossSpikeDetector | None, NonFiniteGuard]:
     """The trainer's divergence machinery from its config: the healer, the spike detector (or None) and the guard."""
     config = trainer.config
-    checkpoints = Path(config.run_dir) / "checkpoints" if config.run_dir is not None and config.save_checkpoints else None
+    checkpoints = (
+        Path(config.run_dir) / "checkpoints" if config.run_dir is not None and config.save_checkpoints else None
+    )
     healer = Healer(config.max_rollbacks, config.rollback_lr_factor, checkpoints)
     spikes = LossSpikeDetector(config.loss_spike_factor) if config.loss_spike_factor is not None else None
     guard = NonFiniteGuard(

@@ -73,7 +73,11 @@ class MicroBatching:
         while True:
             free_memory(trainer.optimizer, trainer.device)
             if self.chunks >= total:
-                raise OutOfMemoryError(_single_sample_message(trainer.device, inputs, f"with the batch of {total} split into micro-batches of 1 sample"))
+                raise OutOfMemoryError(
+                    _single_sample_message(
+                        trainer.device, inputs, f"with the batch of {total} split into micro-batches of 1 sample"
+                    )
+                )
             self.chunks = min(self.chunks * 2, total)
             trainer.record_event(
                 "oom_split",

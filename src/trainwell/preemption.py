@@ -51,7 +51,9 @@ class SignalCatcher:
                 self._previous[number] = signal.signal(number, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._restore()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
@@ -83,8 +85,11 @@ def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
     path = trainer.checkpointing.save(trainer, batch_in_epoch=batch_in_epoch, kind="interrupt")
     run_dir = trainer.config.run_dir
     trainer.record_event(
-        "interrupted", logging.WARNING, f"Stopped by {name} at step {trainer.global_step}; checkpoint {path} is committed.",
-        signal=name, checkpoint=str(path),
+        "interrupted",
+        logging.WARNING,
+        f"Stopped by {name} at step {trainer.global_step}; checkpoint {path} is committed.",
+        signal=name,
+        checkpoint=str(path),
     )
     raise TrainingInterrupted(
         f"training stopped by {name} at epoch {trainer.epoch}, step {trainer.global_step}; checkpoint '{path}' is committed. "

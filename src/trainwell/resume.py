@@ -50,8 +50,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trainwell")
 
 # What resuming a trainer needs; checkpoints saved with save_checkpoint() hold only weights and extras.
-_TRAINER_KEYS = ("model_state_dict", "optimizer_state_dict", "step", "batch_in_epoch", "precision", "peak_lrs", "rng",
-                 "loader", "callbacks", "guard", "healing", "should_stop", "history", "events")
+_TRAINER_KEYS = (
+    "model_state_dict",
+    "optimizer_state_dict",
+    "step",
+    "batch_in_epoch",
+    "precision",
+    "peak_lrs",
+    "rng",
+    "loader",
+    "callbacks",
+    "guard",
+    "healing",
+    "should_stop",
+    "history",
+    "events",
+)
 # Options that may change between a run and its resumption without making it a different run.
 _PRESENTATION_OPTIONS = {"run_dir", "progress", "log_every_steps"}
 
@@ -84,21 +98,31 @@ def locate(resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | N
 
         def set_aside_corrupt(manifest: Any, error: CheckpointError) -> None:
             set_aside(manifest, ".corrupt")
-            logger.warning("Set %s aside as %s.corrupt; resuming from the checkpoint before it.", manifest.path.name, manifest.path.name)
+            logger.warning(
+                "Set %s aside as %s.corrupt; resuming from the checkpoint before it.",
+                manifest.path.name,
+                manifest.path.name,
+            )
 
         found = latest_checkpoint(directory, on_bad=set_aside_corrupt)
         if found is None:
-            logger.info("resume='auto': no committed checkpoint in %s, so training starts from the beginning.", directory)
+            logger.info(
+                "resume='auto': no committed checkpoint in %s, so training starts from the beginning.", directory
+            )
         return found
     if not isinstance(resume, (str, Path)):
-        raise ConfigError(f"resume={resume!r} has the wrong type: expected 'auto', a checkpoint file or a run directory.")
+        raise ConfigError(
+            f"resume={resume!r} has the wrong type: expected 'auto', a checkpoint file or a run directory."
+        )
     path = Path(resume)
     if not path.exists():
         raise ConfigError(f"resume='{path}' does not exist: expected 'auto', a checkpoint file or a run directory.")
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is None:
-            raise CheckpointError(f"resume='{path}' holds no committed checkpoint that verifies: nothing to resume from.")
+            raise CheckpointError(
+                f"resume='{path}' holds no committed checkpoint that verifies: nothing to resume from."
+            )
         return found
     return path, read_checkpoint(path)
 
@@ -128,7 +152,10 @@ def start_in(resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
         if continues_in(found[0], run_dir):
             supersede_newer(found[0])
     elif resume == "auto" and (run_dir / "metrics.jsonl").exists():
-        logger.warning("Dropping %s: the attempt that wrote it left no checkpoint, so training starts over.", run_dir / "metrics.jsonl")
+        logger.warning(
+            "Dropping %s: the attempt that wrote it left no checkpoint, so training starts over.",
+            run_dir / "metrics.jsonl",
+        )
         (run_dir / "metrics.jsonl").unlink()
     return found
 
@@ -145,7 +172,12 @@ def supersede_newer(path: Path) -> None:
     for manifest in newest_first:
         if manifest.order > resumed.order:
             set_aside(manifest, ".superseded")
-            logger.warning("Set %s aside as %s.superseded: training continues from the older %s.", manifest.path.name, manifest.path.name, path.name)
+            logger.warning(
+                "Set %s aside as %s.superseded: training continues from the older %s.",
+                manifest.path.name,
+                manifest.path.name,
+                path.name,
+            )
 
 
 # ------------------------------------------------------------------------- what a checkpoint holds
@@ -245,7 +277,9 @@ def restore(trainer: Trainer, path: Path, checkpoint: dict[str, Any], train_load
     _set_generator_states(train_loader, loader["generators"])
     batch = checkpoint["batch_in_epoch"]
     where = f"epoch {trainer.epoch + 1} after {batch} of its batches" if batch else f"the end of epoch {trainer.epoch}"
-    trainer.record_event("resumed", logging.INFO, f"Resumed from {path} at step {trainer.global_step} ({where}).", checkpoint=str(path))
+    trainer.record_event(
+        "resumed", logging.INFO, f"Resumed from {path} at step {trainer.global_step} ({where}).", checkpoint=str(path)
+    )
 
 
 def _warn_about_changed_options(saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -399,7 +433,9 @@ def epoch_batches(train_loader: Any, start: int, epoch_start: dict[str, Any] | N
         start_at(start)
         return train_loader
     if epoch_start is None:
-        raise CheckpointError("the checkpoint lacks the random state of its epoch's start, which resuming mid-epoch needs.")
+        raise CheckpointError(
+            "the checkpoint lacks the random state of its epoch's start, which resuming mid-epoch needs."
+        )
     if _is_dataloader(train_loader) and _is_map_style(train_loader):
         return _dataloader_from(train_loader, start, epoch_start)
     return _replayed(train_loader, start, epoch_start)

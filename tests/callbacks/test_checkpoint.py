@@ -23,8 +23,16 @@ def _fit(run_dir, epochs=4, callbacks=(), **options):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     loader = TensorLoader(inputs, targets, batch_size=32, seed=0)
-    return trainwell.fit(model, loader, TensorLoader(inputs, targets, shuffle=False), epochs=epochs, run_dir=run_dir,
-                         callbacks=list(callbacks), **QUIET, **options)
+    return trainwell.fit(
+        model,
+        loader,
+        TensorLoader(inputs, targets, shuffle=False),
+        epochs=epochs,
+        run_dir=run_dir,
+        callbacks=list(callbacks),
+        **QUIET,
+        **options,
+    )
 
 
 class _ValLoss(Callback):
@@ -42,13 +50,22 @@ def test_every_epoch_the_last_two_and_the_best_are_kept(tmp_path):
     assert result.best_checkpoint == tmp_path / "checkpoints" / "epoch-0002-step-000000006.pt"
     assert read_checkpoint(result.best_checkpoint)["val_loss"] == 0.4
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.suffix == ".pt") == [
-        "epoch-0002-step-000000006.pt", "epoch-0004-step-000000012.pt", "epoch-0005-step-000000015.pt"]
+        "epoch-0002-step-000000006.pt",
+        "epoch-0004-step-000000012.pt",
+        "epoch-0005-step-000000015.pt",
+    ]
 
 
 def test_checkpoint_every_steps_and_the_trainers_checkpoint_contents(tmp_path):
     _fit(tmp_path, epochs=2, checkpoint_every_steps=2, checkpoint_keep_last=10, checkpoint_keep_best=0)
     kept = committed_checkpoints(tmp_path / "checkpoints")
-    assert [(m.step, m.epoch, m.kind) for m in kept] == [(6, 2, "epoch"), (6, 1, "step"), (4, 1, "step"), (3, 1, "epoch"), (2, 0, "step")]
+    assert [(m.step, m.epoch, m.kind) for m in kept] == [
+        (6, 2, "epoch"),
+        (6, 1, "step"),
+        (4, 1, "step"),
+        (3, 1, "epoch"),
+        (2, 0, "step"),
+    ]
     mid = read_checkpoint(tmp_path / "checkpoints" / "step-000000004.pt")
     assert (mid["epoch"], mid["step"], mid["batch_in_epoch"]) == (1, 4, 1)
     assert {"rng", "loader", "callbacks", "precision", "config", "history", "peak_lrs", "versions"} <= set(mid)
@@ -69,6 +86,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_and_leaves_the_last_
     class DiskFillsInEpoch3(Callback):
         def on_epoch_begin(self, trainer, epoch, **kwargs):
             if epoch == 3:
+
                 def full(*args, **kwargs):
                     raise OSError(errno.ENOSPC, "No space left on device")
 

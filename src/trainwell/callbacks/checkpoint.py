@@ -45,6 +45,9 @@ class Checkpointing(Callback):
         retry: Attempts and backoff for transient write errors.
         sleep: Waits between attempts (tests pass a fake clock).
 
+    Attributes:
+        last_path: The checkpoint this callback committed last, or None.
+
     Example:
         >>> saver = Checkpointing("runs/exp1/checkpoints", every_steps=500)
     """
