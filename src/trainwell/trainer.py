@@ -85,6 +85,8 @@ class Trainer:
         global_step: Optimizer steps taken so far.
         history: Per-epoch metric rows.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
+        checkpointing: The :class:`~trainwell.callbacks.checkpoint.Checkpointing` callback that
+            writes the run's checkpoints (None without a run directory).
 
     Example:
         >>> trainer = Trainer(epochs=3, lr=3e-3)
