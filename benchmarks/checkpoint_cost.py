@@ -41,12 +41,13 @@ def main() -> None:
             started = time.perf_counter()
             write_checkpoint(Path(scratch) / f"again-{index}.pt", contents, step=index)
             writes.append(time.perf_counter() - started)
+        size = path.stat().st_size
     with_checkpoints, without = statistics.median(timings[True]), statistics.median(timings[False])
     print(f"trainwell train recipe, 10 epochs, median of {args.rounds}:")
     print(f"  with a checkpoint per epoch: {with_checkpoints:.2f} s")
     print(f"  without checkpoints:         {without:.2f} s")
     print(
-        f"  one checkpoint: {path.stat().st_size / 1e6:.2f} MB, committed in {statistics.median(writes) * 1000:.1f} ms (median)"
+        f"  one checkpoint: {size / 1e6:.2f} MB, committed in {statistics.median(writes) * 1000:.1f} ms (median)"
     )
 
 

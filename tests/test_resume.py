@@ -42,6 +42,7 @@ def _run(zygote, tmp_path, name, **extra):
     return zygote.run(spec)
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize(
     ("loader", "kill_steps"),
