@@ -17,7 +17,8 @@ taken. Among good states the rollback picks the one of the best epoch by val_los
 stopping would keep), else the newest: a run that was improving goes back to its last epoch, a run
 whose validation had been getting worse as it blew up goes back further, to before the damage.
 These states cost nothing per step: with a run directory they are its committed checkpoints (on
-disk anyway); without one, a copy on the host taken when training starts and at the end of each
+disk anyway; a host copy of the starting state serves until the first one is committed, and is
+then freed); without one, a copy on the host taken when training starts and at the end of each
 good epoch that is the best so far. Copying the state more often would mean per-step copies of the
 whole model and optimizer (and, on an accelerator, a host synchronisation each time), which the
 hot loop does not pay for; the price is that a rollback goes back at least to an epoch's end (or to
