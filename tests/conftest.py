@@ -77,3 +77,13 @@ def mnist_dir(tmp_path):
 def make_mnist_dir(tmp_path):
     """``make_mnist_dir(name, train=..., test=..., compress=...)`` writes MNIST-format files under tmp_path/name."""
     return lambda name="mnist", **options: write_mnist_like(tmp_path / name, **options)
+
+
+@pytest.fixture(scope="session")
+def zygote():
+    """A process that has imported torch and trainwell once and forks a fresh child per training run."""
+    from .child_training import Zygote
+
+    server = Zygote()
+    yield server
+    server.close()

@@ -23,6 +23,14 @@ from trainwell.config import describe_allowed
         ({"device": "gpu"}, "device='gpu'"),
         ({"weight_decay": -0.1}, "weight_decay=-0.1"),
         ({"early_stopping_patience": 0}, "early_stopping_patience=0"),
+        ({"max_rollbacks": -1}, "max_rollbacks=-1"),
+        ({"rollback_lr_factor": 1.0}, "rollback_lr_factor=1.0"),
+        ({"loss_spike_factor": 0.5}, "loss_spike_factor=0.5"),
+        ({"checkpoint_every_steps": 0}, "checkpoint_every_steps=0"),
+        ({"checkpoint_keep_last": 0}, "checkpoint_keep_last=0"),
+        ({"retry_attempts": 0}, "retry_attempts=0"),
+        ({"retry_base_delay_s": -1.0}, "retry_base_delay_s=-1.0"),
+        ({"save_checkpoints": "yes"}, "save_checkpoints='yes'"),
     ],
 )
 def test_invalid_values_name_the_option_the_value_and_what_is_allowed(options, named):

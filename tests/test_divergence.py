@@ -39,3 +39,19 @@ def test_device_mode_carries_a_run_across_flushes():
     guard.observe_on_device(torch.tensor(True))
     with pytest.raises(DivergenceError):
         guard.flush(step=4)
+
+
+def test_on_diverged_replaces_the_error_and_the_count_starts_again():
+    calls = []
+    guard = NonFiniteGuard(max_consecutive=2, on_diverged=lambda run, step: calls.append((run, step)))
+    for step in range(5):
+        guard.observe(False, step=step)
+    assert calls == [(2, 1), (2, 3)] and guard.consecutive == 1 and guard.skipped == 5
+
+
+def test_reason_and_kind_of_bad_step_appear_in_messages():
+    messages = []
+    guard = NonFiniteGuard(max_consecutive=1, bad="non-finite or spiking", on_skip=lambda m, *a, skipped: messages.append(m % a))
+    with pytest.raises(DivergenceError, match="were non-finite or spiking for 1 steps in a row"):
+        guard.observe(False, step=3, reason="Loss spike (9, over 3x its running mean)")
+    assert messages == ["Loss spike (9, over 3x its running mean) at step 3: update skipped (1 in a row, 1 allowed)."]

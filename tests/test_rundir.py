@@ -23,3 +23,13 @@ def test_refuses_a_file_and_an_existing_run(tmp_path):
 def test_write_yaml_leaves_no_temporary_file(tmp_path):
     write_yaml(tmp_path / "c.yaml", {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]
+
+
+def test_a_resumed_run_may_reuse_its_directory(tmp_path):
+    prepare_run_dir(tmp_path, {"epochs": 3})
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigError, match="pass resume='auto'"):
+        prepare_run_dir(tmp_path, {"epochs": 5})
+    prepare_run_dir(tmp_path, {"epochs": 5}, resuming=True)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == {"epochs": 5}
+    assert (tmp_path / "metrics.jsonl").read_text() == "{}\n"

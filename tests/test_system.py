@@ -38,3 +38,14 @@ def test_seed_everything_seeds_python_numpy_and_torch():
 def test_cpu_memory_is_the_peak_rss_in_bytes():
     memory = memory_metrics(torch.device("cpu"))
     assert set(memory) == {"memory"} and memory["memory"] > 10 * 2**20
+
+
+def test_only_rank_zero_writes_files(monkeypatch):
+    from trainwell.system import is_primary_process
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_primary_process()
+    monkeypatch.setenv("RANK", "3")
+    assert not is_primary_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_primary_process()

@@ -12,12 +12,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from trainwell.exceptions import ConfigError, DataError, DivergenceError, ModelError, TrainwellError
+from trainwell.exceptions import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ConfigError,
+    DataError,
+    DivergenceError,
+    ModelError,
+    OutOfMemoryError,
+    TrainingInterrupted,
+    TrainwellError,
+)
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from trainwell.callbacks import Callback
+    from trainwell.checkpoint import load_checkpoint, save_checkpoint
     from trainwell.config import TrainConfig
     from trainwell.lr_finder import find_lr
     from trainwell.trainer import FitResult, Trainer, fit
@@ -29,21 +40,29 @@ _LAZY = {
     "TrainConfig": "trainwell.config",
     "Callback": "trainwell.callbacks",
     "find_lr": "trainwell.lr_finder",
+    "save_checkpoint": "trainwell.checkpoint",
+    "load_checkpoint": "trainwell.checkpoint",
 }
 _SUBMODULES = {"callbacks", "data", "models"}
 
 __all__ = [
     "Callback",
+    "CheckpointError",
+    "CheckpointMismatchError",
     "ConfigError",
     "DataError",
     "DivergenceError",
     "FitResult",
     "ModelError",
+    "OutOfMemoryError",
     "TrainConfig",
     "Trainer",
+    "TrainingInterrupted",
     "TrainwellError",
     "find_lr",
     "fit",
+    "load_checkpoint",
+    "save_checkpoint",
 ]
 
 

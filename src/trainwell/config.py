@@ -66,7 +66,8 @@ class TrainConfig(BaseModel):
             targets and the model's outputs on the first batch).
         loss_fn: Loss callable ``loss_fn(outputs, targets)``; None picks the task's default
             (cross-entropy, binary cross-entropy with logits, or mean squared error).
-        run_dir: Directory for config.yaml, metrics.jsonl and train.log; None writes nothing.
+        run_dir: Directory for config.yaml, metrics.jsonl, train.log and checkpoints/; None
+            writes nothing.
         loggers: Loggers writing into ``run_dir`` beside metrics.jsonl: ``"csv"`` (metrics.csv)
             and ``"tensorboard"`` (event files in ``run_dir/tensorboard``; needs
             ``pip install 'trainwell[tensorboard]'``).
@@ -74,7 +75,27 @@ class TrainConfig(BaseModel):
             bar (the only per-step host synchronisation the loop does on accelerators).
         progress: Show a progress bar per epoch when output goes to a terminal.
         max_nonfinite_steps: Consecutive steps with a non-finite loss or gradient that are
-            skipped before training stops with a DivergenceError.
+            skipped before training rolls back to the last good state (or, once ``max_rollbacks``
+            are used up, stops with a DivergenceError).
+        max_rollbacks: Rollbacks to the last good state allowed in a run, each lowering the
+            learning rate; 0 stops with a DivergenceError at the first run of bad steps.
+        rollback_lr_factor: Each rollback multiplies the learning rate by this.
+        loss_spike_factor: Also skip a step whose loss exceeds this multiple of the running mean
+            of recent losses (a spike counts as a bad step); None turns spike detection off.
+        split_batch_on_oom: On CUDA out-of-memory, retry the batch as micro-batches with
+            gradient accumulation (same effective batch) instead of failing.
+        save_checkpoints: With a ``run_dir``, write exact-resume checkpoints to
+            ``run_dir/checkpoints`` at the end of every epoch (and on SIGTERM/SIGINT).
+        checkpoint_every_steps: Also write one every this many optimizer steps; None only at
+            epoch ends.
+        checkpoint_keep_last: How many of the newest checkpoints to keep (2 leaves a fallback if
+            the newest is damaged later).
+        checkpoint_keep_best: How many of the best end-of-epoch checkpoints by val_loss to keep too.
+        retry_attempts: Tries in all for a checkpoint write that fails with a transient I/O error.
+        retry_base_delay_s: Wait before the second try, in seconds; each later wait is
+            ``retry_factor`` times the previous one, stretched by up to ``retry_jitter`` of itself.
+        retry_factor: Growth of the wait between tries.
+        retry_jitter: Random share added to each wait, so that many processes do not retry in step.
         reference_batch_size: The batch size ``lr`` was tuned for. When the training batch size
             differs, ``lr`` is rescaled by ``lr_scaling``; None disables the rescaling.
         lr_scaling: ``"sqrt"`` (suits Adam-type optimizers), ``"linear"`` (suits SGD) or ``"none"``.
@@ -112,6 +133,18 @@ class TrainConfig(BaseModel):
     log_every_steps: StrictInt = Field(50, ge=1)
     progress: StrictBool = True
     max_nonfinite_steps: StrictInt = Field(5, ge=1)
+    max_rollbacks: StrictInt = Field(3, ge=0)
+    rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    loss_spike_factor: Optional[float] = Field(None, gt=1.0, allow_inf_nan=False)
+    split_batch_on_oom: StrictBool = True
+    save_checkpoints: StrictBool = True
+    checkpoint_every_steps: Optional[StrictInt] = Field(None, ge=1)
+    checkpoint_keep_last: StrictInt = Field(2, ge=1)
+    checkpoint_keep_best: StrictInt = Field(1, ge=0)
+    retry_attempts: StrictInt = Field(3, ge=1, le=100)
+    retry_base_delay_s: float = Field(1.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    retry_factor: float = Field(2.0, ge=1.0, le=100.0, allow_inf_nan=False)
+    retry_jitter: float = Field(0.1, ge=0.0, le=10.0, allow_inf_nan=False)
     reference_batch_size: Optional[StrictInt] = Field(None, ge=1)
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
 

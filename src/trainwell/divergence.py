@@ -10,7 +10,8 @@ Two modes, one policy:
   the kernel skips the update without a host synchronisation. Counters are read at each log
   interval and at the end of every epoch.
 
-Either way, ``max_consecutive`` bad steps in a row raise :class:`DivergenceError`.
+Either way, ``max_consecutive`` bad steps in a row call ``on_diverged`` (the Trainer rolls back
+to the last good state, see :mod:`trainwell.healing`) or, without one, raise :class:`DivergenceError`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class NonFiniteGuard:
         advice: Says what to change; appended to the DivergenceError message.
         on_skip: Called as ``on_skip(message, *args, skipped=n)`` when steps were skipped;
             logs a warning by default (the Trainer records an event).
+        on_diverged: Called as ``on_diverged(run, step)`` when ``max_consecutive`` steps in a
+            row were bad; it may repair the state and return (the count starts again) or raise.
+            None raises :class:`DivergenceError`.
+        bad: What a bad step is, for messages (``"non-finite or spiking"`` with spike detection).
 
     Example:
         >>> guard = NonFiniteGuard(max_consecutive=2)
@@ -42,32 +47,42 @@ class NonFiniteGuard:
         1
     """
 
-    def __init__(self, max_consecutive: int, advice: str = "", on_skip: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        max_consecutive: int,
+        advice: str = "",
+        on_skip: Callable[..., None] | None = None,
+        on_diverged: Callable[[int, int], None] | None = None,
+        bad: str = "non-finite",
+    ) -> None:
         self.max_consecutive = max_consecutive
+        self.bad = bad
         self.advice = advice
         self.on_skip = on_skip or _log_skip
+        self.on_diverged = on_diverged
         self.skipped = 0
         self.consecutive = 0
         self._device_bad_total: torch.Tensor | None = None
         self._device_run: torch.Tensor | None = None
         self._device_longest_run: torch.Tensor | None = None
 
-    def observe(self, finite: bool, step: int) -> None:
-        """Host mode: record whether ``step`` was finite (its update must be skipped if not)."""
+    def observe(self, finite: bool, step: int, reason: str = "Non-finite loss or gradient") -> None:
+        """Host mode: record whether ``step`` was good (its update must be skipped if not) and why not."""
         if finite:
             self.consecutive = 0
             return
         self.skipped += 1
         self.consecutive += 1
         self.on_skip(
-            "Non-finite loss or gradient at step %d: update skipped (%d in a row, %d allowed).",
+            "%s at step %d: update skipped (%d in a row, %d allowed).",
+            reason,
             step,
             self.consecutive,
             self.max_consecutive,
             skipped=1,
         )
         if self.consecutive >= self.max_consecutive:
-            self._fail(self.consecutive, step)
+            self._diverged(self.consecutive, step)
 
     def observe_on_device(self, bad: torch.Tensor) -> None:
         """Device mode: accumulate a 0-dim bool tensor of this step's verdict, without syncing."""
@@ -90,16 +105,22 @@ class NonFiniteGuard:
         self._device_bad_total = self._device_run = self._device_longest_run = None
         if new_bad:
             self.skipped += new_bad
-            self.on_skip("%d steps with a non-finite loss or gradient were skipped up to step %d.", new_bad, step, skipped=new_bad)
+            self.on_skip("%d steps with a %s loss or gradient were skipped up to step %d.", new_bad, self.bad, step, skipped=new_bad)
         self.consecutive = current
         if longest >= self.max_consecutive:
-            self._fail(longest, step)
+            self._diverged(longest, step)
 
-    def _fail(self, run: int, step: int) -> None:
-        raise DivergenceError(
-            f"Training diverged: the loss or gradients were non-finite for {run} steps in a row "
-            f"(up to step {step}; {self.skipped} skipped in all, max_nonfinite_steps={self.max_consecutive}). "
-            + self.advice
+    def _diverged(self, run: int, step: int) -> None:
+        if self.on_diverged is None:
+            raise DivergenceError(self.describe(run, step) + " " + self.advice)
+        self.on_diverged(run, step)
+        self.consecutive = 0
+
+    def describe(self, run: int, step: int) -> str:
+        """What went wrong, for a DivergenceError: how many bad steps in a row, up to which step."""
+        return (
+            f"Training diverged: the loss or gradients were {self.bad} for {run} steps in a row "
+            f"(up to step {step}; {self.skipped} skipped in all, max_nonfinite_steps={self.max_consecutive})."
         )
 
 

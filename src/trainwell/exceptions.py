@@ -33,3 +33,32 @@ class DivergenceError(TrainwellError, RuntimeError):
 
 class DependencyError(TrainwellError, ImportError):
     """An optional feature needs a package that is not installed; the message says what to install."""
+
+
+class CheckpointError(TrainwellError, RuntimeError):
+    """A checkpoint could not be written, or a file is not a loadable checkpoint (truncated,
+    corrupted, unsafe to unpickle, or from a newer format)."""
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A checkpoint does not fit the model it is loaded into (different parameter names or shapes)."""
+
+
+class TrainingInterrupted(TrainwellError):
+    """Training stopped on SIGTERM or SIGINT after committing a checkpoint to resume from.
+
+    Attributes:
+        signal_number: The signal that stopped training (``signal.SIGTERM`` or ``signal.SIGINT``).
+        checkpoint: The committed checkpoint to resume from.
+        run_dir: The run directory to resume in.
+    """
+
+    def __init__(self, message: str, signal_number: int, checkpoint=None, run_dir=None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.checkpoint = checkpoint
+        self.run_dir = run_dir
+
+
+class OutOfMemoryError(TrainwellError, MemoryError):
+    """A training step ran out of accelerator memory even when split into single-sample micro-batches."""

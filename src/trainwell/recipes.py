@@ -249,11 +249,12 @@ def build_model(config: RunConfig, info: Any):
     return build(config.model, **sizes, **config.model_args)
 
 
-def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = False):
+def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = False, resume: Any = None):
     """Train the model ``config`` describes on its data; return the FitResult.
 
     With ``auto_lr``, the LR finder picks the peak lr first (on the model about to be trained,
     which it restores), and ``reference_batch_size`` becomes the batch size it was found for.
+    ``resume`` is passed to :meth:`Trainer.fit`: ``"auto"``, a checkpoint or run directory, or None.
     """
     from trainwell.callbacks import SaveDataInfo
     from trainwell.data import check_labels_fit
@@ -274,7 +275,7 @@ def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = F
     if auto_lr:
         config = _with_found_lr(config, model, train_loader)
     # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
-    return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader)
+    return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader, resume=resume)
 
 
 def _output_width(model: Any, sample: Any) -> int | None:

@@ -18,8 +18,13 @@ from trainwell.exceptions import ConfigError
 RUN_FILES = ("metrics.jsonl", "config.yaml")
 
 
-def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = False) -> Path:
     """Create ``run_dir`` and write its ``config.yaml``, refusing to mix two runs in one directory.
+
+    Args:
+        run_dir: The run directory.
+        config: The resolved config, written to ``config.yaml``.
+        resuming: The run continues the one ``run_dir`` holds (the one exception to the refusal).
 
     Raises:
         ConfigError: ``run_dir`` is a file, or already holds another run's files.
@@ -27,10 +32,11 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any]) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run_dir='{run_dir}' is a file: expected a directory (new or empty).")
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if existing:
+    if existing and not resuming:
         raise ConfigError(
             f"run_dir='{run_dir}' already holds a run ({', '.join(existing)}): choose a new directory "
-            "(e.g. --out runs/<new-name>) or remove the old one, so that no run's record is overwritten."
+            "(e.g. --out runs/<new-name>) or remove the old one, so that no run's record is overwritten. "
+            "To continue that run from its last checkpoint, pass resume='auto' (--resume auto)."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(run_dir / "config.yaml", config)

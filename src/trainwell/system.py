@@ -104,3 +104,14 @@ def system_info(device: torch.device, precision: str) -> dict[str, Any]:
         properties = torch.cuda.get_device_properties(device)
         info.update(device_name=properties.name, cuda=torch.version.cuda, gpu_memory_total=properties.total_memory)
     return info
+
+
+def is_primary_process() -> bool:
+    """Whether this process writes the run's files (checkpoints): the only one, or rank 0 under torchrun.
+
+    Every decision to write shared files goes through this one function, so that running the same
+    code in several processes needs no other change.
+    """
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

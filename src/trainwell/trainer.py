@@ -7,6 +7,7 @@ override.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -19,16 +20,20 @@ import torch
 from torch import nn
 
 from trainwell import batches
+from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
+from trainwell.callbacks.checkpoint import Checkpointing
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
-from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import ConfigError, DataError, ModelError
+from trainwell.healing import build_guard
 from trainwell.logs import log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
 from trainwell.models.summarize import summary
+from trainwell.oom import MicroBatching, forward_fitting, free_memory, split
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
+from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
 from trainwell.schedules import build_schedule
 from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything, system_info
@@ -50,6 +55,8 @@ class FitResult:
         stopped_early: Whether early stopping ended training.
         run_dir: Where the run's files are, or None.
         model: The trained model (with the best weights when ``restore_best_weights``).
+        best_checkpoint: The committed checkpoint of the best epoch by val_loss (the newest
+            without validation), or None without a run directory.
     """
 
     history: list[dict[str, Any]]
@@ -57,6 +64,7 @@ class FitResult:
     stopped_early: bool
     run_dir: Path | None
     model: nn.Module | None = field(default=None, repr=False)
+    best_checkpoint: Path | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -86,6 +94,8 @@ class Trainer:
         model_summary: The model's layers, output shapes on the first batch and parameter
             counts (:func:`trainwell.models.summary`), also written to ``model.txt``.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
+        checkpointing: The :class:`~trainwell.callbacks.checkpoint.Checkpointing` callback that
+            writes the run's checkpoints (None without a run directory).
 
     Example:
         >>> trainer = Trainer(epochs=3, lr=3e-3)
@@ -116,23 +126,35 @@ class Trainer:
         self.run_info: dict[str, Any] = {}
         self.should_stop = False
         self.peak_lr = self.config.lr
+        self.checkpointing: Checkpointing | None = None
+        self._signals = SignalCatcher()
+        self._resume_position: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None) -> FitResult:
+    def fit(
+        self,
+        model: nn.Module,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None = None,
+        resume: str | Path | None = None,
+    ) -> FitResult:
         """Train ``model`` on ``train_loader``, validating on ``val_loader`` every epoch.
 
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
-            for epoch in 1..epochs:
-                for batch in train_loader:
-                    with autocast: loss = train_step(batch)
+            if resuming: restore model, optimizer, scaler, RNGs, counters, callbacks, loader position
+            for epoch in start_epoch..epochs:
+                for batch in train_loader (from the saved batch when resuming inside the epoch):
+                    with autocast: loss = train_step(batch)     # out of memory -> micro-batches
                     backward (scaled for fp16); clip grad norm
-                    non-finite loss/grad -> skip the update, count it; too many in a row -> DivergenceError
+                    non-finite loss/grad -> skip the update; K in a row -> roll back, lr x 0.5;
+                        M rollbacks -> DivergenceError
                     optimizer step; lr = peak_lr * schedule(global_step)
+                    every checkpoint_every_steps: checkpoint; SIGTERM/SIGINT: checkpoint and stop
                 metrics = evaluate(val_loader)                # val_loss, val_accuracy / val_mae
-                callbacks.on_epoch_end(metrics)               # log, metrics.jsonl, early stopping
+                callbacks.on_epoch_end(metrics)               # log, metrics.jsonl, early stopping, checkpoint
                 if should_stop: break
             restore the best weights; return FitResult
 
@@ -141,6 +163,9 @@ class Trainer:
             train_loader: A non-empty, re-iterable source of ``(inputs, targets)`` batches: a
                 DataLoader, a list of tuples, or :class:`trainwell.data.TensorLoader`.
             val_loader: The same for validation; without it a warning is logged.
+            resume: ``"auto"`` continues from the newest good checkpoint of ``run_dir`` (or starts
+                from the beginning when there is none); a checkpoint file or run directory
+                continues from that checkpoint. None starts afresh.
 
         Returns:
             A :class:`FitResult`.
@@ -150,19 +175,32 @@ class Trainer:
             DataError: a loader is empty or one-shot, a batch is not ``(inputs, targets)``, or the
                 targets do not fit the model's outputs.
             ConfigError: an option is invalid for this model or device.
-            DivergenceError: losses or gradients stayed non-finite.
+            CheckpointError: a checkpoint to resume from is corrupt, or one could not be written.
+            CheckpointMismatchError: the checkpoint to resume from belongs to another model.
+            DivergenceError: losses or gradients stayed non-finite after every rollback.
+            OutOfMemoryError: a single sample does not fit in the device's memory.
+            TrainingInterrupted: SIGTERM or SIGINT stopped training after a checkpoint.
         """
         setup_console_logging()
         self._check_inputs(model, train_loader, val_loader)
         run_dir = self.config.run_dir
         if run_dir is None:
-            return self._fit(model, train_loader, val_loader)
-        prepare_run_dir(Path(run_dir), self.config.to_yaml_dict())
-        with log_to_file(Path(run_dir) / "train.log"):
-            return self._fit(model, train_loader, val_loader)
+            return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
+        prepare_run_dir(Path(run_dir), self.config.to_yaml_dict(), resuming=resuming.continues_in(resume, Path(run_dir)))
+        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
+        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
+        with log_to_file(Path(run_dir) / "train.log"), signals:
+            return self._fit(model, train_loader, val_loader, resuming.start_in(resume, Path(run_dir)))
 
-    def _fit(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> FitResult:
+    def _fit(
+        self,
+        model: nn.Module,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None,
+        checkpoint: tuple[Path, dict[str, Any]] | None = None,
+    ) -> FitResult:
         self._setup(model, train_loader, val_loader)
+        self._resume_from(checkpoint, train_loader)
         try:
             self.callbacks.call("on_train_begin", self)
             while self.epoch < self.config.epochs and not self.should_stop:
@@ -183,6 +221,7 @@ class Trainer:
                 self.history.append(row)
                 self._log_epoch(row)
                 self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
+                self._after_epoch()
             self.callbacks.call("on_train_end", self)
         except BaseException as error:
             self.callbacks.call("on_exception", self, error=error)
@@ -196,12 +235,11 @@ class Trainer:
         if callable(set_epoch):
             set_epoch(self.epoch - 1)
         reset_peak_memory(self.device)
-        self._reset_running_loss()
-        self.epoch_samples = 0
-        nonfinite_before = self.guard.skipped
+        # Resuming inside an epoch starts at the saved batch with the epoch's sums restored.
+        train_batches, first_batch = resuming.begin_epoch(self, train_loader)
         log_every = self.config.log_every_steps
         started = time.perf_counter()
-        for batch_index, batch in enumerate(train_loader):
+        for batch_index, batch in enumerate(train_batches, start=first_batch):
             self.callbacks.on_batch_begin(self, batch_index)
             inputs, targets = batches.split_batch(batch)
             self.epoch_samples += batches.count_samples(inputs)
@@ -209,25 +247,42 @@ class Trainer:
                 inputs, targets = batches.move_to((inputs, targets), self.device, non_blocking=True)
             if self._scheduled:
                 self._set_lr(self.global_step)
-            with self.precision.autocast():
-                loss = _loss_of(self.train_step((inputs, targets)))
-            self._backward_and_step(loss)
+            loss = self._step(inputs, targets)
             self.global_step += 1
             if self._device_checks and self.global_step % log_every == 0:
                 self.guard.flush(self.global_step)
             self.callbacks.on_batch_end(self, batch_index, loss)
+            if self._signals.received is not None:
+                stop_on_signal(self, batch_in_epoch=batch_index + 1)
         elapsed = time.perf_counter() - started
         self.guard.flush(self.global_step)
         return {
             "train_loss": self.running_loss(),
             "lr": self.optimizer.param_groups[0]["lr"],
             "samples_per_s": self.epoch_samples / elapsed if elapsed > 0 else float("nan"),
-            "nonfinite_steps": self.guard.skipped - nonfinite_before,
+            "nonfinite_steps": self.guard.skipped - self._nonfinite_at_epoch_start,
         }
 
-    def _backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backward, clip, and step unless the loss or gradients are non-finite."""
-        self.precision.backward(loss)
+    def _step(self, inputs: Any, targets: Any) -> torch.Tensor:
+        """Forward, backward and optimizer step on one batch; out of memory, as micro-batches (oom.py)."""
+        if self._micro_batching.chunks > 1:
+            return self._micro_batching.step(self, inputs, targets)
+        try:
+            with self.precision.autocast():
+                loss = _loss_of(self.train_step((inputs, targets)))
+            self._backward_and_step(loss)
+            return loss
+        except torch.OutOfMemoryError:
+            if not self.config.split_batch_on_oom:
+                raise
+            loss = None
+        # Retried only here, after the except block, once the failed attempt's tensors are released.
+        return self._micro_batching.recover(self, inputs, targets)
+
+    def _backward_and_step(self, loss: torch.Tensor, backward: bool = True) -> None:
+        """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
+        if backward:
+            self.precision.backward(loss)
         grad_norm = None
         if self.config.max_grad_norm is not None:
             self.precision.unscale_(self.optimizer)
@@ -240,6 +295,8 @@ class Trainer:
         judge_norm = grad_norm is not None and not scaled
         if self._device_checks:
             bad = ~torch.isfinite(loss.detach() + grad_norm if judge_norm else loss.detach())
+            if self._spikes is not None:
+                bad = self._spikes.spikes_on_device(loss, bad)
             if not scaled:
                 self.optimizer.found_inf = bad.float()
             self.precision.step(self.optimizer)
@@ -249,12 +306,14 @@ class Trainer:
         else:
             loss_value = loss.item()
             finite = math.isfinite(loss_value) and (not judge_norm or math.isfinite(grad_norm.item()))
-            if finite or scaled:
+            spike = self._spikes.check(loss_value) if finite and self._spikes is not None else None
+            good = finite and spike is None
+            if good or scaled:
                 self.precision.step(self.optimizer)
-            if finite:
+            if good:
                 self._loss_sum += loss_value
                 self._loss_count += 1
-            self.guard.observe(finite, self.global_step)
+            self.guard.observe(good, self.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
 
     def train_step(self, batch: tuple[Any, Any]) -> dict[str, torch.Tensor]:
@@ -325,6 +384,18 @@ class Trainer:
         self.events.append(record)
         logger.log(level, message if message is not None else str(record))
 
+    def _resume_from(self, checkpoint: tuple[Path, dict[str, Any]] | None, train_loader: Iterable[Any]) -> None:
+        """Restore the state a checkpoint recorded (when resuming), and keep it as the first good state."""
+        if checkpoint is not None:
+            resuming.restore(self, *checkpoint, train_loader)
+        self.healer.remember(self)
+
+    def _after_epoch(self) -> None:
+        """Keep the good state to roll back to up to date, and stop here if a signal arrived during the epoch."""
+        self.healer.on_epoch_end(self)
+        if self._signals.received is not None:
+            stop_on_signal(self, batch_in_epoch=None)
+
     def _record_skip(self, message: str, *args: Any, skipped: int) -> None:
         self.record_event("nonfinite_skip", logging.WARNING, message % args, skipped=skipped)
 
@@ -364,6 +435,7 @@ class Trainer:
         config = self.config
         self.epoch, self.global_step, self.history, self.events, self.should_stop, self.task = 0, 0, [], [], False, None
         self.last_grad_norm = None
+        self._resume_position, self._train_loader, self._epoch_start, self._nonfinite_at_epoch_start = None, train_loader, None, 0
         if config.seed is not None:
             seed_everything(config.seed)
         self.device = resolve_device(config.device)
@@ -385,13 +457,17 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        self.guard = NonFiniteGuard(config.max_nonfinite_steps, advice=self._divergence_advice(), on_skip=self._record_skip)
+        self.healer, self._spikes, self.guard = build_guard(self, advice=self._divergence_advice())
+        self._micro_batching = MicroBatching()
         self.schedule = self._build_schedule()
         # A constant rate without warm-up needs no per-step update; CPU batches need no move.
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
-        self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks)
-        self.model_summary = summary(self.module, self._first_inputs)
+        # Checkpointing runs last, so that every other callback's state at this point is in the checkpoint.
+        self.checkpointing = Checkpointing.for_config(config)
+        saver = [self.checkpointing] if self.checkpointing is not None else []
+        self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
+        self.model_summary = self._summarize(self._first_inputs)
         self._first_inputs = None
         self._log_start(batch_size)
         if config.run_dir is not None:
@@ -414,7 +490,7 @@ class Trainer:
         self.module.eval()
         try:
             with torch.no_grad(), self.precision.autocast():
-                outputs = batches.forward(self.module, inputs)
+                outputs, targets = forward_fitting(self.module, inputs, targets)
         except (RuntimeError, TypeError, ValueError) as error:
             raise DataError(
                 f"the model failed on the first batch of {source} (inputs: {batches.describe(inputs)}): {error}. "
@@ -430,6 +506,15 @@ class Trainer:
             if self.task is None:
                 self.task = task
         return batches.count_samples(inputs)
+
+    def _summarize(self, inputs: Any) -> str:
+        """The model summary on the first batch, or on its first sample when the batch does not fit."""
+        try:
+            return summary(self.module, inputs)
+        except torch.OutOfMemoryError:
+            pass
+        free_memory(None, self.device)
+        return summary(self.module, split(inputs, batches.count_samples(inputs))[0])
 
     def _checks_on_device(self) -> bool:
         """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
@@ -539,7 +624,8 @@ class Trainer:
         best = min(finite, key=lambda row: row[key]) if finite else None
         stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch is not None for c in self.callbacks)
         run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
-        return FitResult(list(self.history), best, stopped, run_dir, self.module)
+        best_checkpoint = self.checkpointing.best_path if self.checkpointing is not None else None
+        return FitResult(list(self.history), best, stopped, run_dir, self.module, best_checkpoint)
 
 
 def fit(
@@ -549,6 +635,7 @@ def fit(
     *,
     config: TrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
+    resume: str | Path | None = None,
     **options: Any,
 ) -> FitResult:
     """Train ``model`` with the best practices on by default, in one call.
@@ -559,6 +646,8 @@ def fit(
         val_loader: Validation batches (strongly recommended).
         config: A :class:`TrainConfig`; keyword options override its fields.
         callbacks: Extra callbacks.
+        resume: ``"auto"`` (the newest good checkpoint of ``run_dir``, if any), a checkpoint file
+            or a run directory to continue from; None starts afresh.
         **options: Any :class:`TrainConfig` field: ``epochs`` (1..1000, default 10), ``lr``
             (1e-6..1, default 1e-3), ``weight_decay``, ``schedule``, ``precision``,
             ``max_grad_norm``, ``early_stopping_patience``, ``seed``, ``device``, ``task``,
@@ -569,7 +658,9 @@ def fit(
 
     Raises:
         ConfigError, ModelError, DataError: before training, for invalid input.
-        DivergenceError: when losses stay non-finite.
+        DivergenceError: when losses stay non-finite after every rollback.
+        CheckpointError: a checkpoint to resume from is corrupt, or one could not be written.
+        TrainingInterrupted: SIGTERM or SIGINT stopped training after committing a checkpoint.
 
     Example:
         >>> import torch, trainwell
@@ -581,7 +672,7 @@ def fit(
         >>> len(result.history)
         2
     """
-    return Trainer(config, callbacks=callbacks, **options).fit(model, train_loader, val_loader)
+    return Trainer(config, callbacks=callbacks, **options).fit(model, train_loader, val_loader, resume=resume)
 
 
 def _loss_of(out: Any) -> torch.Tensor:

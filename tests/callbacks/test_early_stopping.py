@@ -48,3 +48,15 @@ def test_state_dict_round_trip():
     restored = EarlyStopping(patience=3)
     restored.load_state_dict(stopper.state_dict())
     assert restored.monitor.state_dict() == stopper.monitor.state_dict()
+
+
+def test_the_best_weights_travel_with_the_state():
+    stopper, trainer = EarlyStopping(patience=3), _trainer()
+    _epoch(stopper, trainer, 1, 0.4)
+    best = {name: tensor.clone() for name, tensor in trainer.module.state_dict().items()}
+    _epoch(stopper, trainer, 2, 0.6)
+    restored = EarlyStopping(patience=3)
+    restored.load_state_dict(stopper.state_dict())
+    restored.on_train_end(trainer)
+    for name, tensor in trainer.module.state_dict().items():
+        assert torch.equal(tensor, best[name])

@@ -94,3 +94,15 @@ def test_zero_writes_no_step_records(classifier, blob_loaders, tmp_path):
     path = tmp_path / "own.jsonl"
     trainwell.fit(classifier, *blob_loaders, epochs=2, callbacks=[JSONLLogger(path, every_n_steps=0)], log_every_steps=1, **QUIET)
     assert {record["event"] for record in _records(path)} == {"run_start", "epoch"}
+
+
+def test_restoring_a_state_drops_the_lines_written_after_it(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    logger = JSONLLogger(path)
+    logger.on_epoch_end(None, epoch=1, metrics={"epoch": 1})
+    state = logger.state_dict()
+    logger.on_epoch_end(None, epoch=2, metrics={"epoch": 2})  # written, then the process died
+    resumed = JSONLLogger(path)
+    resumed.load_state_dict(state)
+    resumed.on_epoch_end(None, epoch=2, metrics={"epoch": 2})
+    assert [json.loads(line)["epoch"] for line in path.read_text().splitlines()] == [1, 2]

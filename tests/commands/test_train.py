@@ -100,7 +100,8 @@ def test_help_explains_every_flag(capsys):
         main(["train", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--epochs", "--lr", "--batch-size", "--precision", "--seed", "--out", "--config", "--quiet", "--data", "--device"):
+    for flag in ("--epochs", "--lr", "--batch-size", "--precision", "--seed", "--out", "--config", "--quiet", "--data", "--device",
+                 "--resume", "--checkpoint-every"):
         assert flag in out
 
 
@@ -222,3 +223,29 @@ def test_model_flags_build_the_model_and_the_summary_is_logged_first(tmp_path, c
 def test_quiet_runs_do_not_show_the_summary(tmp_path, capsys, caplog):
     assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert "Parameters:" not in capsys.readouterr().out and "Parameters:" not in caplog.text
+
+
+def test_resume_auto_needs_out(capsys):
+    assert main(["train", "--resume", "auto"]) == 2
+    assert "--resume auto needs --out RUN_DIR" in capsys.readouterr().err
+
+
+def test_resume_path_must_exist(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "--resume '" in capsys.readouterr().err
+
+
+def test_resume_takes_the_options_of_the_run_it_continues(tmp_path):
+    first = tmp_path / "first"
+    assert main(["train", "--data", "iris", "--epochs", "2", "--lr", "0.02", "--out", str(first), "--quiet"]) == 0
+    # Continue the same run for more epochs: its options (iris, lr 0.02) come from its config.yaml.
+    assert main(["train", "--resume", "auto", "--out", str(first), "--epochs", "3", "--quiet"]) == 0
+    resolved = yaml.safe_load((first / "config.yaml").read_text())
+    assert (resolved["data"], resolved["lr"], resolved["epochs"]) == ("iris", 0.02, 3)
+    rows = [json.loads(line) for line in (first / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows if row["event"] == "epoch"] == [1, 2, 3]
+    # A checkpoint of that run continued into a new directory.
+    checkpoint = sorted((first / "checkpoints").glob("epoch-0002-*.pt"))[0]
+    assert main(["train", "--resume", str(checkpoint), "--out", str(tmp_path / "second"), "--quiet"]) == 0
+    second = yaml.safe_load((tmp_path / "second" / "config.yaml").read_text())
+    assert (second["data"], second["lr"], second["epochs"]) == ("iris", 0.02, 3)

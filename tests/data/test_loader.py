@@ -84,7 +84,7 @@ def test_bad_arguments_are_refused(args, kwargs, match):
         TensorLoader(*args, **kwargs)
 
 
-def test_transform_gets_a_generator_seeded_by_seed_and_epoch():
+def test_transform_gets_a_generator_seeded_by_seed_epoch_and_batch():
     seen = []
 
     def record(inputs, generator):
@@ -102,6 +102,11 @@ def test_transform_gets_a_generator_seeded_by_seed_and_epoch():
     seen.clear()
     list(loader)
     assert seen != first_epoch
+    seen.clear()
+    loader.set_epoch(0)
+    loader.start_at(1)  # a resumed pass draws what the uninterrupted one drew for the same batches
+    list(loader)
+    assert seen == first_epoch[1:]
 
 
 def test_pin_memory_without_cuda_changes_nothing():
@@ -121,3 +126,13 @@ def test_pinned_batches_copy_asynchronously():
         assert torch.equal(inputs.to("cuda", non_blocking=True).cpu(), inputs)
     ordered = TensorLoader(*_data(10), batch_size=4, shuffle=False, pin_memory=True)
     assert all(x.is_pinned() for x, _ in ordered)
+
+
+def test_start_at_skips_to_a_batch_of_the_same_order_for_the_next_pass_only():
+    loader = TensorLoader(*_data(20), batch_size=6, seed=4)
+    whole = [targets.tolist() for _, targets in loader]
+    loader.set_epoch(0)
+    loader.start_at(2)
+    assert [targets.tolist() for _, targets in loader] == whole[2:]
+    loader.set_epoch(0)
+    assert [targets.tolist() for _, targets in loader] == whole

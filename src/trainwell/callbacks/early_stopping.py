@@ -77,8 +77,10 @@ class EarlyStopping(Callback):
         trainer.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.state_dict(), "stopped_epoch": self.stopped_epoch}
+        # The best weights travel with the state, so that a resumed run still ends on them.
+        return {"monitor": self.monitor.state_dict(), "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.monitor.load_state_dict(state["monitor"])
         self.stopped_epoch = state["stopped_epoch"]
+        self.best_weights = state.get("best_weights")

@@ -38,3 +38,14 @@ class JSONLLogger(MetricLogger):
         lines = "".join(json.dumps({key: plain(value) for key, value in record.items()}, default=str) + "\n" for record in records)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        # The file's length now: a run resumed from this state drops any line written after it
+        # (those steps are trained again and their lines written again), so no line appears twice.
+        return {**super().state_dict(), "bytes": self.path.stat().st_size if self.path.exists() else 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.path.exists() and self.path.stat().st_size > state["bytes"]:
+            with self.path.open("r+b") as file:
+                file.truncate(state["bytes"])

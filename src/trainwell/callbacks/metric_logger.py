@@ -57,6 +57,7 @@ class MetricLogger(Callback):
         self.every_n_steps = every_n_steps
         self._interval = every_n_steps or 0
         self._events_written = 0
+        self._resumed = False
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write ``records`` (plain dicts; may be empty) to the logger's destination."""
@@ -69,10 +70,13 @@ class MetricLogger(Callback):
 
     def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
         self._interval = self.every_n_steps if self.every_n_steps is not None else trainer.config.log_every_steps
-        self._events_written = 0
+        if not self._resumed:
+            # A fresh run: the trainer's event list starts empty. A resumed run keeps the count
+            # restored from its checkpoint, so no event is written twice.
+            self._events_written = 0
         run_info = getattr(trainer, "run_info", None)
         if run_info:
-            self.write([{"event": "run_start", **run_info}])
+            self.write([{"event": "run_start", **run_info, **({"resumed": True} if self._resumed else {})}])
 
     def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
         if not self._interval or trainer.global_step % self._interval:
@@ -111,6 +115,13 @@ class MetricLogger(Callback):
             self.write(self._new_events(trainer) + [failure])
         finally:
             self.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"events_written": self._events_written}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._events_written = state["events_written"]
+        self._resumed = True
 
     def _new_events(self, trainer: Trainer | None) -> list[dict[str, Any]]:
         """Events the trainer recorded that this logger has not written yet."""

@@ -72,6 +72,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "device": ("--device", {"metavar": "D", "help": "auto (default), cpu, cuda, cuda:N or mps"}),
     "loggers": ("--log", {"nargs": "+", "choices": ("csv", "tensorboard"), "metavar": "LOGGER", "help": "extra loggers into the run directory: csv, tensorboard (needs trainwell[tensorboard])"}),
     "run_dir": ("--out", {"type": Path, "metavar": "RUN_DIR", "help": "the run directory to create (default runs/<timestamp>)"}),
+    "checkpoint_every_steps": (
+        "--checkpoint-every",
+        {"type": int, "metavar": "STEPS", "help": "also checkpoint every STEPS optimizer steps (default: at the end of each epoch only)"},
+    ),
 }
 
 
@@ -90,11 +94,19 @@ def register(subcommands: Any) -> None:
     for field, (flag, options) in FLAGS.items():
         parser.add_argument(flag, dest=field, **options)
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no info logs; print only the final table")
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue a run exactly where it stopped: 'auto' from the newest good checkpoint of --out (or from the "
+        "start if it has none), PATH from that checkpoint or run directory; options come from the run's config.yaml, "
+        "then --config, then the flags",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = read_config_file(args.config) if args.config else {}
+    options = resumed_options(args.resume, args.run_dir) if args.resume is not None else {}
+    options.update(read_config_file(args.config) if args.config else {})
     flagged = {field: getattr(args, field) for field in FLAGS if getattr(args, field) is not None}
     if "model_args" in flagged:
         # Each --model-arg overrides that one argument of the file's model_args.
@@ -117,7 +129,20 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("trainwell").setLevel(logging.WARNING)
-    result = run_recipe(config, auto_lr=auto_lr)
+    from trainwell.exceptions import TrainingInterrupted
+
+    try:
+        result = run_recipe(config, auto_lr=auto_lr, resume=args.resume)
+    except TrainingInterrupted as stopped:
+        import signal
+        import sys
+
+        print(
+            f"trainwell train: stopped by {signal.Signals(stopped.signal_number).name}; checkpoint {stopped.checkpoint} "
+            f"is committed.\nResume with: trainwell train --resume auto --out {stopped.run_dir}",
+            file=sys.stderr,
+        )
+        return 128 + stopped.signal_number
     print(format_summary(result))
     return 0
 
@@ -152,6 +177,30 @@ def _parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def resumed_options(resume: str, out: Path | None) -> dict[str, Any]:
+    """The options of the run ``--resume`` continues (its config.yaml), with ``run_dir`` set to where it goes on."""
+    if resume == "auto":
+        if out is None:
+            raise ConfigError("--resume auto needs --out RUN_DIR: the run directory to continue (e.g. --out runs/exp1).")
+        run_dir = out
+    else:
+        path = Path(resume)
+        if not path.exists():
+            raise ConfigError(f"--resume '{path}' does not exist: expected 'auto', a checkpoint file or a run directory.")
+        run_dir = run_directory_of(path)
+    config_file = run_dir / "config.yaml"
+    options = read_config_file(config_file) if config_file.is_file() else {}
+    options["run_dir"] = out if out is not None else run_dir
+    return options
+
+
+def run_directory_of(path: Path) -> Path:
+    """The run directory a checkpoint file or directory belongs to: ``runs/x`` for ``runs/x/checkpoints/step-9.pt``."""
+    if path.is_file():
+        path = path.parent
+    return path.parent if path.name == "checkpoints" else path
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

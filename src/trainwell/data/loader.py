@@ -32,7 +32,7 @@ class TensorLoader:
             ``torch.manual_seed`` makes it reproducible).
         transform: ``transform(inputs, generator) -> inputs`` applied to each batch's inputs
             (training-only augmentation, e.g. :class:`~trainwell.data.augment.ImageAugment`),
-            drawing from a generator seeded by ``(seed, epoch)``.
+            drawing from a generator seeded by ``(seed, epoch, batch)``.
         pin_memory: Keep the tensors, and every batch cut from them, in page-locked memory so
             that copies to a CUDA device run asynchronously (the trainer copies with
             ``non_blocking=True``). Ignored, with nothing pinned, when CUDA is not available.
@@ -79,6 +79,7 @@ class TensorLoader:
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
         if self.pin_memory:
             self.inputs, self.targets = self.inputs.pin_memory(), self.targets.pin_memory()
+        self._start_batch = 0
 
     def __len__(self) -> int:
         samples = len(self.inputs)
@@ -88,24 +89,31 @@ class TensorLoader:
         """Use the order of ``epoch`` (numbered from 0) for the next pass."""
         self.epoch = epoch
 
+    def start_at(self, batch_index: int) -> None:
+        """Begin the next pass at batch ``batch_index`` of its order (how a resumed run skips what it trained on)."""
+        self._start_batch = batch_index
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self.epoch
         stop = len(self) * self.batch_size
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+        first_batch, self._start_batch = self._start_batch, 0
+        first = first_batch * self.batch_size
         plain = self.transform is None and not self.pin_memory
         if self.shuffle:
-            order = torch.randperm(len(self.inputs), generator=generator)
-            for start in range(0, stop, self.batch_size):
+            order = torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(self.seed + epoch))
+            for start in range(first, stop, self.batch_size):
                 index = order[start : start + self.batch_size]
                 if plain:
                     yield self.inputs[index], self.targets[index]
                 else:
-                    yield self._finish(self._gather(self.inputs, index), self._gather(self.targets, index), generator)
+                    yield self._finish(
+                        self._gather(self.inputs, index), self._gather(self.targets, index), epoch, start // self.batch_size
+                    )
         else:
-            for start in range(0, stop, self.batch_size):
+            for start in range(first, stop, self.batch_size):
                 # Slices of pinned tensors are pinned views: no copy at all.
                 inputs, targets = self.inputs[start : start + self.batch_size], self.targets[start : start + self.batch_size]
-                yield (inputs, targets) if plain else self._finish(inputs, targets, generator)
+                yield (inputs, targets) if plain else self._finish(inputs, targets, epoch, start // self.batch_size)
         # Only a complete pass moves on to the next epoch's order.
         self.epoch = epoch + 1
 
@@ -117,10 +125,11 @@ class TensorLoader:
         out = torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
         return torch.index_select(tensor, 0, index, out=out)
 
-    def _finish(
-        self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _finish(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.transform is not None:
+            # A generator per batch, seeded by (seed, epoch, batch): a pass that starts at batch k
+            # (a resumed run) draws exactly what the uninterrupted pass drew for batch k.
+            generator = torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) % 2**63)
             inputs = self.transform(inputs, generator)
             if self.pin_memory and not inputs.is_pinned():
                 inputs = inputs.pin_memory()

@@ -56,12 +56,17 @@ def summary(model: nn.Module, example_input: Any) -> str:
     if parameter is not None:
         example_input = move_to(example_input, parameter.device)
     was_training = model.training
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
     try:
-        # Gradients stay enabled: under no_grad torch's fused inference kernels (attention,
-        # Transformer layers) bypass the sub-layers and their hooks would report nothing.
-        output = forward(model, example_input)
+        # No gradients (no autograd graph, no activation memory kept), and torch's fused inference
+        # kernels for attention and Transformer layers switched off for this one pass: they
+        # bypass the sub-layers, whose hooks would then report nothing.
+        torch.backends.mha.set_fastpath_enabled(False)
+        with torch.no_grad():
+            output = forward(model, example_input)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
         for handle in handles:
             handle.remove()
