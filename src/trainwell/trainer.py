@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +25,19 @@ from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressB
 from trainwell.callbacks.checkpoint import Checkpointing
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
-from trainwell.exceptions import ConfigError, DataError, ModelError
+from trainwell.exceptions import ConfigError, DataError
 from trainwell.healing import build_guard
-from trainwell.logs import log_to_file, setup_console_logging
+from trainwell import preflight
+from trainwell.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
-from trainwell.models.summarize import summary
-from trainwell.oom import MicroBatching, forward_fitting, free_memory, split
+from trainwell.oom import MicroBatching
 from trainwell.optimizers import build_optimizer, is_fused
 from trainwell.precision import Precision
 from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
 from trainwell.schedules import build_schedule
-from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything, system_info
-from trainwell.tasks import Task, infer_task
+from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
+from trainwell.tasks import Task
 
 logger = logging.getLogger("trainwell")
 
@@ -182,7 +182,7 @@ class Trainer:
             TrainingInterrupted: SIGTERM or SIGINT stopped training after a checkpoint.
         """
         setup_console_logging()
-        self._check_inputs(model, train_loader, val_loader)
+        preflight.check_inputs(model, train_loader, val_loader)
         run_dir = self.config.run_dir
         if run_dir is None:
             return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
@@ -219,7 +219,7 @@ class Trainer:
                 row.update(memory_metrics(self.device))
                 row["epoch_time_s"] = time.perf_counter() - started
                 self.history.append(row)
-                self._log_epoch(row)
+                logger.info(format_epoch(row, self.config.epochs))
                 self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
                 self._after_epoch()
             self.callbacks.call("on_train_end", self)
@@ -416,21 +416,6 @@ class Trainer:
         for group, peak in zip(self.optimizer.param_groups, self._peak_lrs):
             group["lr"] = peak * scale
 
-    def _check_inputs(self, model: Any, train_loader: Any, val_loader: Any) -> None:
-        if not isinstance(model, nn.Module):
-            raise ModelError(
-                f"model={_short_repr(model)} is a {type(model).__name__}: expected a torch.nn.Module "
-                "(an instance, e.g. MyNet(), not the class)."
-            )
-        if not any(p.requires_grad for p in model.parameters()):
-            raise ModelError(
-                f"model={type(model).__name__} has no trainable parameters: every parameter is frozen or "
-                "there are none. Unfreeze some (requires_grad=True) or add layers with parameters."
-            )
-        _check_loader(train_loader, "train_loader")
-        if val_loader is not None:
-            _check_loader(val_loader, "val_loader")
-
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         config = self.config
         self.epoch, self.global_step, self.history, self.events, self.should_stop, self.task = 0, 0, [], [], False, None
@@ -444,10 +429,10 @@ class Trainer:
         self.module = model.to(self.device)
         self.model = self.module
         self._parameters = [p for p in self.module.parameters() if p.requires_grad]
-        self.steps_per_epoch = _length(train_loader)
-        batch_size = self._probe(train_loader, "train_loader")
+        self.steps_per_epoch = preflight.loader_length(train_loader)
+        batch_size, first_inputs = preflight.probe(self, train_loader, "train_loader")
         if val_loader is not None:
-            self._probe(val_loader, "val_loader")
+            preflight.probe(self, val_loader, "val_loader")
         else:
             logger.warning(
                 "No val_loader given: training without validation, so there is no val_loss, no early "
@@ -467,54 +452,10 @@ class Trainer:
         self.checkpointing = Checkpointing.for_config(config)
         saver = [self.checkpointing] if self.checkpointing is not None else []
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
-        self.model_summary = self._summarize(self._first_inputs)
-        self._first_inputs = None
-        self._log_start(batch_size)
+        self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
+        self.run_info = log_run_start(self, batch_size)
         if config.run_dir is not None:
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
-
-    def _probe(self, loader: Iterable[Any], source: str) -> int:
-        """Check the first batch of ``loader`` against the model before any training; return its size."""
-        # The probe must not change what training sees: a DataLoader draws its shuffling seed
-        # from torch's global RNG when iterated, so that RNG is restored afterwards.
-        with torch.random.fork_rng(devices=self._rng_devices):
-            try:
-                first = next(iter(loader))
-            except StopIteration:
-                raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
-        inputs, targets = batches.split_batch(first, source)
-        inputs, targets = batches.move_to((inputs, targets), self.device)
-        if source == "train_loader":
-            self._first_inputs = inputs
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            with torch.no_grad(), self.precision.autocast():
-                outputs, targets = forward_fitting(self.module, inputs, targets)
-        except (RuntimeError, TypeError, ValueError) as error:
-            raise DataError(
-                f"the model failed on the first batch of {source} (inputs: {batches.describe(inputs)}): {error}. "
-                "Check that the model's input size matches the data."
-            ) from error
-        finally:
-            self.module.train(was_training)
-        custom_step = type(self).train_step is not Trainer.train_step
-        if not (custom_step and not isinstance(outputs, torch.Tensor)):
-            # The validation batches are checked against the task the training batches decided.
-            requested = self.task.name if self.task is not None else self.config.task
-            task = infer_task(requested, self.config.loss_fn, outputs, targets, source)
-            if self.task is None:
-                self.task = task
-        return batches.count_samples(inputs)
-
-    def _summarize(self, inputs: Any) -> str:
-        """The model summary on the first batch, or on its first sample when the batch does not fit."""
-        try:
-            return summary(self.module, inputs)
-        except torch.OutOfMemoryError:
-            pass
-        free_memory(None, self.device)
-        return summary(self.module, split(inputs, batches.count_samples(inputs))[0])
 
     def _checks_on_device(self) -> bool:
         """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
@@ -583,41 +524,6 @@ class Trainer:
             advice.append("try precision='fp32'")
         return "; ".join(advice) + ", and check the data for NaN or inf values."
 
-    def _log_start(self, batch_size: int) -> None:
-        params = sum(p.numel() for p in self._parameters)
-        optimizer = type(self.optimizer).__name__ + (" (fused)" if is_fused(self.optimizer) else "")
-        steps = self.steps_per_epoch if self.steps_per_epoch is not None else "?"
-        logger.info(
-            "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of batch %d, %s, "
-            "lr %.3g (%s schedule), task %s.",
-            type(self.module).__name__,
-            f"{params:,}",
-            self.device,
-            self.precision.name,
-            self.config.epochs,
-            steps,
-            batch_size,
-            optimizer,
-            self.peak_lr,
-            self.config.schedule,
-            self.task.name if self.task else "custom",
-        )
-        info = system_info(self.device, self.precision.name)
-        logger.info("Model:\n%s\nSystem: %s", self.model_summary, ", ".join(f"{key} {value}" for key, value in info.items()))
-        run = {"batch_size": batch_size, "steps_per_epoch": self.steps_per_epoch, "peak_lr": self.peak_lr, "parameters": params}
-        self.run_info = {**info, **run, "task": self.task.name if self.task else "custom"}
-
-    def _log_epoch(self, row: dict[str, Any]) -> None:
-        parts = [f"epoch {row['epoch']}/{self.config.epochs}"]
-        for name in ("train_loss", "val_loss", "val_accuracy", "val_mae"):
-            if name in row:
-                parts.append(f"{name} {row[name]:.4f}")
-        parts.append(f"lr {row['lr']:.2e}")
-        parts.append(f"{row['epoch_time_s']:.1f}s ({row['samples_per_s']:,.0f} samples/s)")
-        if row.get("nonfinite_steps"):
-            parts.append(f"{row['nonfinite_steps']} non-finite steps skipped")
-        logger.info("  ".join(parts))
-
     def _result(self) -> FitResult:
         key = "val_loss" if any("val_loss" in row for row in self.history) else "train_loss"
         finite = [row for row in self.history if isinstance(row.get(key), float) and math.isfinite(row[key])]
@@ -683,33 +589,3 @@ def _loss_of(out: Any) -> torch.Tensor:
             "either alone or as {'loss': tensor}."
         )
     return loss
-
-
-def _check_loader(loader: Any, name: str) -> None:
-    if loader is None:
-        raise DataError(f"{name}=None: expected an iterable of (inputs, targets) batches, such as a DataLoader.")
-    if isinstance(loader, (torch.Tensor, str, bytes)) or not isinstance(loader, Iterable):
-        raise DataError(
-            f"{name} is {batches.describe(loader)}: expected an iterable of (inputs, targets) batches, "
-            "such as DataLoader(TensorDataset(x, y)) or trainwell.data.TensorLoader(x, y)."
-        )
-    if isinstance(loader, Iterator):
-        raise DataError(
-            f"{name} is a one-shot iterator ({type(loader).__name__}), which would be exhausted after the first "
-            "epoch: pass a re-iterable such as a list of batches or a DataLoader."
-        )
-    length = _length(loader)
-    if length == 0:
-        raise DataError(f"{name} is empty: len({name}) == 0. Pass a loader with at least one batch.")
-
-
-def _length(loader: Any) -> int | None:
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
