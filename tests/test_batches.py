@@ -36,3 +36,12 @@ def test_move_to_and_count_samples():
     moved = move_to(nested, torch.device("cpu"))
     assert moved["n"] == 3 and isinstance(moved["x"][1], list)
     assert count_samples(nested["x"]) == 5 and count_samples({"a": torch.zeros(7, 1)}) == 7
+
+
+def test_channels_last_converts_only_image_tensors():
+    from trainwell.batches import channels_last
+
+    images, tokens = torch.randn(2, 3, 4, 4), torch.zeros(2, 5, dtype=torch.long)
+    out = channels_last({"images": images, "tokens": tokens})
+    assert out["images"].is_contiguous(memory_format=torch.channels_last) and torch.equal(out["images"], images)
+    assert out["tokens"] is tokens

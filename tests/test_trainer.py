@@ -637,3 +637,45 @@ def test_users_own_model_and_dataloader_train_at_least_as_well_as_their_plain_lo
     half_a_sample = 0.5 / len(val_y)
     assert mean([a for a, _ in ours]) >= mean([a for a, _ in plain]) - half_a_sample, (ours, plain)
     assert mean([loss for _, loss in ours]) <= mean([loss for _, loss in plain]), (ours, plain)
+
+
+# ---------------------------------------------------------------- speed options
+
+
+def test_compile_wraps_the_model_and_reports_compilation_apart(classifier, blob_loaders, monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(module, **kwargs):  # the eager backend: the wiring, without minutes of codegen
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    trainer = Trainer(epochs=2, lr=0.01, compile=True, **QUIET)
+    result = trainer.fit(classifier, *blob_loaders)
+    assert compiled == [classifier] and trainer.model is not trainer.module
+    (event,) = [e for e in trainer.events if e["event"] == "compile"]
+    assert event["step"] == 0 and event["compile_time_s"] > 0
+    assert result.best["val_accuracy"] > 0.9
+    assert "_orig_mod" not in "".join(trainer.module.state_dict())
+
+
+def test_channels_last_is_applied_when_asked_and_off_on_cpu_by_default(blobs):
+    images = torch.randn(64, 3, 8, 8)
+    labels = torch.randint(0, 2, (64,))
+
+    def conv():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+    seen = []
+
+    class Layout(Callback):
+        def on_batch_begin(self, trainer, batch_index, **kwargs):
+            seen.append(trainer.module[0].weight.is_contiguous(memory_format=torch.channels_last))
+
+    trainwell.fit(conv(), TensorLoader(images, labels, batch_size=16, seed=0), epochs=1, channels_last=True, callbacks=[Layout()], **QUIET)
+    assert seen and all(seen)
+    seen.clear()
+    trainwell.fit(conv(), TensorLoader(images, labels, batch_size=16, seed=0), epochs=1, callbacks=[Layout()], **QUIET)
+    assert seen and not any(seen)

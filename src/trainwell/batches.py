@@ -74,3 +74,14 @@ def count_samples(inputs: Any) -> int:
     if isinstance(inputs, Mapping) and inputs:
         return count_samples(next(iter(inputs.values())))
     return len(inputs)
+
+
+def channels_last(inputs: Any) -> Any:
+    """4-D image tensors in ``inputs`` in channels-last memory layout (other values unchanged)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(channels_last(item) for item in inputs)
+    if isinstance(inputs, Mapping):
+        return {key: channels_last(item) for key, item in inputs.items()}
+    return inputs

@@ -56,6 +56,12 @@ class TrainConfig(BaseModel):
         max_grad_norm: Clip the global gradient norm to this value; None disables clipping.
         precision: ``"auto"`` (bf16 on CUDA devices that support it, fp16 with a GradScaler on
             older CUDA devices, fp32 on CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        compile: Compile the model with ``torch.compile`` before training; the compilation
+            time (the first step's) is logged and recorded as a ``compile`` event, apart from
+            the epoch's throughput.
+        channels_last: Keep convolutional models and their image batches in channels-last
+            memory layout, which tensor cores prefer; None (auto) does so on CUDA for models
+            with 2-D convolutions.
         early_stopping_patience: Epochs without a val_loss improvement before stopping; None
             disables early stopping.
         early_stopping_min_delta: How much val_loss must fall to count as an improvement.
@@ -121,6 +127,8 @@ class TrainConfig(BaseModel):
     warmup_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0)
     max_grad_norm: Optional[float] = Field(1.0, gt=0.0, allow_inf_nan=False)
     precision: Precision = "auto"
+    compile: StrictBool = False
+    channels_last: Optional[StrictBool] = None
     early_stopping_patience: Optional[StrictInt] = Field(5, ge=1)
     early_stopping_min_delta: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     restore_best_weights: StrictBool = True

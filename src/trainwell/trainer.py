@@ -245,6 +245,8 @@ class Trainer:
             self.epoch_samples += batches.count_samples(inputs)
             if self._move_batches:
                 inputs, targets = batches.move_to((inputs, targets), self.device, non_blocking=True)
+            if self._channels_last:
+                inputs = batches.channels_last(inputs)
             if self._scheduled:
                 self._set_lr(self.global_step)
             loss = self._step(inputs, targets)
@@ -254,7 +256,9 @@ class Trainer:
             self.callbacks.on_batch_end(self, batch_index, loss)
             if self._signals.received is not None:
                 stop_on_signal(self, batch_in_epoch=batch_index + 1)
-        elapsed = time.perf_counter() - started
+        # Compilation is reported on its own (a "compile" event), not as slow training.
+        elapsed = time.perf_counter() - started - self._compile_seconds
+        self._compile_seconds = 0.0
         self.guard.flush(self.global_step)
         return {
             "train_loss": self.running_loss(),
@@ -265,6 +269,8 @@ class Trainer:
 
     def _step(self, inputs: Any, targets: Any) -> torch.Tensor:
         """Forward, backward and optimizer step on one batch; out of memory, as micro-batches (oom.py)."""
+        if self._compiling:
+            return self._compiled_first_step(inputs, targets)
         if self._micro_batching.chunks > 1:
             return self._micro_batching.step(self, inputs, targets)
         try:
@@ -278,6 +284,18 @@ class Trainer:
             loss = None
         # Retried only here, after the except block, once the failed attempt's tensors are released.
         return self._micro_batching.recover(self, inputs, targets)
+
+    def _compiled_first_step(self, inputs: Any, targets: Any) -> torch.Tensor:
+        """The first step under ``torch.compile``, timed: it carries the compilation."""
+        self._compiling = False
+        started = time.perf_counter()
+        loss = self._step(inputs, targets)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - started
+        self._compile_seconds += seconds
+        self.record_event("compile", message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.", compile_time_s=seconds)
+        return loss
 
     def _backward_and_step(self, loss: torch.Tensor, backward: bool = True) -> None:
         """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
@@ -427,6 +445,9 @@ class Trainer:
         self.precision = Precision(config.precision, self.device)
         self._rng_devices = [self.device] if self.device.type == "cuda" else []
         self.module = model.to(self.device)
+        self._channels_last = _wants_channels_last(config.channels_last, self.module, self.device)
+        if self._channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self.model = self.module
         self._parameters = [p for p in self.module.parameters() if p.requires_grad]
         self.steps_per_epoch = preflight.loader_length(train_loader)
@@ -453,6 +474,9 @@ class Trainer:
         saver = [self.checkpointing] if self.checkpointing is not None else []
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
         self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
+        self._compiling, self._compile_seconds = config.compile, 0.0
+        if config.compile:
+            self.model = torch.compile(self.module)
         self.run_info = log_run_start(self, batch_size)
         if config.run_dir is not None:
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
@@ -589,3 +613,10 @@ def _loss_of(out: Any) -> torch.Tensor:
             "either alone or as {'loss': tensor}."
         )
     return loss
+
+
+def _wants_channels_last(setting: bool | None, module: nn.Module, device: torch.device) -> bool:
+    """Channels-last layout: as asked, or (None) on CUDA for models with 2-D convolutions."""
+    if setting is not None:
+        return setting
+    return device.type == "cuda" and any(isinstance(layer, nn.Conv2d) for layer in module.modules())

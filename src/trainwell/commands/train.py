@@ -68,6 +68,7 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"type": int, "metavar": "N", "help": "training batch size (default 64); the lr is rescaled (sqrt rule) when it differs from 64"},
     ),
     "precision": ("--precision", {"metavar": "P", "help": "auto (default: bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, or fp16 (CUDA only)"}),
+    "compile": ("--compile", {"action": "store_true", "default": None, "help": "compile the model with torch.compile (compilation time reported apart)"}),
     "seed": ("--seed", {"type": int, "metavar": "N", "help": "random seed for the split, the weights and the order (default 0)"}),
     "device": ("--device", {"metavar": "D", "help": "auto (default), cpu, cuda, cuda:N or mps"}),
     "loggers": ("--log", {"nargs": "+", "choices": ("csv", "tensorboard"), "metavar": "LOGGER", "help": "extra loggers into the run directory: csv, tensorboard (needs trainwell[tensorboard])"}),
