@@ -360,7 +360,7 @@ def _decode_image(path: Path, info: Any) -> torch.Tensor:
         raise
     except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError...
         raise DataError(f"'{path}' could not be decoded as an image ({type(error).__name__}: {error}): remove or replace it.") from None
-    pixels = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() * preprocessing["scale"]
+    pixels = torch.from_numpy(np.array(array)).permute(2, 0, 1).float() * preprocessing["scale"]
     return _standardize(pixels, info)
 
 
