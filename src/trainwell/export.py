@@ -9,6 +9,7 @@ code; each export is checked against the original model before it is put in plac
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -440,16 +441,20 @@ def _root_cause(error: BaseException) -> str:
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
     """Silence the ONNX exporter's warnings: one per torchvision operator it cannot register when torchvision is
-    absent, and notes on its own internals. The comparison with the original model tells whether it worked."""
+    absent, notes on its own internals, and graph dumps when torch.export fails (the error names the cause).
+    The comparison with the original model tells whether an export worked."""
     import logging
     import warnings
 
-    exporter_logger = logging.getLogger("torch.onnx")
-    level = exporter_logger.level
-    exporter_logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo")]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        # torch.export also prints the partial graph to stderr when it fails.
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        exporter_logger.setLevel(level)
+        for each, level in zip(loggers, levels):
+            each.setLevel(level)
