@@ -15,6 +15,7 @@ def _epochs(run_dir):
     return [record for record in records if record["event"] == "epoch"]
 
 
+@pytest.mark.slow
 def test_evaluate_on_digits_reproduces_the_best_epochs_validation(trained_run):
     """A finished digits run, evaluated on its validation split with its best weights, gives exactly the
     numbers training logged for its best epoch (and its confusion matrix)."""

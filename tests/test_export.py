@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -87,7 +89,9 @@ def test_torchscript_round_trips_within_tolerance(tmp_path):
     samples = sample_inputs(DataInfo("d", "classification", (1, 8, 8), 10))
     check = export_torchscript(tmp_path / "cnn.pt", model, samples)
     assert check.method == "trace" and check.samples == 7
-    loaded = torch.jit.load(str(tmp_path / "cnn.pt"))
+    with warnings.catch_warnings():  # torch.jit is deprecated in recent PyTorch; its files still load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(tmp_path / "cnn.pt"))
     fresh = torch.randn(6, 1, 8, 8)
     assert torch.allclose(loaded(fresh), model(fresh), atol=1e-5)
 
@@ -102,6 +106,7 @@ def test_a_model_that_cannot_become_a_faithful_graph_is_refused_and_leaves_no_fi
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_onnx_round_trips_within_tolerance_and_refuses_what_torch_export_cannot_capture(tmp_path):
     pytest.importorskip("onnxscript", reason="ONNX export needs trainwell[onnx] (onnx, onnxscript, onnxruntime)")
     onnxruntime = pytest.importorskip("onnxruntime", reason="checking an ONNX export needs onnxruntime (trainwell[onnx])")

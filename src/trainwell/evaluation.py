@@ -204,4 +204,6 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _number(value: float) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.1f}" if abs(value) >= 10_000 else f"{value:.4f}"

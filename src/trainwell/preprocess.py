@@ -93,6 +93,11 @@ def read_inputs(path: str | Path, info: Any) -> Prepared:
         torch.Size([12, 7])
     """
     path = Path(path)
+    if info is None:
+        raise DataError(
+            f"cannot read '{path}': the run has no data.json, so how its inputs were prepared is unknown. Prepare them "
+            "as in training and pass tensors."
+        )
     if not path.exists():
         raise DataError(f"input '{path}' does not exist: give an existing file or folder.")
     kind = input_kind(info)
