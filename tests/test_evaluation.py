@@ -37,9 +37,13 @@ def test_per_class_scores_and_confusion_matrix_match_scikit_learn():
     inputs = torch.randn(90, 4, generator=generator)
     targets = torch.randint(0, 3, (90,), generator=generator)
     model = nn.Linear(4, 3)
-    evaluation = trainwell.evaluate(model, TensorLoader(inputs, targets, batch_size=16, shuffle=False), class_names=["a", "b", "c"])
+    evaluation = trainwell.evaluate(
+        model, TensorLoader(inputs, targets, batch_size=16, shuffle=False), class_names=["a", "b", "c"]
+    )
     predicted = model(inputs).argmax(1).detach().numpy()
-    precision, recall, f1, support = sk.precision_recall_fscore_support(targets, predicted, labels=[0, 1, 2], zero_division=0)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        targets, predicted, labels=[0, 1, 2], zero_division=0
+    )
     assert [row["class"] for row in evaluation.per_class] == ["a", "b", "c"]
     assert [row["precision"] for row in evaluation.per_class] == pytest.approx(precision.tolist(), abs=1e-6)
     assert [row["recall"] for row in evaluation.per_class] == pytest.approx(recall.tolist(), abs=1e-6)
@@ -93,5 +97,7 @@ def test_bad_input_is_refused_clearly(blobs, classifier):
         trainwell.evaluate(classifier, [])
     with pytest.raises(DataError, match="contain the label 7, but the model outputs 3 classes"):
         trainwell.evaluate(classifier, [(inputs, torch.full_like(targets, 7))])
-    with pytest.raises(DataError, match=r"the model failed on a batch of the loader \(inputs: a tensor of shape \(300, 5\)\)"):
+    with pytest.raises(
+        DataError, match=r"the model failed on a batch of the loader \(inputs: a tensor of shape \(300, 5\)\)"
+    ):
         trainwell.evaluate(classifier, [(torch.randn(300, 5), targets)])

@@ -26,8 +26,14 @@ def test_best_is_the_lowest_val_loss_and_last_the_highest_step(tmp_path):
     model = nn.Linear(2, 2)
     directory = tmp_path / "run" / "checkpoints"
     for step, val_loss in ((10, 0.5), (20, 0.3), (30, 0.4)):
-        write_checkpoint(directory / f"epoch-{step // 10:04d}-step-{step:09d}.pt", {"model_state_dict": model.state_dict()},
-                         step=step, epoch=step // 10, val_loss=val_loss, kind="epoch")
+        write_checkpoint(
+            directory / f"epoch-{step // 10:04d}-step-{step:09d}.pt",
+            {"model_state_dict": model.state_dict()},
+            step=step,
+            epoch=step // 10,
+            val_loss=val_loss,
+            kind="epoch",
+        )
     assert find_checkpoint(tmp_path / "run", "best").name == "epoch-0002-step-000000020.pt"
     assert find_checkpoint(tmp_path / "run", "last").name == "epoch-0003-step-000000030.pt"
     assert find_checkpoint(tmp_path / "run", directory / "epoch-0001-step-000000010.pt").name.startswith("epoch-0001")
@@ -65,5 +71,7 @@ def test_load_model_evaluate_needs_labels(trained_run, tmp_path):
     from trainwell.preprocess import feature_names
 
     unlabelled.write_text(",".join(feature_names("digits")) + "\n" + ",".join(["0"] * 64) + "\n")
-    with pytest.raises(trainwell.DataError, match="holds no labels to evaluate against: the table needs a 'target' column"):
+    with pytest.raises(
+        trainwell.DataError, match="holds no labels to evaluate against: the table needs a 'target' column"
+    ):
         loaded.evaluate(unlabelled)

@@ -60,7 +60,9 @@ def test_csv_rows_are_prepared_exactly_as_in_training_and_predicted_alike(traine
     assert evaluation.metrics["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-9)
     # Without the target column, and from rows in memory, the predictions are the same.
     by_columns = loaded.prepare({"weight": ["4.1", None], "colour": ["black", "purple"], "age": [3, 4]})
-    by_rows = loaded.prepare([{"weight": 4.1, "colour": "black", "age": 3}, {"weight": None, "colour": "purple", "age": 4}])
+    by_rows = loaded.prepare(
+        [{"weight": 4.1, "colour": "black", "age": 3}, {"weight": None, "colour": "purple", "age": 4}]
+    )
     assert torch.equal(by_columns, by_rows) and by_columns.shape == (2, loaded.info.input_shape[0])
 
 
@@ -69,7 +71,10 @@ def test_table_mismatches_are_refused_naming_the_column(trained_run, pets_csv, t
     loaded = trainwell.load_model(result.run_dir, device="cpu")
     renamed = tmp_path / "renamed.csv"
     renamed.write_text("weight,color,age\n4.0,black,3\n")
-    with pytest.raises(DataError, match=r"lacks 1 column\(s\) that the model was trained on: 'colour'; .* Did you mean 'color' for 'colour'\?"):
+    with pytest.raises(
+        DataError,
+        match=r"lacks 1 column\(s\) that the model was trained on: 'colour'; .* Did you mean 'color' for 'colour'\?",
+    ):
         loaded.predict(renamed)
     text_in_number = tmp_path / "text.csv"
     text_in_number.write_text("weight,colour,age\nheavy,black,3\n")
@@ -77,9 +82,14 @@ def test_table_mismatches_are_refused_naming_the_column(trained_run, pets_csv, t
         loaded.predict(text_in_number)
     unknown_label = tmp_path / "label.csv"
     unknown_label.write_text("weight,colour,age,kind\n4.0,black,3,bird\n")
-    with pytest.raises(DataError, match=r"has the label 'bird' at row 0, which is not a class of the run: its classes are \['cat', 'dog', 'fish'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"has the label 'bird' at row 0, which is not a class of the run: its classes are \['cat', 'dog', 'fish'\]",
+    ):
         loaded.evaluate(unknown_label)
-    with pytest.raises(DataError, match=r"is not a table: the run was trained on rows of features, so it reads .csv, .tsv or .parquet"):
+    with pytest.raises(
+        DataError, match=r"is not a table: the run was trained on rows of features, so it reads .csv, .tsv or .parquet"
+    ):
         loaded.predict(tmp_path)
     with pytest.raises(DataError, match=r"cannot prepare a list for a model trained on tabular data"):
         loaded.prepare(["4.0,black,3"])
@@ -88,8 +98,8 @@ def test_table_mismatches_are_refused_naming_the_column(trained_run, pets_csv, t
 
 
 def test_missing_cells_are_refused_when_training_never_imputed(tmp_path):
-    from trainwell.preprocess import _encode_table
     from trainwell.data.tabular import load_table
+    from trainwell.preprocess import _encode_table
 
     path = tmp_path / "t.csv"
     path.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
@@ -101,7 +111,10 @@ def test_missing_cells_are_refused_when_training_never_imputed(tmp_path):
 def _write_images(root, rng):
     from PIL import Image
 
-    patterns = {"bars": lambda image: image.__setitem__((slice(None), slice(2, 4)), 230), "rows": lambda image: image.__setitem__((slice(2, 4), slice(None)), 230)}
+    patterns = {
+        "bars": lambda image: image.__setitem__((slice(None), slice(2, 4)), 230),
+        "rows": lambda image: image.__setitem__((slice(2, 4), slice(None)), 230),
+    }
     for name, draw in patterns.items():
         (root / name).mkdir(parents=True)
         for index in range(24):
@@ -121,7 +134,9 @@ def image_folder(tmp_path_factory):
 
 
 def test_an_image_folder_is_prepared_exactly_as_in_training(trained_run, image_folder, tmp_path):
-    result = trained_run("images", data=str(image_folder), model="cnn", model_args={"channels": [8, 16]}, epochs=2, batch_size=8)
+    result = trained_run(
+        "images", data=str(image_folder), model="cnn", model_args={"channels": [8, 16]}, epochs=2, batch_size=8
+    )
     loaded = trainwell.load_model(result.run_dir, device="cpu")
     splits = build_data(RunConfig(data=str(image_folder), model="cnn", batch_size=8))
     prepared = read_inputs(image_folder, loaded.info)
@@ -207,9 +222,13 @@ def test_texts_are_encoded_with_the_runs_vocabulary(trained_run, reviews_jsonl, 
     lines = tmp_path / "new.txt"
     lines.write_text("Great fun, superb!\n\nutterly unknown words\n")
     from_file = read_inputs(lines, loaded.info)
-    assert from_file.ids == ["1", "3"] and torch.equal(from_file.inputs, prepare(["Great fun, superb!", "utterly unknown words"], loaded.info))
+    assert from_file.ids == ["1", "3"] and torch.equal(
+        from_file.inputs, prepare(["Great fun, superb!", "utterly unknown words"], loaded.info)
+    )
     assert from_file.inputs[1].tolist()[:3] == [1, 1, 1]  # unknown tokens, as training encodes them
-    with pytest.raises(DataError, match=r"has the suffix '.png': a run trained on texts reads .jsonl, .csv, .tsv, or .txt"):
+    with pytest.raises(
+        DataError, match=r"has the suffix '.png': a run trained on texts reads .jsonl, .csv, .tsv, or .txt"
+    ):
         loaded.predict(_a_file(tmp_path, "x.png"))
     no_text = tmp_path / "no_text.jsonl"
     no_text.write_text('{"body": "great"}\n')

@@ -80,7 +80,9 @@ class Evaluation:
                 )
         if self.confusion_matrix:
             labels = [str(name) for name in self.class_names] or [str(i) for i in range(len(self.confusion_matrix))]
-            cell = max(4, *(len(label) for label in labels), *(len(str(n)) for row in self.confusion_matrix for n in row))
+            cell = max(
+                4, *(len(label) for label in labels), *(len(str(n)) for row in self.confusion_matrix for n in row)
+            )
             lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
             lines.append(" " * (cell + 1) + " ".join(f"{label:>{cell}}" for label in labels))
             for label, row in zip(labels, self.confusion_matrix):

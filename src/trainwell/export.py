@@ -204,11 +204,11 @@ def export_torchscript(
                 reasons.append(f"{method}: {first_line(error)}")
                 continue
             try:
-                difference = _compare(lambda inputs: graph(inputs), model, samples, atol, rtol)
+                difference = _compare(graph, model, samples, atol, rtol)
             except ExportError as error:
                 reasons.append(f"{method}: {error}")
                 continue
-            saved = _write_then_replace(Path(path), lambda temporary: torch.jit.save(graph, str(temporary)))
+            saved = _write_then_replace(Path(path), lambda temporary, graph=graph: torch.jit.save(graph, str(temporary)))
             return ExportCheck(saved, "torchscript", difference, sum(len(s) for s in samples), method)
     raise ExportError(
         f"{type(model).__name__} cannot be exported as TorchScript: {'; '.join(reasons)}. Export it as ONNX "

@@ -96,7 +96,6 @@ class LoadedModel:
         Raises:
             DataError: the input has no labels, or does not match the training data.
         """
-        from trainwell.evaluation import evaluate
         from trainwell.preprocess import read_inputs
 
         prepared = read_inputs(data, self.info)
@@ -145,7 +144,9 @@ def load_model(
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"run directory '{run_dir}' does not exist: give a directory written by trainwell train (--out).")
+        raise ConfigError(
+            f"run directory '{run_dir}' does not exist: give a directory written by trainwell train (--out)."
+        )
     options = _read_config(run_dir)
     if model is None:
         if "model" not in options:
@@ -183,7 +184,9 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     if str(which) not in ("best", "last"):
         path = Path(which)
         if not path.is_file():
-            raise CheckpointError(f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file.")
+            raise CheckpointError(
+                f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file."
+            )
         return path
     directory = checkpoint_directory(run_dir)
     committed = committed_checkpoints(directory)
@@ -228,11 +231,15 @@ def held_out_split(loaded: LoadedModel) -> tuple[str, Any, Any]:
     from trainwell.recipes import build_data
 
     if loaded.config is None:
-        raise ConfigError(f"'{loaded.run_dir}' records no data to rebuild (trained with fit on your own loaders): pass --data.")
+        raise ConfigError(
+            f"'{loaded.run_dir}' records no data to rebuild (trained with fit on your own loaders): pass --data."
+        )
     try:
         splits = build_data(loaded.config)
     except DataError as error:
-        raise DataError(f"the run's data {loaded.config.data!r} cannot be loaded from here ({error}); pass --data with held-out data.") from None
+        raise DataError(
+            f"the run's data {loaded.config.data!r} cannot be loaded from here ({error}); pass --data with held-out data."
+        ) from None
     rebuilt = json.loads(json.dumps(data_info_to_dict(splits.info)))
     if rebuilt != data_info_to_dict(loaded.info):
         changed = sorted(key for key in rebuilt if rebuilt.get(key) != data_info_to_dict(loaded.info).get(key))
@@ -245,7 +252,9 @@ def held_out_split(loaded: LoadedModel) -> tuple[str, Any, Any]:
     return "val", *splits.val
 
 
-def evaluate_tensors(loaded: LoadedModel, inputs: Any, targets: Any, batch_size: int, source: dict[str, Any]) -> Evaluation:
+def evaluate_tensors(
+    loaded: LoadedModel, inputs: Any, targets: Any, batch_size: int, source: dict[str, Any]
+) -> Evaluation:
     """:func:`~trainwell.evaluation.evaluate` of ``loaded`` on prepared tensors, with the run's task and class names."""
     from trainwell.data import TensorLoader
     from trainwell.evaluation import evaluate
@@ -253,7 +262,13 @@ def evaluate_tensors(loaded: LoadedModel, inputs: Any, targets: Any, batch_size:
     info = loaded.info
     loader = TensorLoader(inputs, targets, batch_size=batch_size, shuffle=False)
     task = info.task if info is not None else "auto"
-    result = evaluate(loaded.model, loader, task=task, class_names=info.class_names if info is not None else None, device=loaded.device)
+    result = evaluate(
+        loaded.model,
+        loader,
+        task=task,
+        class_names=info.class_names if info is not None else None,
+        device=loaded.device,
+    )
     result.source = {"run_dir": str(loaded.run_dir), "checkpoint": loaded.checkpoint.name, **source}
     return result
 
@@ -263,7 +278,9 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise ConfigError(f"'{run_dir}' has no config.yaml: it is not a run directory written by trainwell train or fit(run_dir=...).")
+        raise ConfigError(
+            f"'{run_dir}' has no config.yaml: it is not a run directory written by trainwell train or fit(run_dir=...)."
+        )
     try:
         options = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:

@@ -81,7 +81,8 @@ class Predictions:
         if self.task != "classification":
             values = self.values.tolist()
             return [
-                {"id": sample, "prediction": value[0] if len(value) == 1 else value} for sample, value in zip(self.ids, values)
+                {"id": sample, "prediction": value[0] if len(value) == 1 else value}
+                for sample, value in zip(self.ids, values)
             ]
         probabilities = self.probabilities
         names = self._names(probabilities.shape[-1])
@@ -142,7 +143,9 @@ def predict_tensor(
     return Predictions(joined, task, list(ids) if ids is not None else [str(i) for i in range(len(joined))], names)
 
 
-def write_predictions(predictions: Predictions, path: str | Path | None = None, format: str | None = None) -> str | Path:
+def write_predictions(
+    predictions: Predictions, path: str | Path | None = None, format: str | None = None
+) -> str | Path:
     """Write ``predictions`` as CSV or JSONL; return the path written, or the text when ``path`` is None.
 
     CSV columns: ``id``, ``prediction``, then ``p_<class>`` per class (classification) or, for
@@ -162,7 +165,9 @@ def write_predictions(predictions: Predictions, path: str | Path | None = None, 
 
     chosen = format or (output_format(Path(path)) if path is not None else "csv")
     if chosen not in OUTPUT_FORMATS:
-        raise ConfigError(f"format={chosen!r} is not a valid choice: expected one of {', '.join(map(repr, OUTPUT_FORMATS))}.")
+        raise ConfigError(
+            f"format={chosen!r} is not a valid choice: expected one of {', '.join(map(repr, OUTPUT_FORMATS))}."
+        )
     rows = predictions.rows()
     if chosen == "jsonl":
         text = "".join(json.dumps(row) + "\n" for row in rows)

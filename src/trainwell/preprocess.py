@@ -215,7 +215,10 @@ def _encode_table(columns: dict[str, list[Any]], info: Any, source: str) -> torc
     unseen: dict[str, int] = {}
     for spec in specs:
         name = spec["name"]
-        values = [None if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS) else value for value in columns[name]]
+        values = [
+            None if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS) else value
+            for value in columns[name]
+        ]
         values = [None if isinstance(value, float) and math.isnan(value) else value for value in values]
         holes = [row for row, value in enumerate(values) if value is None]
         if holes and policy != "impute":
@@ -235,7 +238,8 @@ def _encode_table(columns: dict[str, list[Any]], info: Any, source: str) -> torc
     if unseen:
         logger.warning(
             "%s: categories unseen in training encode as all zeros, as in training's validation: %s.",
-            source, ", ".join(f"{count} in {name!r}" for name, count in unseen.items()),
+            source,
+            ", ".join(f"{count} in {name!r}" for name, count in unseen.items()),
         )
     return torch.from_numpy(encode_columns(cleaned, preprocessing, info.normalization))
 
@@ -253,7 +257,9 @@ def _number(value: Any, row: int, column: str, source: str) -> float | None:
             "(or leave the cell empty for a missing value)."
         ) from None
     if math.isinf(number):
-        raise DataError(f"{source} has an infinite value at row {row}, column {column!r}: give a finite number or leave it empty.")
+        raise DataError(
+            f"{source} has an infinite value at row {row}, column {column!r}: give a finite number or leave it empty."
+        )
     return number
 
 
@@ -282,7 +288,10 @@ def _some(names: list[str], limit: int = 8) -> str:
 
 
 def _as_columns(values: dict[str, Any]) -> dict[str, list[Any]]:
-    return {str(name): list(column) if isinstance(column, (list, tuple, np.ndarray)) else [column] for name, column in values.items()}
+    return {
+        str(name): list(column) if isinstance(column, (list, tuple, np.ndarray)) else [column]
+        for name, column in values.items()
+    }
 
 
 # ------------------------------------------------------------------------------- scikit-learn bundled features
@@ -308,12 +317,15 @@ def _features_from_columns(columns: dict[str, list[Any]], info: Any, source: str
     names = feature_names(info.name)
     _require_columns(columns, names, source, "target")
     features = np.array(
-        [[_number(value, row, name, source) for row, value in enumerate(columns[name])] for name in names], dtype=np.float64
+        [[_number(value, row, name, source) for row, value in enumerate(columns[name])] for name in names],
+        dtype=np.float64,
     ).T
     holes = np.argwhere(np.isnan(features))
     if len(holes):
         row, column = holes[0]
-        raise DataError(f"{source} has no value at row {row}, column {names[column]!r}: the {info.name} features have no missing values.")
+        raise DataError(
+            f"{source} has no value at row {row}, column {names[column]!r}: the {info.name} features have no missing values."
+        )
     # In float32, as training standardised them, so the results are bit-identical.
     mean = torch.tensor(info.normalization["mean"], dtype=torch.float32)
     std = torch.tensor(info.normalization["std"], dtype=torch.float32)
@@ -331,11 +343,19 @@ def _read_images(path: Path, info: Any) -> Prepared:
 
     if path.is_file():
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise DataError(f"input '{path}' is not an image by its extension: expected one of {', '.join(IMAGE_EXTENSIONS)}, or a folder of them.")
+            raise DataError(
+                f"input '{path}' is not an image by its extension: expected one of {', '.join(IMAGE_EXTENSIONS)}, or a folder of them."
+            )
         return Prepared(_decode_image(path, info).unsqueeze(0), [path.name])
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not files:
-        raise DataError(f"folder '{path}' holds no image files (expected files ending in {', '.join(IMAGE_EXTENSIONS)}).")
+        raise DataError(
+            f"folder '{path}' holds no image files (expected files ending in {', '.join(IMAGE_EXTENSIONS)})."
+        )
     inputs = torch.stack([_decode_image(file, info) for file in files])
     ids = [file.relative_to(path).as_posix() for file in files]
     # Images inside class folders (root/<class>/x.png, as in training) carry their labels.
@@ -347,7 +367,9 @@ def _read_images(path: Path, info: Any) -> Prepared:
         if not unknown:
             targets = torch.tensor([names[parts[0]] for parts in folders], dtype=torch.int64)
         else:
-            logger.info("Folder '%s': sub-folders %s are not classes of the run, so the images carry no labels.", path, unknown)
+            logger.info(
+                "Folder '%s': sub-folders %s are not classes of the run, so the images carry no labels.", path, unknown
+            )
     return Prepared(inputs, ids, targets)
 
 
@@ -364,7 +386,9 @@ def _decode_image(path: Path, info: Any) -> torch.Tensor:
     except DataError:
         raise
     except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError...
-        raise DataError(f"'{path}' could not be decoded as an image ({type(error).__name__}: {error}): remove or replace it.") from None
+        raise DataError(
+            f"'{path}' could not be decoded as an image ({type(error).__name__}: {error}): remove or replace it."
+        ) from None
     pixels = torch.from_numpy(np.array(array)).permute(2, 0, 1).float() * preprocessing["scale"]
     return _standardize(pixels, info)
 
@@ -393,13 +417,17 @@ def _read_idx(path: Path, info: Any) -> Prepared:
         split = next((name for name in ("test", "train") if find_split_files(path, name) is not None), None)
         if split is None:
             wanted = ", ".join(f"'{stem}[.gz]'" for stems in SPLIT_FILES.values() for stem in stems)
-            raise DataError(f"folder '{path}' holds no IDX split: expected the files {wanted}, or give one images file.")
+            raise DataError(
+                f"folder '{path}' holds no IDX split: expected the files {wanted}, or give one images file."
+            )
         images, labels = read_split(path, split, max(len(info.class_names), 256))
         targets = torch.from_numpy(labels)
         unknown = targets >= len(info.class_names)
         if bool(unknown.any()):
             index = int(unknown.nonzero()[0, 0])
-            raise DataError(f"the {split} labels in '{path}' hold {int(targets[index])} at index {index}: the run has {len(info.class_names)} classes.")
+            raise DataError(
+                f"the {split} labels in '{path}' hold {int(targets[index])} at index {index}: the run has {len(info.class_names)} classes."
+            )
         source = f"the {split} images in '{path}'"
     else:
         images = read_idx(path)
@@ -423,7 +451,9 @@ def _read_idx(path: Path, info: Any) -> Prepared:
 
 def _read_texts(path: Path, info: Any) -> Prepared:
     preprocessing = info.preprocessing
-    return _read_strings(path, info, preprocessing.get("text_column", "text"), preprocessing.get("label_column", "label"))
+    return _read_strings(
+        path, info, preprocessing.get("text_column", "text"), preprocessing.get("label_column", "label")
+    )
 
 
 def _read_words(path: Path, info: Any) -> Prepared:
@@ -434,11 +464,16 @@ def _read_strings(path: Path, info: Any, text_column: str, label_column: str) ->
     import json
 
     if path.is_dir():
-        raise DataError(f"input '{path}' is a folder: the run was trained on texts, so it reads a .jsonl, .csv, .tsv or .txt file.")
+        raise DataError(
+            f"input '{path}' is a folder: the run was trained on texts, so it reads a .jsonl, .csv, .tsv or .txt file."
+        )
     suffix = path.suffix.lower()
     labels: list[Any] | None = None
     if suffix == ".txt":
-        lines = [(number, line.rstrip("\n")) for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)]
+        lines = [
+            (number, line.rstrip("\n"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        ]
         records = [(number, {text_column: line}) for number, line in lines if line.strip()]
     elif suffix in TEXT_RECORD_SUFFIXES:
         records = []
@@ -448,16 +483,22 @@ def _read_strings(path: Path, info: Any, text_column: str, label_column: str) ->
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise DataError(f"'{path}' line {number} is not valid JSON ({error}): expected one JSON object per line.") from None
+                raise DataError(
+                    f"'{path}' line {number} is not valid JSON ({error}): expected one JSON object per line."
+                ) from None
             if not isinstance(record, dict):
-                raise DataError(f"'{path}' line {number} holds a {type(record).__name__}: expected an object with a {text_column!r} text.")
+                raise DataError(
+                    f"'{path}' line {number} holds a {type(record).__name__}: expected an object with a {text_column!r} text."
+                )
             records.append((number, record))
     elif suffix in (".csv", ".tsv"):
         from trainwell.data.tabular import read_columns
 
         columns = read_columns(path)
         _require_columns(columns, [text_column], f"'{path}'", label_column)
-        records = [(row + 2, {name: columns[name][row] for name in columns}) for row in range(len(columns[text_column]))]
+        records = [
+            (row + 2, {name: columns[name][row] for name in columns}) for row in range(len(columns[text_column]))
+        ]
     else:
         raise DataError(
             f"input '{path}' has the suffix {suffix or '(none)'!r}: a run trained on texts reads .jsonl, .csv, .tsv, or .txt "
@@ -502,7 +543,9 @@ def _targets(values: list[Any], info: Any, source: str) -> torch.Tensor:
         try:
             return torch.tensor([float(value) for value in values], dtype=torch.float32)
         except (TypeError, ValueError):
-            raise DataError(f"{source} holds values that are not numbers: regression targets must be numbers.") from None
+            raise DataError(
+                f"{source} holds values that are not numbers: regression targets must be numbers."
+            ) from None
     index = {name: position for position, name in enumerate(info.class_names)}
     labels = []
     for row, value in enumerate(values):

@@ -9,7 +9,10 @@ def test_eval_prints_the_table_and_saves_json_in_the_run_dir(trained_run, capsys
     result = trained_run("digits", data="digits", epochs=2)
     assert main(["eval", str(result.run_dir), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "on the val split of 'digits' (also used to pick the best checkpoint, so slightly optimistic): 360 samples" in out
+    assert (
+        "on the val split of 'digits' (also used to pick the best checkpoint, so slightly optimistic): 360 samples"
+        in out
+    )
     assert "accuracy" in out and "confusion matrix (rows: true class, columns: predicted class)" in out
     saved = json.loads((result.run_dir / "eval-val.json").read_text())
     best = result.best
@@ -35,8 +38,12 @@ def test_eval_on_given_data_and_its_refusals(trained_run, tmp_path, capsys):
     digits = load_digits()
     rows = tmp_path / "some_digits.csv"
     rows.write_text(
-        ",".join([*feature_names("digits"), "target"]) + "\n"
-        + "".join(",".join(str(int(v)) for v in [*row, label]) + "\n" for row, label in zip(digits.data[:30], digits.target[:30]))
+        ",".join([*feature_names("digits"), "target"])
+        + "\n"
+        + "".join(
+            ",".join(str(int(v)) for v in [*row, label]) + "\n"
+            for row, label in zip(digits.data[:30], digits.target[:30])
+        )
     )
     assert main(["eval", str(result.run_dir), "--data", str(rows)]) == 0
     assert "on 'some_digits.csv'" in capsys.readouterr().out.replace(str(tmp_path) + "/", "")

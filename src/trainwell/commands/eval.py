@@ -28,8 +28,15 @@ def register(subcommands: Any) -> None:
         "a folder of IDX files, texts with labels",
     )
     parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
-    parser.add_argument("--output", type=Path, metavar="FILE.json", help="where to write the JSON (default RUN_DIR/eval-<split or data name>.json)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE.json",
+        help="where to write the JSON (default RUN_DIR/eval-<split or data name>.json)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)"
+    )
     parser.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.set_defaults(handler=run)
 

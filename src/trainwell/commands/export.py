@@ -24,11 +24,18 @@ def register(subcommands: Any) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by trainwell train")
     parser.add_argument("--format", required=True, choices=FORMATS, help="safetensors, torchscript or onnx")
     parser.add_argument(
-        "--output", type=Path, metavar="FILE", help="where to write (default RUN_DIR/model.safetensors, model.torchscript.pt or model.onnx)"
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write (default RUN_DIR/model.safetensors, model.torchscript.pt or model.onnx)",
     )
     parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
-    parser.add_argument("--atol", type=float, default=1e-4, metavar="X", help="absolute tolerance of the graph check (default 1e-4)")
-    parser.add_argument("--rtol", type=float, default=1e-4, metavar="X", help="relative tolerance of the graph check (default 1e-4)")
+    parser.add_argument(
+        "--atol", type=float, default=1e-4, metavar="X", help="absolute tolerance of the graph check (default 1e-4)"
+    )
+    parser.add_argument(
+        "--rtol", type=float, default=1e-4, metavar="X", help="relative tolerance of the graph check (default 1e-4)"
+    )
     parser.set_defaults(handler=run)
 
 

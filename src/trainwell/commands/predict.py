@@ -28,10 +28,16 @@ def register(subcommands: Any) -> None:
         help="new data in the run's format: a .csv/.tsv/.parquet table, an image or a folder of images, an IDX images "
         "file, a .jsonl/.csv/.txt of texts",
     )
-    parser.add_argument("--output", type=Path, metavar="FILE", help="a .csv or .jsonl file to write (default: CSV on standard output)")
-    parser.add_argument("--format", choices=("csv", "jsonl"), help="output format (default: from --output's suffix, else csv)")
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="a .csv or .jsonl file to write (default: CSV on standard output)"
+    )
+    parser.add_argument(
+        "--format", choices=("csv", "jsonl"), help="output format (default: from --output's suffix, else csv)"
+    )
     parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)"
+    )
     parser.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.set_defaults(handler=run)
 
