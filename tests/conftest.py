@@ -87,3 +87,20 @@ def zygote():
     server = Zygote()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """``trained_run(key, **run_options)``: a finished run of ``trainwell train``'s recipe (``recipes.run``),
+    trained once per session for each key; returns its FitResult (``.run_dir``, ``.best_checkpoint``, ``.model``)."""
+    from trainwell.recipes import RunConfig, run
+
+    finished = {}
+
+    def train(key: str, **options):
+        if key not in finished:
+            run_dir = tmp_path_factory.mktemp(key) / "run"
+            finished[key] = run(RunConfig(run_dir=run_dir, progress=False, **options))
+        return finished[key]
+
+    return train

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from trainwell.callbacks import Callback
     from trainwell.checkpoint import load_checkpoint, save_checkpoint
     from trainwell.config import TrainConfig
+    from trainwell.evaluation import evaluate
+    from trainwell.inference import load_model
     from trainwell.lr_finder import find_lr
     from trainwell.trainer import FitResult, Trainer, fit
 
@@ -42,6 +44,8 @@ _LAZY = {
     "find_lr": "trainwell.lr_finder",
     "save_checkpoint": "trainwell.checkpoint",
     "load_checkpoint": "trainwell.checkpoint",
+    "evaluate": "trainwell.evaluation",
+    "load_model": "trainwell.inference",
 }
 _SUBMODULES = {"callbacks", "data", "models"}
 
@@ -59,9 +63,11 @@ __all__ = [
     "Trainer",
     "TrainingInterrupted",
     "TrainwellError",
+    "evaluate",
     "find_lr",
     "fit",
     "load_checkpoint",
+    "load_model",
     "save_checkpoint",
 ]
 

@@ -26,7 +26,7 @@ from trainwell.exceptions import ConfigError, TrainwellError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The subcommands, in the order --help lists them; each is a module of trainwell.commands.
-COMMANDS = ("train", "models", "lr-find", "plot", "report", "doctor", "bench")
+COMMANDS = ("train", "models", "lr-find", "plot", "report", "doctor", "bench", "eval", "predict", "export")
 
 
 class Parser(argparse.ArgumentParser):

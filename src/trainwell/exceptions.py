@@ -62,3 +62,8 @@ class TrainingInterrupted(TrainwellError):
 
 class OutOfMemoryError(TrainwellError, MemoryError):
     """A training step ran out of accelerator memory even when split into single-sample micro-batches."""
+
+
+class ExportError(TrainwellError, RuntimeError):
+    """A model could not be exported in the format asked for, or the exported model's outputs differ from
+    the original's beyond the tolerance; the message says why and which format to use instead."""

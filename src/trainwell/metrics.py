@@ -97,6 +97,38 @@ class ValidationMetrics:
             stacked_values = stacked.tolist()
         return dict(zip(names, stacked_values))
 
+    def per_class(self) -> dict[str, list[float]] | None:
+        """Precision, recall, F1 and support of each class (binary: classes 0 and 1), or None for regression.
+
+        Returns:
+            ``{"precision": [...], "recall": [...], "f1": [...], "support": [...]}``, one entry per
+            class in label order; a class never predicted has precision 0 (and never seen, recall 0).
+
+        Example:
+            >>> from trainwell.tasks import infer_task
+            >>> outputs, targets = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 1, 1])
+            >>> metrics = ValidationMetrics(infer_task("auto", None, outputs, targets))
+            >>> metrics.update(outputs, targets)
+            >>> metrics.per_class()
+            {'precision': [0.5, 1.0], 'recall': [1.0, 0.5], 'f1': [0.6666666865348816, 0.6666666865348816], 'support': [1, 2]}
+        """
+        if not self._classes or not self._predictions:
+            return None
+        from torchmetrics.functional import classification as tm
+
+        predictions, targets = torch.cat(self._predictions), torch.cat(self._targets)
+        common = {"num_classes": self._classes, "average": "none", "ignore_index": IGNORE_INDEX, "validate_args": False}
+        counted = targets[targets != IGNORE_INDEX]
+        values = torch.stack(
+            [
+                tm.multiclass_precision(predictions, targets, **common),
+                tm.multiclass_recall(predictions, targets, **common),
+                tm.multiclass_f1_score(predictions, targets, **common),
+                torch.bincount(counted, minlength=self._classes)[: self._classes].to(torch.float32),
+            ]
+        ).tolist()
+        return {"precision": values[0], "recall": values[1], "f1": values[2], "support": [int(n) for n in values[3]]}
+
     def _classification(self, predictions: torch.Tensor, targets: torch.Tensor) -> tuple[dict[str, torch.Tensor], Any]:
         from torchmetrics.functional import classification as tm
 
