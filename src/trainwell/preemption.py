@@ -83,6 +83,11 @@ def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
     number = trainer._signals.received
     name = signal.Signals(number).name
     path = trainer.checkpointing.save(trainer, batch_in_epoch=batch_in_epoch, kind="interrupt")
+    if getattr(trainer, "distributed", None) is not None:
+        from trainwell.distributed import share_checkpoint_path
+
+        # Several processes stop together: each waits for rank 0's checkpoint and names it.
+        path = share_checkpoint_path(trainer, path)
     run_dir = trainer.config.run_dir
     trainer.record_event(
         "interrupted",

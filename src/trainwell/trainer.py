@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell import batches
+from trainwell import batches, distributed
 from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
 from trainwell.callbacks.checkpoint import Checkpointing
@@ -96,6 +96,8 @@ class Trainer:
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
         checkpointing: The :class:`~trainwell.callbacks.checkpoint.Checkpointing` callback that
             writes the run's checkpoints (None without a run directory).
+        distributed: Under torchrun, this process's :class:`~trainwell.distributed.Session`
+            (rank, world_size, device); None in one process.
 
     Example:
         >>> trainer = Trainer(epochs=3, lr=3e-3)
@@ -127,6 +129,7 @@ class Trainer:
         self.should_stop = False
         self.peak_lr = self.config.lr
         self.checkpointing: Checkpointing | None = None
+        self.distributed: distributed.Session | None = None
         self._signals = SignalCatcher()
         self._resume_position: dict[str, Any] | None = None
 
@@ -183,14 +186,20 @@ class Trainer:
         """
         setup_console_logging()
         preflight.check_inputs(model, train_loader, val_loader)
-        run_dir = self.config.run_dir
-        if run_dir is None:
-            return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
-        prepare_run_dir(Path(run_dir), self.config.to_yaml_dict(), resuming=resuming.continues_in(resume, Path(run_dir)))
-        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
-        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-        with log_to_file(Path(run_dir) / "train.log"), signals:
-            return self._fit(model, train_loader, val_loader, resuming.start_in(resume, Path(run_dir)))
+        # Under torchrun: join the other processes and train on this one's share of the data; in
+        # one process nothing changes (distributed.py).
+        with distributed.data_parallel(self, train_loader, val_loader) as (train_loader, val_loader):
+            run_dir = self.config.run_dir
+            if run_dir is None:
+                return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
+            # Rank 0 alone writes the run directory (an error there ends every process).
+            resumes = resuming.continues_in(resume, Path(run_dir))
+            distributed.on_primary(self.distributed, prepare_run_dir, Path(run_dir), self.config.to_yaml_dict(), resuming=resumes)
+            # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
+            signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
+            log_file = log_to_file(Path(run_dir) / "train.log") if distributed.is_primary(self.distributed) else contextlib.nullcontext()
+            with log_file, signals:
+                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, Path(run_dir)))
 
     def _fit(
         self,
@@ -212,7 +221,7 @@ class Trainer:
                     # Validation must not change training's randomness (a DataLoader draws a seed
                     # from the global RNG whenever it is iterated): with or without it, training
                     # sees the same dropout masks and batch order.
-                    with torch.random.fork_rng(devices=self._rng_devices):
+                    with torch.random.fork_rng(devices=self._rng_devices), distributed.evaluating(self):
                         val_metrics = self.evaluate(val_loader)
                     self.callbacks.call("on_eval_end", self, metrics=val_metrics)
                     row.update(val_metrics)
@@ -260,10 +269,11 @@ class Trainer:
         elapsed = time.perf_counter() - started - self._compile_seconds
         self._compile_seconds = 0.0
         self.guard.flush(self.global_step)
+        samples = self.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
         return {
             "train_loss": self.running_loss(),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "samples_per_s": self.epoch_samples / elapsed if elapsed > 0 else float("nan"),
+            "samples_per_s": samples / elapsed if elapsed > 0 else float("nan"),
             "nonfinite_steps": self.guard.skipped - self._nonfinite_at_epoch_start,
         }
 
@@ -301,6 +311,9 @@ class Trainer:
         """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
         if backward:
             self.precision.backward(loss)
+        if self.distributed is not None:
+            # Every process judges the step by the same number: the mean loss of the global batch.
+            loss = self.distributed.mean(loss)
         grad_norm = None
         if self.config.max_grad_norm is not None:
             self.precision.unscale_(self.optimizer)
@@ -382,7 +395,10 @@ class Trainer:
                 details.update(out["outputs"], out["targets"])
         self.model.train(was_training)
         names = list(metric_sums)
-        values = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)]).tolist()
+        totals = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)])
+        if self.distributed is not None:
+            totals, samples = distributed.reduce_validation(self.distributed, totals, samples, details)
+        values = totals.tolist()
         metrics = {"val_loss": values[0] / max(samples, 1)}
         if self.task is not None and names:
             metrics.update(self.task.summarize(dict(zip(names, values[1:]))))
@@ -441,7 +457,7 @@ class Trainer:
         self._resume_position, self._train_loader, self._epoch_start, self._nonfinite_at_epoch_start = None, train_loader, None, 0
         if config.seed is not None:
             seed_everything(config.seed)
-        self.device = resolve_device(config.device)
+        self.device = self.distributed.device if self.distributed is not None else resolve_device(config.device)
         self.precision = Precision(config.precision, self.device)
         self._rng_devices = [self.device] if self.device.type == "cuda" else []
         self.module = model.to(self.device)
@@ -459,7 +475,10 @@ class Trainer:
                 "No val_loader given: training without validation, so there is no val_loss, no early "
                 "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
             )
-        self.peak_lr = self._scaled_lr(batch_size)
+        if self.distributed is not None:
+            self.peak_lr = self._scaled_lr(self.distributed.check_batches(batch_size, self.steps_per_epoch))
+        else:
+            self.peak_lr = self._scaled_lr(batch_size)
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
@@ -472,13 +491,20 @@ class Trainer:
         # Checkpointing runs last, so that every other callback's state at this point is in the checkpoint.
         self.checkpointing = Checkpointing.for_config(config)
         saver = [self.checkpointing] if self.checkpointing is not None else []
+        if self.distributed is not None:
+            # After every callback that may set should_stop, before the checkpoint that records it.
+            saver.insert(0, distributed.sync_callback(self.distributed))
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
         self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
         self._compiling, self._compile_seconds = config.compile, 0.0
+        if self.distributed is not None:
+            self.model = self.distributed.wrap(self.module)
         if config.compile:
-            self.model = torch.compile(self.module)
+            self.model = torch.compile(self.model)
         self.run_info = log_run_start(self, batch_size)
-        if config.run_dir is not None:
+        if self.distributed is not None:
+            self.run_info.update(world_size=self.distributed.world_size, global_batch_size=batch_size * self.distributed.world_size)
+        if config.run_dir is not None and distributed.is_primary(self.distributed):
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
     def _checks_on_device(self) -> bool:
@@ -532,9 +558,10 @@ class Trainer:
                     restore_best_weights=config.restore_best_weights,
                 )
             )
-        if config.progress:
+        primary = distributed.is_primary(self.distributed)
+        if config.progress and primary:
             builtins.append(ProgressBar())
-        if config.run_dir is not None:
+        if config.run_dir is not None and primary:
             builtins += run_dir_callbacks(Path(config.run_dir), config.loggers)
         elif config.loggers:
             logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)

@@ -1,0 +1,455 @@
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, TensorDataset, WeightedRandomSampler
+
+import trainwell
+from trainwell import ConfigError, DataError
+from trainwell.data import TensorLoader
+from trainwell.distributed import (
+    Environment,
+    Session,
+    SharedSignalCatcher,
+    choose_backend,
+    data_parallel,
+    device_for,
+    environment,
+    on_primary,
+    shard_loader,
+)
+
+from .distributed_children import TRAIN, VAL, Launcher, data, free_port, model
+
+# ---------------------------------------------------------------- several processes (gloo on the CPU)
+
+# Two processes of 16 samples per batch against one of 32: the same global batches. The reference
+# batch of 32 makes the lr scaling rule part of the comparison (scaled for the per-process batch,
+# the lr would be sqrt(2) lower and the weights would differ).
+COMPARED = {
+    "reference_batch_size": 32,
+    "early_stopping_patience": None,
+    "restore_best_weights": False,
+    "seed": 0,
+    "log_every_steps": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    server = Launcher()
+    yield server
+    server.close()
+
+
+def _results(out, world):
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(world)], [
+        torch.load(out / f"rank{rank}.pt") for rank in range(world)
+    ]
+
+
+def _close(a, b, rel=1e-5):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _loss_on(weights, inputs, targets):
+    network = model()
+    network.load_state_dict(weights)
+    network.eval()
+    with torch.no_grad():
+        return torch.nn.functional.cross_entropy(network(inputs), targets).item()
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(("loader", "reference_loader"), [("tensor", "tensor"), ("dataloader", "dataloader_distributed_sampler")])
+def test_two_processes_train_as_one_process_does_over_the_same_global_batches(launcher, tmp_path, loader, reference_loader):
+    """Weights within 1e-5 of one process's, global metrics, and one set of run files written by rank 0."""
+    epochs = 3
+    one = {"out": str(tmp_path / "one"), "run_dir": str(tmp_path / "one-run"), "loader": reference_loader}
+    assert launcher.run(1, {**one, "batch_size": 32, "epochs": epochs, "options": COMPARED}) == [0]
+    two = {"out": str(tmp_path / "two"), "run_dir": str(tmp_path / "two-run"), "loader": loader}
+    assert launcher.run(2, {**two, "batch_size": 16, "epochs": epochs, "options": COMPARED}) == [0, 0]
+
+    [single], [single_weights] = _results(tmp_path / "one", 1)
+    ranks, weights = _results(tmp_path / "two", 2)
+    for key, reference in single_weights.items():
+        assert torch.equal(weights[0][key], weights[1][key]), key  # DDP keeps the processes identical
+        difference = (weights[0][key] - reference).abs().max().item()
+        assert difference <= 1e-5 * reference.abs().max().item(), (key, difference)
+    assert ranks[0]["run_info"]["peak_lr"] == single["run_info"]["peak_lr"] == 1e-3
+    assert ranks[0]["run_info"]["global_batch_size"] == 32 and ranks[0]["run_info"]["world_size"] == 2
+
+    # Every process reports the metrics of the whole data, which one process alone reports too.
+    metrics = ["train_loss", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall"]
+    for rank in ranks:
+        assert len(rank["history"]) == epochs
+        for mine, theirs in zip(rank["history"], single["history"]):
+            for name in metrics:
+                assert _close(mine[name], theirs[name]), (name, mine[name], theirs[name])
+    # ... and not rank 0's share of the validation set: its own loss differs from the reported one.
+    _, _, val_x, val_y = data()
+    final = ranks[0]["history"][-1]["val_loss"]
+    assert _close(final, _loss_on(weights[0], val_x, val_y))
+    assert abs(final - _loss_on(weights[0], val_x[0::2], val_y[0::2])) > 1e-3
+
+    # One set of run files: what one process writes, once.
+    one_run, two_run = tmp_path / "one-run", tmp_path / "two-run"
+    assert sorted(p.name for p in two_run.iterdir()) == sorted(p.name for p in one_run.iterdir())
+    assert sorted(p.name for p in (two_run / "checkpoints").iterdir()) == sorted(
+        p.name for p in (one_run / "checkpoints").iterdir()
+    )
+    records = _records(two_run)
+    assert [r["event"] for r in records].count("run_start") == 1
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == list(range(1, epochs + 1))
+    log = (two_run / "train.log").read_text()
+    assert log.count(f"epoch 1/{epochs}") == 1 and "global batch 32 = 16 per process x 2 processes" in log
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_signal_to_one_process_stops_every_process_after_one_checkpoint_and_the_run_resumes_exactly(launcher, tmp_path):
+    """SIGTERM to rank 1 after step 10: both stop at step 12 (the next shared check, every 3 steps), and resume.
+
+    Epochs have 8 steps; dropout makes the random states part of what resuming must restore.
+    """
+    spec = {"epochs": 3, "dropout": 0.2, "options": {**COMPARED, "checkpoint_every_steps": 5}}
+    assert launcher.run(2, {**spec, "out": str(tmp_path / "whole"), "run_dir": str(tmp_path / "whole-run")}) == [0, 0]
+    [whole, _], [whole_weights, _] = _results(tmp_path / "whole", 2)
+
+    run_dir, out = tmp_path / "run", tmp_path / "stopped"
+    assert launcher.run(2, {**spec, "out": str(out), "run_dir": str(run_dir), "signal": [1, 10]}) == [3, 3]
+    stopped, _ = _results(out, 2)
+    committed = run_dir / "checkpoints" / "step-000000012.pt"
+    for rank in stopped:
+        assert rank["error"] == "TrainingInterrupted" and rank["step"] == 12
+        assert rank["checkpoint"] == str(committed)
+    assert committed.is_file()
+    interrupted = [r for r in _records(run_dir) if r["event"] == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["step"] == 12
+
+    out = tmp_path / "resumed"
+    assert launcher.run(2, {**spec, "out": str(out), "run_dir": str(run_dir), "resume": "auto"}) == [0, 0]
+    resumed, weights = _results(out, 2)
+    for key, reference in whole_weights.items():
+        assert torch.equal(weights[0][key], reference) and torch.equal(weights[1][key], reference), key
+    for rank in resumed:
+        assert [e["event"] for e in rank["events"]].count("resumed") == 1
+        assert [row["val_loss"] for row in rank["history"]] == [row["val_loss"] for row in whole["history"]]
+    epochs = [r for r in _records(run_dir) if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]  # no epoch lost or written twice
+    assert [r["train_loss"] for r in epochs] == [row["train_loss"] for row in whole["history"]]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_out_of_memory_in_one_process_splits_its_batch_with_one_gradient_sync_per_step(launcher, tmp_path):
+    """Rank 1 retries step 3 as micro-batches: without no_sync it would all-reduce twice in that step."""
+    spec = {"epochs": 1, "options": COMPARED, "count_allreduces": True}
+    assert launcher.run(2, {**spec, "out": str(tmp_path / "plain")}) == [0, 0]
+    assert launcher.run(2, {**spec, "out": str(tmp_path / "split"), "oom": [1, 3]}) == [0, 0]
+    _, plain_weights = _results(tmp_path / "plain", 2)
+    ranks, weights = _results(tmp_path / "split", 2)
+    steps = TRAIN // 32
+    assert [rank["allreduces"] for rank in ranks] == [steps, steps]  # one bucket: the model is tiny
+    assert [e["event"] for e in ranks[1]["events"]].count("oom_split") == 1
+    assert not any(e["event"] == "oom_split" for e in ranks[0]["events"])
+    for key, reference in plain_weights[0].items():
+        assert torch.equal(weights[0][key], weights[1][key])
+        assert (weights[0][key] - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
+
+
+@pytest.mark.multiprocess
+def test_processes_that_disagree_refuse_to_train_in_every_process(launcher, tmp_path):
+    assert launcher.run(2, {"out": str(tmp_path / "lr"), "rank_options": {"1": {"lr": 0.02}}}) == [3, 3]
+    ranks, _ = _results(tmp_path / "lr", 2)
+    for rank in ranks:
+        assert rank["error"] == "ConfigError"
+        assert "rank 1 has lr=0.02 where rank 0 has lr=0.001" in rank["message"]
+
+    assert launcher.run(2, {"out": str(tmp_path / "batch"), "rank_batch_size": {"1": 8}}) == [3, 3]
+    ranks, _ = _results(tmp_path / "batch", 2)
+    for rank in ranks:
+        assert rank["error"] == "DataError"
+        assert "rank 0: batches of 16, 8 per epoch; rank 1: batches of 8, 16 per epoch" in rank["message"]
+
+
+@pytest.mark.multiprocess
+def test_an_existing_run_directory_is_refused_in_every_process(launcher, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    assert launcher.run(2, {"out": str(tmp_path / "out"), "run_dir": str(tmp_path / "run")}) == [3, 3]
+    ranks, _ = _results(tmp_path / "out", 2)
+    assert [rank["error"] for rank in ranks] == ["ConfigError", "ConfigError"]
+    assert all("already holds a run" in rank["message"] for rank in ranks)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_torchrun_runs_the_train_command_in_two_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+        "-m", "trainwell", "train", "--data", "iris", "--epochs", "2", "--quiet", "--out", str(run_dir),
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("final (epoch 2)") + done.stdout.count("best (epoch") == 1  # the summary, once
+    records = _records(run_dir)
+    start = next(r for r in records if r["event"] == "run_start")
+    assert (start["world_size"], start["batch_size"], start["global_batch_size"]) == (2, 16, 32)
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    assert (run_dir / "data.json").is_file() and (run_dir / "report.html").is_file()
+
+
+# ---------------------------------------------------------------- the launch environment, backend and device
+
+
+def test_one_process_is_left_alone():
+    assert environment({}) is None
+    assert environment({"WORLD_SIZE": "1", "RANK": "0"}) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_PORT": "1234"}, "WORLD_SIZE=2 is set, but MASTER_ADDR not: start the processes with torchrun"),
+        ({"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "but RANK not"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not valid: expected an integer ≥ 1"),
+        ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}, "RANK=2 is out of range for WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "x"}, "MASTER_PORT='x' is not valid"),
+    ],
+)
+def test_a_broken_launch_environment_is_refused_naming_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        environment(env)
+
+
+def test_an_incomplete_environment_fails_fit_before_any_work(monkeypatch, blob_loaders, classifier):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_PORT", "1234")
+    with pytest.raises(ConfigError, match="MASTER_ADDR not: start the processes with torchrun"):
+        trainwell.fit(classifier, *blob_loaders, epochs=1, progress=False)
+    assert not torch.distributed.is_initialized()
+
+
+def test_the_backend_is_nccl_on_cuda_and_gloo_on_cpus(monkeypatch):
+    assert choose_backend("auto", torch.device("cpu")) == "gloo"
+    assert choose_backend("auto", torch.device("cuda", 1)) == "nccl"
+    assert choose_backend("gloo", torch.device("cpu")) == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="distributed_backend='nccl' needs CUDA GPUs, and this machine has none"):
+        choose_backend("nccl", torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match="reduces CUDA tensors only, but device='cpu'"):
+        choose_backend("nccl", torch.device("cpu"))
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)
+    assert choose_backend("nccl", torch.device("cuda", 0)) == "nccl"
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    second = Environment(rank=3, local_rank=1, world_size=4, local_world_size=2)
+    assert device_for("cpu", second) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_for("auto", second) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="device='cuda' is not available"):
+        device_for("cuda", second)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_for("auto", second) == torch.device("cuda", 1)
+    assert device_for("cuda", second) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="device='cuda:0' names one GPU, but 2 processes run on this machine"):
+        device_for("cuda:0", second)
+    assert device_for("cuda:1", Environment(rank=1, local_rank=0, world_size=2, local_world_size=1)) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="LOCAL_RANK=2 has no GPU of its own: this machine has 2 CUDA device.*--nproc_per_node=2"):
+        device_for("cuda", Environment(rank=2, local_rank=2, world_size=3, local_world_size=3))
+    with pytest.raises(ConfigError, match="device='mps' cannot train in several processes"):
+        device_for("mps", second)
+
+
+def test_distributed_backend_is_a_validated_option():
+    assert trainwell.TrainConfig().distributed_backend == "auto"
+    with pytest.raises(ConfigError, match="distributed_backend='mpi' is not a valid choice: expected one of 'auto', 'nccl', 'gloo'"):
+        trainwell.TrainConfig(distributed_backend="mpi")
+
+
+# ---------------------------------------------------------------- one process: nothing changes
+
+
+def test_one_process_trains_without_wrapper_or_process_group(blob_loaders, classifier):
+    trainer = trainwell.Trainer(epochs=1, progress=False)
+    trainer.fit(classifier, *blob_loaders)
+    assert trainer.distributed is None and trainer.model is trainer.module
+    assert not torch.distributed.is_initialized()
+    assert "world_size" not in trainer.run_info
+
+
+def test_a_process_group_of_one_initialised_by_the_program_is_respected(tmp_path, blob_loaders, classifier, monkeypatch):
+    from trainwell.system import is_primary_process
+
+    monkeypatch.setenv("RANK", "5")  # the group's rank, not the variable, decides who writes files
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert is_primary_process()
+        trainer = trainwell.Trainer(epochs=1, progress=False, run_dir=tmp_path / "run")
+        trainer.fit(classifier, *blob_loaders)
+        assert trainer.distributed is None and torch.distributed.is_initialized()  # left as the program set it up
+        assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_data_parallel_hands_back_the_loaders_unchanged_in_one_process(blob_loaders):
+    trainer = trainwell.Trainer()
+    with data_parallel(trainer, *blob_loaders) as loaders:
+        assert loaders == blob_loaders and trainer.distributed is None
+
+
+def test_on_primary_just_calls_in_one_process():
+    assert on_primary(None, lambda a, b=0: a + b, 1, b=2) == 3
+
+
+# ---------------------------------------------------------------- sharding the data
+
+
+def test_tensor_loader_shards_take_rank_strided_parts_of_each_global_batch():
+    inputs, targets = torch.arange(20.0).unsqueeze(1), torch.arange(20)
+    whole = TensorLoader(inputs, targets, batch_size=8, seed=4)
+    shards = [TensorLoader(inputs, targets, batch_size=4, seed=4).shard(rank, 2) for rank in range(2)]
+    assert [len(shard) for shard in shards] == [3, 3]
+    for epoch in range(2):
+        for loader in (whole, *shards):
+            loader.set_epoch(epoch)
+        for global_batch, *parts in zip(whole, *shards):
+            assert [len(y) for _, y in parts] in ([4, 4], [2, 2])
+            assert sorted(torch.cat([y for _, y in parts]).tolist()) == sorted(global_batch[1].tolist())
+            assert global_batch[1][0::2].tolist() == parts[0][1].tolist()
+
+
+def test_training_shards_are_even_and_validation_shards_exact():
+    inputs, targets = torch.arange(7.0).unsqueeze(1), torch.arange(7)
+    train = [TensorLoader(inputs, targets, batch_size=2, shuffle=False).shard(rank, 3) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in train] == [[[0, 3], [6]], [[1, 4], [0]], [[2, 5], [1]]]
+    val = [TensorLoader(inputs, targets, batch_size=2, shuffle=False).shard(rank, 3, even=False) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in val] == [[[0, 3], [6]], [[1, 4]], [[2, 5]]]
+    dropped = [TensorLoader(inputs, targets, batch_size=2, shuffle=False, drop_last=True).shard(rank, 3) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in dropped] == [[[0, 3]], [[1, 4]], [[2, 5]]]
+
+
+def test_a_tensor_loader_shard_takes_rank_0s_seed():
+    loader = TensorLoader(torch.zeros(10, 1), torch.zeros(10), batch_size=2, seed=9)
+    share = shard_loader(loader, "train_loader", rank=1, world_size=2, sampler_seed=0, train=True, seed=4)
+    assert share.seed == 4 and loader.seed == 9 and share is not loader
+
+
+def test_a_dataloader_is_rebuilt_around_a_distributed_sampler():
+    dataset = TensorDataset(torch.arange(10.0).unsqueeze(1), torch.arange(10))
+    loader = DataLoader(dataset, batch_size=2, shuffle=True)
+    shards = [shard_loader(loader, "train_loader", rank, 2, sampler_seed=7, train=True) for rank in range(2)]
+    for rank, shard in enumerate(shards):
+        assert isinstance(shard.sampler, DistributedSampler) and shard.dataset is dataset
+        assert (shard.sampler.rank, shard.sampler.num_replicas, shard.sampler.seed, shard.sampler.shuffle) == (rank, 2, 7, True)
+        assert shard.batch_size == 2 and len(shard) == 3
+    seen = [y for shard in shards for _, batch in shard for y in batch.tolist()]
+    assert sorted(seen) == list(range(10))
+    dropping = DataLoader(dataset, batch_size=2, shuffle=False, drop_last=True)
+    shard = shard_loader(dropping, "train_loader", 0, 2, sampler_seed=7, train=True)
+    assert shard.drop_last and not shard.sampler.shuffle and [y.tolist() for _, y in shard] == [[0, 2], [4, 6]]
+    validation = DataLoader(dataset, batch_size=4)
+    parts = [shard_loader(validation, "val_loader", rank, 3, sampler_seed=0, train=False) for rank in range(3)]
+    assert [[y.tolist() for _, y in part] for part in parts] == [[[0, 3, 6, 9]], [[1, 4, 7]], [[2, 5, 8]]]
+    already = DataLoader(dataset, batch_size=2, sampler=DistributedSampler(dataset, num_replicas=2, rank=1))
+    assert shard_loader(already, "train_loader", 1, 2, sampler_seed=0, train=True) is already
+
+
+def _stream():
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter([(torch.zeros(1), 0)])
+
+    return DataLoader(Stream(), batch_size=1)
+
+
+@pytest.mark.parametrize(
+    ("loader", "message"),
+    [
+        ([(torch.zeros(2, 1), torch.zeros(2))], "train_loader is a list, which trainwell cannot share out between 2 processes"),
+        (None, "reads an IterableDataset"),
+        (
+            DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2, sampler=WeightedRandomSampler([1.0] * 8, 8)),
+            "uses its own sampler \\(WeightedRandomSampler.*give the DataLoader a torch.utils.data.DistributedSampler",
+        ),
+        (
+            TensorLoader(torch.zeros(3, 1), torch.zeros(3), batch_size=2),
+            "world size 3 is larger than the 2 batches of train_loader",
+        ),
+    ],
+)
+def test_loaders_that_cannot_be_sharded_are_refused_saying_what_to_pass(loader, message):
+    loader = _stream() if loader is None else loader
+    world = 3 if isinstance(loader, TensorLoader) else 2
+    with pytest.raises(DataError, match=message):
+        shard_loader(loader, "train_loader", 0, world, sampler_seed=0, train=True)
+
+
+def test_a_world_larger_than_the_batches_or_validation_samples_is_refused():
+    loader = TensorLoader(torch.zeros(64, 1), torch.zeros(64), batch_size=32)
+    with pytest.raises(DataError, match=r"world size 4 is larger than the 2 batches of train_loader \(batch_size=32 per process\).*Start at most 2 processes"):
+        shard_loader(loader, "train_loader", 0, 4, sampler_seed=0, train=True)
+    assert len(shard_loader(loader, "train_loader", 0, 2, sampler_seed=0, train=True)) == 1
+    with pytest.raises(DataError, match="world size 4 is larger than the 3 samples of val_loader"):
+        shard_loader(TensorLoader(torch.zeros(3, 1), torch.zeros(3)), "val_loader", 0, 4, sampler_seed=0, train=False)
+
+
+# ---------------------------------------------------------------- the pieces that keep processes in step
+
+
+def test_a_signal_waits_for_the_other_processes_before_it_counts():
+    catcher = SharedSignalCatcher()
+    with catcher:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert catcher.pending == signal.SIGTERM and catcher.received is None
+
+
+def _session(world_size=2, rank=0):
+    return Session(rank, rank, world_size, torch.device("cpu"), "gloo", created_group=False)
+
+
+def test_resuming_inside_an_epoch_with_another_number_of_processes_is_refused(tmp_path, caplog):
+    session = _session(world_size=4)
+    with pytest.raises(ConfigError, match="written inside an epoch by 2 process\\(es\\), and 4 resume it.*--nproc_per_node=2"):
+        session.check_resumable(tmp_path / "step-9.pt", {"world_size": 2, "batch_in_epoch": 3})
+    with caplog.at_level(logging.WARNING, logger="trainwell"):
+        session.check_resumable(tmp_path / "epoch-1.pt", {"world_size": 2, "batch_in_epoch": 0})
+    assert "Resuming with 4 processes a run written by 2" in caplog.text
+    with pytest.raises(ConfigError, match="by 1 process"):
+        session.check_resumable(tmp_path / "old.pt", {"batch_in_epoch": 3})  # written before world_size was recorded
+
+
+def test_other_ranks_log_warnings_only_marked_with_their_rank():
+    from trainwell.distributed import _RankFilter
+
+    rank_filter = _RankFilter(2)
+    info = logging.LogRecord("trainwell", logging.INFO, __file__, 1, "epoch %d", (1,), None)
+    warning = logging.LogRecord("trainwell", logging.WARNING, __file__, 1, "skipped %d", (3,), None)
+    assert not rank_filter.filter(info)
+    assert rank_filter.filter(warning) and warning.getMessage() == "[rank 2] skipped 3"
+
+
+def test_checkpoints_record_how_many_processes_wrote_them(tmp_path, blob_loaders, classifier):
+    trainwell.fit(classifier, *blob_loaders, epochs=1, progress=False, run_dir=tmp_path)
+    checkpoint = torch.load(next((tmp_path / "checkpoints").glob("*.pt")), weights_only=False)
+    assert checkpoint["world_size"] == 1
