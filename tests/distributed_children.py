@@ -99,7 +99,9 @@ def run(spec: dict, rank: int) -> int:
 
         def on_epoch_begin(self, trainer, epoch, **kwargs):
             # The one-process reference of a DistributedSampler: the trainer sets its epoch only when sharding.
-            if trainer.distributed is None and isinstance(getattr(trainer._train_loader, "sampler", None), DistributedSampler):
+            if trainer.distributed is None and isinstance(
+                getattr(trainer._train_loader, "sampler", None), DistributedSampler
+            ):
                 trainer._train_loader.sampler.set_epoch(epoch - 1)
 
         def on_batch_end(self, trainer, batch_index, loss, **kwargs):
@@ -130,7 +132,9 @@ def run(spec: dict, rank: int) -> int:
         record.update(history=result.history, best_checkpoint=str(result.best_checkpoint))
         code = 0
     except trainwell.TrainwellError as error:
-        record.update(error=type(error).__name__, message=str(error), checkpoint=str(getattr(error, "checkpoint", None)))
+        record.update(
+            error=type(error).__name__, message=str(error), checkpoint=str(getattr(error, "checkpoint", None))
+        )
         code = 3
     record.update(events=trainer.events, run_info=trainer.run_info, step=trainer.global_step)
     torch.save(network.state_dict(), out / f"rank{rank}.pt")

@@ -1,39 +1,28 @@
 """Data parallelism under torchrun: the same training in several processes, on one machine or many.
 
-``torchrun --nproc_per_node=N -m trainwell train ...``, or the same for a script that calls
-``trainwell.fit``, starts N processes that each run the whole program. Each process finds its
-place in torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
-``MASTER_PORT``), and the Trainer then, through this module:
+``torchrun --nproc_per_node=N -m trainwell train ...`` (or the same for a script calling
+``trainwell.fit``) starts N processes that each run the whole program. Through this module, the
+Trainer of each process:
 
-- joins the process group (NCCL on CUDA, gloo on CPUs), or uses one the program already
-  initialised, and leaves it again when it created it;
-- checks that every process has the same resolved config (a hash, compared across ranks) and
-  the same batch size and number of batches;
-- takes the GPU of its ``LOCAL_RANK``; wraps the model in ``DistributedDataParallel``, which
-  starts every process from rank 0's weights and averages the gradients of every step;
-- shards the data: a ``TensorLoader`` takes the rank-strided positions of one seeded order
-  shared by all processes; a ``DataLoader`` is rebuilt around a ``DistributedSampler``
-  (:func:`shard_loader` says what is supported); ``set_epoch`` runs every epoch;
-- skips the gradient synchronisation of all micro-batches but the last when a batch is split
-  after running out of memory (``no_sync``);
-- averages each step's loss over the processes, so that every process judges a step (non-finite,
-  spiking) by the same number and ``train_loss`` is that of the global batch; sums validation
-  losses and counts over the processes and gathers the predictions behind F1, precision, recall,
-  RMSE and R², so that every validation metric covers the whole validation set;
-- leaves the run directory to rank 0: ``config.yaml``, logs, metrics, plots, the report and
-  checkpoints; the other processes log warnings only, and wait where they need rank 0's files;
-- on resume, every process loads the checkpoint rank 0 picked;
-- decides to stop once for all: a process that wants to stop (early stopping, a callback), or
-  that received SIGTERM/SIGINT, makes every process stop after the same step, after one
-  checkpoint. Signals are shared every ``log_every_steps`` steps and at the end of every epoch, not
-  with a collective every step.
+- reads its place from torchrun's ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+  ``MASTER_PORT``; joins the process group (NCCL on CUDA, gloo on CPUs), or uses one the program
+  initialised, and destroys it at the end only if it created it; takes the GPU of its local rank;
+- refuses configs (compared by hash), batch sizes or numbers of batches that differ between processes;
+- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged) on its
+  share of the data (:mod:`trainwell.data.sharding`), with ``no_sync()`` on all micro-batches but
+  the last when out of memory splits a batch (:mod:`trainwell.oom`);
+- averages each step's loss over the processes, so that all judge a step (non-finite, spiking)
+  alike and ``train_loss`` is the global batch's; sums validation losses and counts and gathers
+  the predictions behind F1, precision, recall, RMSE and R², so that every metric covers the whole
+  validation set;
+- leaves the run directory (config, logs, metrics, plots, report, checkpoints) to rank 0, and
+  loads on resume the checkpoint rank 0 picked; stops with the others, after one checkpoint,
+  when any process wants to stop or received SIGTERM/SIGINT
+  (:class:`~trainwell.callbacks.process_sync.ProcessSync`).
 
-The batch size of a loader is the batch **per process**; the global batch is that times the
-number of processes. The learning rate is scaled (``lr_scaling`` against
-``reference_batch_size``) for the global batch.
-
-In one process (``WORLD_SIZE`` unset or 1, no process group initialised) nothing here runs:
-no collective, no wrapper, no extra synchronisation.
+A loader's batch size is the batch **per process**; the global batch is that times the number of
+processes, and ``lr_scaling`` applies to it. In one process (``WORLD_SIZE`` unset or 1, no process
+group initialised) nothing here runs: no collective, no wrapper, no extra synchronisation.
 """
 
 from __future__ import annotations
@@ -44,7 +33,6 @@ import json
 import logging
 import os
 import random
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainwell.callbacks.base import Callback
-from trainwell.exceptions import ConfigError, DataError, TrainingInterrupted, TrainwellError
-from trainwell.preemption import SignalCatcher
+from trainwell.exceptions import ConfigError, DataError, TrainwellError
+from trainwell.preemption import SharedSignalCatcher
 
 if TYPE_CHECKING:
     from trainwell.config import TrainConfig
@@ -118,7 +105,9 @@ def environment(env: dict[str, str] | None = None) -> Environment | None:
         raise ConfigError(f"WORLD_SIZE={world_size} is set, but {' and '.join(missing)} not: {LAUNCH_HINT}.")
     rank = _integer(env, "RANK", 0, minimum=0)
     if rank >= world_size:
-        raise ConfigError(f"RANK={rank} is out of range for WORLD_SIZE={world_size}: expected 0 to {world_size - 1}; {LAUNCH_HINT}.")
+        raise ConfigError(
+            f"RANK={rank} is out of range for WORLD_SIZE={world_size}: expected 0 to {world_size - 1}; {LAUNCH_HINT}."
+        )
     _integer(env, "MASTER_PORT", 0, minimum=1)
     local_world_size = _integer(env, "LOCAL_WORLD_SIZE", world_size, minimum=1)
     local_rank = _integer(env, "LOCAL_RANK", rank % local_world_size, minimum=0)
@@ -127,12 +116,9 @@ def environment(env: dict[str, str] | None = None) -> Environment | None:
 
 def _integer(env: Any, name: str, default: int, minimum: int) -> int:
     text = env.get(name)
-    if text is None or text == "":
+    if not text:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
+    value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value < minimum:
         raise ConfigError(f"{name}={text!r} is not valid: expected an integer ≥ {minimum}; {LAUNCH_HINT}.")
     return value
@@ -188,7 +174,9 @@ def device_for(option: str, place: Environment) -> torch.device:
             "Use device='cpu', or train in one process."
         )
     if not torch.cuda.is_available():
-        raise ConfigError(f"device={option!r} is not available: this machine has no usable CUDA GPU. Use device='cpu' or 'auto'.")
+        raise ConfigError(
+            f"device={option!r} is not available: this machine has no usable CUDA GPU. Use device='cpu' or 'auto'."
+        )
     named = torch.device("cuda" if option == "auto" else option)
     if named.index is not None:
         if place.local_world_size > 1:
@@ -223,7 +211,9 @@ class Session:
         ddp: The ``DistributedDataParallel`` wrapper of the model, once :meth:`wrap` was called.
     """
 
-    def __init__(self, rank: int, local_rank: int, world_size: int, device: torch.device, backend: str, created_group: bool) -> None:
+    def __init__(
+        self, rank: int, local_rank: int, world_size: int, device: torch.device, backend: str, created_group: bool
+    ) -> None:
         self.rank = rank
         self.local_rank = local_rank
         self.world_size = world_size
@@ -326,12 +316,7 @@ class Session:
             )
         run_dir = gathered[0][1]
         if options.get("run_dir") != run_dir:
-            logger.warning(
-                "run_dir=%r differs from rank 0's %r: rank 0 writes the run's files, into %r.",
-                options.get("run_dir"),
-                run_dir,
-                run_dir,
-            )
+            logger.warning("run_dir=%r differs from rank 0's: rank 0 writes the run's files, into %r.", options.get("run_dir"), run_dir)
         return run_dir
 
     def check_batches(self, batch_size: int, steps_per_epoch: int | None) -> int:
@@ -349,16 +334,9 @@ class Session:
                 "batches per epoch. Pass every process the same loader and let trainwell shard it (a TensorLoader, or a "
                 "DataLoader over a map-style dataset)."
             )
-        global_batch = batch_size * self.world_size
-        logger.info(
-            "Data parallel over %d processes (%s, %s): global batch %d = %d per process x %d processes.",
-            self.world_size,
-            self.backend,
-            self.device.type,
-            global_batch,
-            batch_size,
-            self.world_size,
-        )
+        global_batch, processes = batch_size * self.world_size, self.world_size
+        place = f"{processes} processes ({self.backend}, {self.device.type})"
+        logger.info(f"Data parallel over {place}: global batch {global_batch} = {batch_size} per process x {processes} processes.")
         return global_batch
 
     def check_resumable(self, path: Path, checkpoint: dict[str, Any]) -> None:
@@ -376,12 +354,8 @@ class Session:
                 f"resume it: the position in the epoch depends on how the data was shared. Resume with "
                 f"torchrun --nproc_per_node={written_by} (times the machines), or from an end-of-epoch checkpoint."
             )
-        logger.warning(
-            "Resuming with %d processes a run written by %d: the global batch changes, and the learning rate stays as the "
-            "checkpoint scaled it.",
-            self.world_size,
-            written_by,
-        )
+        message = "Resuming with %d processes a run written by %d: the global batch changes; the lr stays as the checkpoint scaled it."
+        logger.warning(message, self.world_size, written_by)
 
 
 # ------------------------------------------------------------------------- what the Trainer calls
@@ -437,14 +411,20 @@ def _join(config: TrainConfig, place: Environment | None) -> Session | None:
         if world_size == 1:
             return None
         backend = str(dist.get_backend())
-        local_rank = place.local_rank if place is not None else (torch.cuda.current_device() if backend == "nccl" else 0)
+        local_rank = (
+            place.local_rank if place is not None else (torch.cuda.current_device() if backend == "nccl" else 0)
+        )
         local_world = place.local_world_size if place is not None else world_size
         device = device_for(config.device, Environment(rank, local_rank, world_size, local_world))
         if backend == "nccl" and device.type != "cuda":
-            raise ConfigError(f"the process group uses NCCL, which reduces CUDA tensors only, but device={config.device!r}: use device='cuda'.")
+            raise ConfigError(
+                f"the process group uses NCCL, which reduces CUDA tensors only, but device={config.device!r}: use device='cuda'."
+            )
         return Session(rank, local_rank, world_size, device, backend, created_group=False)
     if not dist.is_available():
-        raise ConfigError(f"WORLD_SIZE={place.world_size}, but this build of torch has no torch.distributed: install one that has.")
+        raise ConfigError(
+            f"WORLD_SIZE={place.world_size}, but this build of torch has no torch.distributed: install one that has."
+        )
     device = device_for(config.device, place)
     backend = choose_backend(config.distributed_backend, device)
     if device.type == "cuda":
@@ -540,17 +520,6 @@ def reduce_validation(session: Session, totals: torch.Tensor, samples: int, deta
     return packed[:-1], int(packed[-1].item())
 
 
-def share_checkpoint_path(trainer: Trainer, path: Path | None) -> Path | None:
-    """The checkpoint rank 0 just committed, in every process, once it is committed."""
-    session = trainer.distributed
-    return path if session is None else session.broadcast(path)
-
-
-def sync_callback(session: Session) -> Callback:
-    """The callback that keeps the processes in step (see :class:`_ProcessSync`)."""
-    return _ProcessSync(session)
-
-
 # ------------------------------------------------------------------------- sharding the data
 
 
@@ -558,219 +527,19 @@ def shard_loaders(session: Session, config: TrainConfig, train_loader: Any, val_
     """Each process's share of the training and validation data, with the shuffling seed of rank 0.
 
     Raises:
-        DataError: as :func:`shard_loader`.
+        DataError: as :func:`trainwell.data.sharding.shard_loader`.
     """
+    from trainwell.data.sharding import shard_loader
+
     drawn = random.SystemRandom().randrange(2**31) if config.seed is None else config.seed
     seeds = session.broadcast(
         {"sampler": drawn, "train": getattr(train_loader, "seed", None), "val": getattr(val_loader, "seed", None)}
     )
-    train = shard_loader(train_loader, "train_loader", session.rank, session.world_size, seeds["sampler"], train=True, seed=seeds["train"])
-    val = None
-    if val_loader is not None:
-        val = shard_loader(val_loader, "val_loader", session.rank, session.world_size, seeds["sampler"], train=False, seed=seeds["val"])
-    return train, val
-
-
-def shard_loader(
-    loader: Any, name: str, rank: int, world_size: int, sampler_seed: int, train: bool, seed: int | None = None
-) -> Any:
-    """Process ``rank``'s share of ``loader``'s samples.
-
-    Supported, and how:
-
-    - :class:`trainwell.data.TensorLoader`: :meth:`~trainwell.data.TensorLoader.shard` (``seed``,
-      rank 0's, replaces each process's own, so that all cut the same order);
-    - a ``DataLoader`` over a map-style dataset with the default sampling (``shuffle=True`` or
-      False, ``batch_size``): rebuilt with the same dataset and settings around a
-      ``DistributedSampler(shuffle=..., seed=sampler_seed, drop_last=...)`` for training (the
-      order then comes from that seed and the epoch, not from the loader's generator), and
-      around strided positions without padding for validation, so that every validation sample
-      counts exactly once;
-    - a ``DataLoader`` whose sampler already is a ``DistributedSampler``: used as it is.
-
-    Args:
-        loader: The loader every process was given.
-        name: ``"train_loader"`` or ``"val_loader"``, for messages.
-        rank, world_size: The process's place.
-        sampler_seed: The DistributedSampler's seed (the config's, or one drawn on rank 0).
-        train: Training shards are even (padded, as DistributedSampler does); validation shards exact.
-        seed: Rank 0's TensorLoader seed.
-
-    Raises:
-        DataError: a loader of another kind (a list of batches, an IterableDataset, a custom
-            sampler), or fewer batches (training) or samples (validation) than processes.
-    """
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    from trainwell.data import TensorLoader
-
-    if isinstance(loader, TensorLoader):
-        _check_enough(name, world_size, len(loader) if train else len(loader.inputs), train, loader.batch_size)
-        share = loader.shard(rank, world_size, even=train)
-        if seed is not None:
-            share.seed = seed
-        return share
-    if not isinstance(loader, DataLoader):
-        raise DataError(
-            f"{name} is a {type(loader).__name__}, which trainwell cannot share out between {world_size} processes: pass a "
-            "trainwell.data.TensorLoader or a torch DataLoader over a map-style dataset (or give your DataLoader a "
-            "DistributedSampler yourself)."
-        )
-    if isinstance(loader.sampler, DistributedSampler):
-        return loader
-    _check_shardable(loader, name)
-    _check_enough(name, world_size, len(loader) if train else len(loader.dataset), train, loader.batch_size)
-    shuffle = type(loader.sampler).__name__ == "RandomSampler"
-    if train:
-        sampler = DistributedSampler(
-            loader.dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=sampler_seed, drop_last=loader.drop_last
-        )
-    else:
-        sampler = _StridedSampler(len(loader.dataset), rank, world_size)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last, **_settings(loader))
-
-
-def _check_shardable(loader: Any, name: str) -> None:
-    from torch.utils.data import BatchSampler, IterableDataset, RandomSampler, SequentialSampler
-
-    if isinstance(loader.dataset, IterableDataset):
-        raise DataError(
-            f"{name} reads an IterableDataset, which trainwell cannot share out between processes (nor tell whether it "
-            "shards itself): pass a DataLoader over a map-style dataset, or a trainwell.data.TensorLoader."
-        )
-    sampler = loader.sampler
-    default_batches = loader.batch_size is not None and type(loader.batch_sampler) is BatchSampler
-    plain_sampler = type(sampler) is SequentialSampler or (
-        type(sampler) is RandomSampler and not sampler.replacement and sampler.num_samples == len(loader.dataset)
-    )
-    if not (default_batches and plain_sampler):
-        raise DataError(
-            f"{name} uses its own sampler ({type(sampler).__name__}, batch sampler {type(loader.batch_sampler).__name__}), "
-            "which trainwell cannot share out between processes: give the DataLoader a "
-            "torch.utils.data.DistributedSampler(dataset) yourself (trainwell calls its set_epoch every epoch), or use "
-            "shuffle=True/False with batch_size."
-        )
-
-
-def _check_enough(name: str, world_size: int, count: int, train: bool, batch_size: int) -> None:
-    if train and world_size > count:
-        raise DataError(
-            f"world size {world_size} is larger than the {count} batches of {name} (batch_size={batch_size} per "
-            f"process): every process would train on less than one batch per epoch, partly on repeated samples. Start "
-            f"at most {count} processes, or lower the batch size."
-        )
-    if not train and world_size > count:
-        raise DataError(
-            f"world size {world_size} is larger than the {count} samples of {name}: some process would have nothing to "
-            "validate. Use a larger validation set, or fewer processes."
-        )
-
-
-def _settings(loader: Any) -> dict[str, Any]:
-    """The DataLoader options to carry over to its sharded copy."""
-    settings = {
-        "num_workers": loader.num_workers,
-        "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory,
-        "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
-        "multiprocessing_context": loader.multiprocessing_context,
-        "generator": loader.generator,
-        "persistent_workers": loader.persistent_workers,
-    }
-    if loader.num_workers > 0:
-        settings["prefetch_factor"] = loader.prefetch_factor
-    for optional in ("pin_memory_device", "in_order"):  # newer torch versions
-        if hasattr(loader, optional):
-            settings[optional] = getattr(loader, optional)
-    return settings
-
-
-class _StridedSampler(torch.utils.data.Sampler):
-    """Positions ``rank, rank + world_size, ...`` of a dataset: each sample in exactly one process's share."""
-
-    def __init__(self, length: int, rank: int, world_size: int) -> None:
-        self.positions = range(rank, length, world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.positions)
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-
-# ------------------------------------------------------------------------- keeping the processes in step
-
-
-class SharedSignalCatcher(SignalCatcher):
-    """A SignalCatcher whose signal counts only once the processes have shared it.
-
-    The handler keeps the signal as ``pending``; ``received``, which the training loop acts on,
-    is set when :class:`_ProcessSync` finds a signal pending in any process, in every process at
-    the same step.
-    """
-
-    def __enter__(self) -> SharedSignalCatcher:
-        self.pending: int | None = None
-        return super().__enter__()
-
-    def _handle(self, number: int, frame: Any) -> None:
-        self.pending = number
-        self._restore()
-        logger.warning(
-            "Received %s: every process stops at the next shared check (within log_every_steps steps, or at the end of "
-            "the epoch), after a checkpoint. Send it again to stop at once.",
-            signal.Signals(number).name,
-        )
-
-
-class _ProcessSync(Callback):
-    """Placed after every other callback but checkpointing: shares stops and signals, sets the sampler's epoch, and waits.
-
-    - ``on_epoch_begin``: ``set_epoch`` of a DataLoader's DistributedSampler;
-    - every ``log_every_steps`` steps: whether any process received a signal (one small all-reduce);
-    - ``on_epoch_end``: whether any process wants to stop or received a signal, before the
-      checkpoint records it;
-    - ``on_train_end`` and after an interruption: a barrier, so no process leaves while rank 0
-      still writes the run's files.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def on_epoch_begin(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
-        loader = trainer._train_loader
-        for owner in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-            set_epoch = getattr(owner, "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(epoch - 1)
-                return
-
-    def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        if trainer.global_step % trainer.config.log_every_steps == 0:
-            self._share_signal(trainer, stop=0)
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
-        stop = self._share_signal(trainer, stop=int(trainer.should_stop))
-        if stop and not trainer.should_stop:
-            logger.info("Stopping after epoch %d: another process decided to stop.", epoch)
-        trainer.should_stop = bool(stop)
-
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
-        self.session.barrier()
-
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
-        # Every process stops together on a shared signal: wait for rank 0's report and metrics.
-        if isinstance(error, TrainingInterrupted):
-            self.session.barrier()
-
-    def _share_signal(self, trainer: Trainer, stop: int) -> int:
-        signals = trainer._signals
-        pending = getattr(signals, "pending", None) or 0
-        stop, number = self.session.any(stop, pending)
-        if number and signals.received is None:
-            signals.received = number
-        return stop
+    place = {"rank": session.rank, "world_size": session.world_size, "sampler_seed": seeds["sampler"]}
+    train = shard_loader(train_loader, "train_loader", **place, train=True, seed=seeds["train"])
+    if val_loader is None:
+        return train, None
+    return train, shard_loader(val_loader, "val_loader", **place, train=False, seed=seeds["val"])
 
 
 class _RankFilter(logging.Filter):
@@ -802,4 +571,3 @@ def _portable(error: BaseException) -> BaseException:
 def is_primary(session: Session | None) -> bool:
     """Whether this process writes the run's files: the only one, or rank 0."""
     return session is None or session.is_primary
-

@@ -23,6 +23,7 @@ from trainwell import batches, distributed
 from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
 from trainwell.callbacks.checkpoint import Checkpointing
+from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
 from trainwell.exceptions import ConfigError, DataError
@@ -31,7 +32,7 @@ from trainwell import preflight
 from trainwell.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
 from trainwell.oom import MicroBatching
-from trainwell.optimizers import build_optimizer, is_fused
+from trainwell.optimizers import build_optimizer, is_fused, scaled_lr
 from trainwell.precision import Precision
 from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
@@ -475,10 +476,9 @@ class Trainer:
                 "No val_loader given: training without validation, so there is no val_loss, no early "
                 "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
             )
-        if self.distributed is not None:
-            self.peak_lr = self._scaled_lr(self.distributed.check_batches(batch_size, self.steps_per_epoch))
-        else:
-            self.peak_lr = self._scaled_lr(batch_size)
+        # Under torchrun the lr is scaled for the global batch (every process's batch together).
+        global_batch = self.distributed.check_batches(batch_size, self.steps_per_epoch) if self.distributed else batch_size
+        self.peak_lr = scaled_lr(config, global_batch)
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
@@ -493,7 +493,7 @@ class Trainer:
         saver = [self.checkpointing] if self.checkpointing is not None else []
         if self.distributed is not None:
             # After every callback that may set should_stop, before the checkpoint that records it.
-            saver.insert(0, distributed.sync_callback(self.distributed))
+            saver.insert(0, ProcessSync(self.distributed))
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
         self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
         self._compiling, self._compile_seconds = config.compile, 0.0
@@ -502,8 +502,6 @@ class Trainer:
         if config.compile:
             self.model = torch.compile(self.model)
         self.run_info = log_run_start(self, batch_size)
-        if self.distributed is not None:
-            self.run_info.update(world_size=self.distributed.world_size, global_batch_size=batch_size * self.distributed.world_size)
         if config.run_dir is not None and distributed.is_primary(self.distributed):
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
@@ -515,25 +513,6 @@ class Trainer:
         ``found_inf`` input, or by the GradScaler under fp16.
         """
         return self.device.type != "cpu" and (self.precision.scaler is not None or is_fused(self.optimizer))
-
-    def _scaled_lr(self, batch_size: int) -> float:
-        reference, rule = self.config.reference_batch_size, self.config.lr_scaling
-        if reference is None or rule == "none" or batch_size == reference:
-            return self.config.lr
-        ratio = batch_size / reference
-        scaled = self.config.lr * (ratio if rule == "linear" else math.sqrt(ratio))
-        if scaled > 1.0:
-            logger.warning("The %s-scaled lr %.3g exceeds 1; capping it at 1.", rule, scaled)
-            scaled = 1.0
-        logger.info(
-            "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.",
-            batch_size,
-            reference,
-            self.config.lr,
-            rule,
-            scaled,
-        )
-        return scaled
 
     def _build_schedule(self):
         config = self.config
@@ -558,11 +537,12 @@ class Trainer:
                     restore_best_weights=config.restore_best_weights,
                 )
             )
+        # Under torchrun, rank 0 alone shows progress and writes the run directory.
         primary = distributed.is_primary(self.distributed)
         if config.progress and primary:
             builtins.append(ProgressBar())
-        if config.run_dir is not None and primary:
-            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers)
+        if config.run_dir is not None:
+            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers) if primary else []
         elif config.loggers:
             logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
         return builtins
