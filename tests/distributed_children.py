@@ -18,7 +18,9 @@ counted) and optionally: ``run_dir``, ``loader`` ("tensor", "dataloader", or
 ({rank: options} for one process only), ``rank_batch_size`` ({rank: batch size}), ``resume``,
 ``signal`` ([rank, step]: that process sends itself SIGTERM after that step), ``oom`` ([rank,
 step]: that process's model raises an out-of-memory error once, in that step's forward),
-``count_allreduces`` (count DDP's gradient all-reduces with a communication hook).
+``count_allreduces`` (count DDP's gradient all-reduces with a communication hook), ``batch_norm``
+(a BatchNorm1d after the first layer), ``stop`` ([rank, epoch]: a callback of that process alone
+sets ``should_stop`` at the end of that epoch).
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ def data():
     return inputs[:TRAIN], targets[:TRAIN], inputs[TRAIN:], targets[TRAIN:]
 
 
-def model(dropout: float = 0.0):
+def model(dropout: float = 0.0, batch_norm: bool = False):
     import torch
     from torch import nn
 
     torch.manual_seed(1)
-    layers = [nn.Linear(FEATURES, 32), nn.ReLU()]
+    layers = [nn.Linear(FEATURES, 32), *([nn.BatchNorm1d(32)] if batch_norm else []), nn.ReLU()]
     if dropout:
         layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers, nn.Linear(32, 3))
@@ -82,7 +84,7 @@ def run(spec: dict, rank: int) -> int:
         else:
             train_loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
         val_loader = DataLoader(TensorDataset(val_x, val_y), batch_size=16)
-    network = model(spec.get("dropout", 0.0))
+    network = model(spec.get("dropout", 0.0), spec.get("batch_norm", False))
     record: dict = {"allreduces": 0}
 
     class Probe(Callback):
@@ -107,6 +109,10 @@ def run(spec: dict, rank: int) -> int:
         def on_batch_end(self, trainer, batch_index, loss, **kwargs):
             if spec.get("signal") == [rank, trainer.global_step]:
                 os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_epoch_end(self, trainer, epoch, metrics, **kwargs):
+            if spec.get("stop") == [rank, epoch]:
+                trainer.should_stop = True
 
     if spec.get("oom"):
         oom_rank, oom_step = spec["oom"]
@@ -137,6 +143,7 @@ def run(spec: dict, rank: int) -> int:
         )
         code = 3
     record.update(events=trainer.events, run_info=trainer.run_info, step=trainer.global_step)
+    record.update(unwrapped=trainer.model is trainer.module, group_left=not torch.distributed.is_initialized())
     torch.save(network.state_dict(), out / f"rank{rank}.pt")
     (out / f"rank{rank}.json").write_text(json.dumps(record, default=str))
     return code

@@ -10,7 +10,6 @@ import torch
 
 import trainwell
 from trainwell import ConfigError
-from trainwell.preemption import SharedSignalCatcher
 from trainwell.distributed import (
     Environment,
     Session,
@@ -58,8 +57,8 @@ def _records(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _loss_on(weights, inputs, targets):
-    network = model()
+def _loss_on(weights, inputs, targets, batch_norm=False):
+    network = model(batch_norm=batch_norm)
     network.load_state_dict(weights)
     network.eval()
     with torch.no_grad():
@@ -94,6 +93,7 @@ def test_two_processes_train_as_one_process_does_over_the_same_global_batches(
     metrics = ["train_loss", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall"]
     for rank in ranks:
         assert len(rank["history"]) == epochs
+        assert rank["unwrapped"] and rank["group_left"]  # the plain model back, the process group destroyed
         for mine, theirs in zip(rank["history"], single["history"]):
             for name in metrics:
                 assert _close(mine[name], theirs[name]), (name, mine[name], theirs[name])
@@ -169,6 +169,27 @@ def test_out_of_memory_in_one_process_splits_its_batch_with_one_gradient_sync_pe
     for key, reference in plain_weights[0].items():
         assert torch.equal(weights[0][key], weights[1][key])
         assert (weights[0][key] - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
+
+
+@pytest.mark.multiprocess
+def test_validation_uses_rank_0s_batch_norm_statistics_in_every_process(launcher, tmp_path):
+    """BatchNorm statistics differ between processes after training; validation uses rank 0's, as checkpoints do."""
+    assert launcher.run(2, {"out": str(tmp_path), "epochs": 1, "batch_norm": True, "options": COMPARED}) == [0, 0]
+    ranks, weights = _results(tmp_path, 2)
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    _, _, val_x, val_y = data()
+    assert _close(ranks[0]["history"][-1]["val_loss"], _loss_on(weights[0], val_x, val_y, batch_norm=True))
+
+
+@pytest.mark.multiprocess
+def test_a_stop_decided_in_one_process_stops_every_process(launcher, tmp_path):
+    spec = {"out": str(tmp_path / "out"), "run_dir": str(tmp_path / "run"), "epochs": 3, "stop": [1, 1]}
+    assert launcher.run(2, spec) == [0, 0]
+    ranks, _ = _results(tmp_path / "out", 2)
+    assert [len(rank["history"]) for rank in ranks] == [1, 1]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "epoch-0001-step-000000008.pt", weights_only=False)
+    assert checkpoint["should_stop"]  # recorded as decided: a resumed run stops there too
 
 
 @pytest.mark.multiprocess
@@ -343,13 +364,6 @@ def test_on_primary_just_calls_in_one_process():
 
 
 # ---------------------------------------------------------------- the pieces that keep processes in step
-
-
-def test_a_signal_waits_for_the_other_processes_before_it_counts():
-    catcher = SharedSignalCatcher()
-    with catcher:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert catcher.pending == signal.SIGTERM and catcher.received is None
 
 
 def _session(world_size=2, rank=0):

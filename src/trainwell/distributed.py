@@ -316,7 +316,11 @@ class Session:
             )
         run_dir = gathered[0][1]
         if options.get("run_dir") != run_dir:
-            logger.warning("run_dir=%r differs from rank 0's: rank 0 writes the run's files, into %r.", options.get("run_dir"), run_dir)
+            logger.warning(
+                "run_dir=%r differs from rank 0's: rank 0 writes the run's files, into %r.",
+                options.get("run_dir"),
+                run_dir,
+            )
         return run_dir
 
     def check_batches(self, batch_size: int, steps_per_epoch: int | None) -> int:
@@ -336,7 +340,9 @@ class Session:
             )
         global_batch, processes = batch_size * self.world_size, self.world_size
         place = f"{processes} processes ({self.backend}, {self.device.type})"
-        logger.info(f"Data parallel over {place}: global batch {global_batch} = {batch_size} per process x {processes} processes.")
+        logger.info(
+            f"Data parallel over {place}: global batch {global_batch} = {batch_size} per process x {processes} processes."
+        )
         return global_batch
 
     def check_resumable(self, path: Path, checkpoint: dict[str, Any]) -> None:

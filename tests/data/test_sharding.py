@@ -9,7 +9,9 @@ from trainwell.data.sharding import StridedSampler, shard_loader
 
 def test_a_strided_sampler_gives_each_sample_to_one_process():
     shares = [list(StridedSampler(10, rank, 3)) for rank in range(3)]
-    assert sorted(i for share in shares for i in share) == list(range(10)) and [len(StridedSampler(10, rank, 3)) for rank in range(3)] == [
+    assert sorted(i for share in shares for i in share) == list(range(10)) and [
+        len(StridedSampler(10, rank, 3)) for rank in range(3)
+    ] == [
         4,
         3,
         3,
