@@ -462,26 +462,32 @@ def on_primary(session: Session | None, function: Callable[..., Any], *args: Any
     return result
 
 
-def start_in(session: Session | None, resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint to resume from (see :func:`trainwell.resume.start_in`): picked by rank 0, loaded by every process.
+def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from, picked by rank 0 and loaded by every process.
+
+    As :func:`trainwell.resume.start_in` for a run directory, :func:`trainwell.resume.locate`
+    without one; in one process exactly that.
 
     Raises:
-        CheckpointError, ConfigError: as :func:`trainwell.resume.start_in`, in every process;
-            ConfigError also for a checkpoint written inside an epoch by another number of processes.
+        CheckpointError, ConfigError: as those, in every process; ConfigError also for a
+            checkpoint written inside an epoch by another number of processes.
     """
     from trainwell import resume as resuming
     from trainwell.checkpoint import read_checkpoint
 
+    def pick() -> tuple[Path, dict[str, Any]] | None:
+        return resuming.start_in(resume, run_dir) if run_dir is not None else resuming.locate(resume, None)
+
     if session is None:
-        return resuming.start_in(resume, run_dir)
+        return pick()
     found = None
 
-    def pick() -> str | None:
+    def pick_path() -> str | None:
         nonlocal found
-        found = resuming.start_in(resume, run_dir)
+        found = pick()
         return str(found[0]) if found is not None else None
 
-    path = on_primary(session, pick)
+    path = on_primary(session, pick_path)
     if path is None:
         return None
     if found is None:

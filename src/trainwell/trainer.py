@@ -27,16 +27,17 @@ from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
 from trainwell.exceptions import ConfigError, DataError
-from trainwell.healing import build_guard
+from trainwell.divergence import judged_on_device
+from trainwell.healing import build_guard, divergence_advice
 from trainwell import preflight
 from trainwell.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
 from trainwell.oom import MicroBatching
-from trainwell.optimizers import build_optimizer, is_fused, scaled_lr
+from trainwell.optimizers import build_optimizer, scaled_lr
 from trainwell.precision import Precision
 from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
-from trainwell.schedules import build_schedule
+from trainwell.schedules import schedule_for
 from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
 from trainwell.tasks import Task
 
@@ -148,6 +149,7 @@ class Trainer:
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
+            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed.py)
             if resuming: restore model, optimizer, scaler, RNGs, counters, callbacks, loader position
             for epoch in start_epoch..epochs:
                 for batch in train_loader (from the saved batch when resuming inside the epoch):
@@ -187,20 +189,19 @@ class Trainer:
         """
         setup_console_logging()
         preflight.check_inputs(model, train_loader, val_loader)
-        # Under torchrun: join the other processes and train on this one's share of the data; in
-        # one process nothing changes (distributed.py).
+        # Under torchrun: join the other processes and train on this one's share of the data (in one
+        # process, nothing changes); rank 0 alone writes the run directory, and picks the checkpoint.
         with distributed.data_parallel(self, train_loader, val_loader) as (train_loader, val_loader):
-            run_dir = self.config.run_dir
+            run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
             if run_dir is None:
-                return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
-            # Rank 0 alone writes the run directory (an error there ends every process).
-            resumes = resuming.continues_in(resume, Path(run_dir))
-            distributed.on_primary(self.distributed, prepare_run_dir, Path(run_dir), self.config.to_yaml_dict(), resuming=resumes)
+                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, None))
+            resumes = resuming.continues_in(resume, run_dir)
+            distributed.on_primary(self.distributed, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
             # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
             signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-            log_file = log_to_file(Path(run_dir) / "train.log") if distributed.is_primary(self.distributed) else contextlib.nullcontext()
+            log_file = log_to_file(run_dir / "train.log") if distributed.is_primary(self.distributed) else contextlib.nullcontext()
             with log_file, signals:
-                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, Path(run_dir)))
+                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, run_dir))
 
     def _fit(
         self,
@@ -482,9 +483,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        self.healer, self._spikes, self.guard = build_guard(self, advice=self._divergence_advice())
+        self.healer, self._spikes, self.guard = build_guard(self, advice=divergence_advice(config, self.peak_lr, self.precision.name))
         self._micro_batching = MicroBatching()
-        self.schedule = self._build_schedule()
+        self.schedule = schedule_for(config, self.steps_per_epoch)
         # A constant rate without warm-up needs no per-step update; CPU batches need no move.
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
@@ -506,25 +507,8 @@ class Trainer:
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
     def _checks_on_device(self) -> bool:
-        """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
-
-        On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
-        stays on the device when the update can be skipped there: by a fused optimizer's
-        ``found_inf`` input, or by the GradScaler under fp16.
-        """
-        return self.device.type != "cpu" and (self.precision.scaler is not None or is_fused(self.optimizer))
-
-    def _build_schedule(self):
-        config = self.config
-        if self.steps_per_epoch is None:
-            if config.schedule != "constant" or config.warmup_fraction:
-                raise DataError(
-                    f"train_loader has no len(), which schedule={config.schedule!r} needs to plan the run. "
-                    "Give the loader a __len__ (a DataLoader over a map-style dataset, a list) or use "
-                    "schedule='constant' with warmup_fraction=0."
-                )
-            return lambda step: 1.0
-        return build_schedule(config.schedule, self.steps_per_epoch * config.epochs, config.warmup_fraction)
+        """Whether non-finite steps are judged on the device, with no per-step sync (divergence.judged_on_device)."""
+        return judged_on_device(self.device, self.precision, self.optimizer)
 
     def _builtin_callbacks(self, val_loader: Iterable[Any] | None) -> list[Callback]:
         config = self.config
@@ -546,14 +530,6 @@ class Trainer:
         elif config.loggers:
             logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
         return builtins
-
-    def _divergence_advice(self) -> str:
-        clip = self.config.max_grad_norm
-        advice = [f"Lower lr (now {self.peak_lr:.3g}; try {self.peak_lr / 10:.3g})"]
-        advice.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm={clip / 10:g})")
-        if self.precision.name != "fp32":
-            advice.append("try precision='fp32'")
-        return "; ".join(advice) + ", and check the data for NaN or inf values."
 
     def _result(self) -> FitResult:
         key = "val_loss" if any("val_loss" in row for row in self.history) else "train_loss"
