@@ -1,9 +1,11 @@
+import logging
+
 import pytest
 import torch
 from torch import nn
 
 from trainwell import ConfigError, TrainConfig
-from trainwell.optimizers import build_optimizer, is_fused, param_groups
+from trainwell.optimizers import build_optimizer, is_fused, param_groups, scaled_lr
 
 
 def _model():
@@ -45,3 +47,14 @@ def test_falls_back_to_foreach_where_fused_is_unsupported(monkeypatch):
 def test_factory_must_return_an_optimizer():
     with pytest.raises(ConfigError, match="returned list"):
         build_optimizer(_model(), TrainConfig(optimizer=lambda groups: []), lr=1e-3)
+
+
+def test_the_lr_is_scaled_for_the_batch_against_the_reference(caplog):
+    config = TrainConfig(lr=1e-3, reference_batch_size=32)
+    assert scaled_lr(config, 32) == 1e-3
+    with caplog.at_level(logging.INFO, logger="trainwell"):
+        assert scaled_lr(config, 128) == pytest.approx(2e-3)
+    assert "Batch size 128 differs from the reference 32: lr 0.001 scaled (sqrt rule) to 0.002" in caplog.text
+    assert scaled_lr(config.replace(lr_scaling="linear"), 128) == pytest.approx(4e-3)
+    assert scaled_lr(config.replace(lr_scaling="none"), 128) == 1e-3
+    assert scaled_lr(TrainConfig(lr=0.5, reference_batch_size=1, lr_scaling="linear"), 64) == 1.0

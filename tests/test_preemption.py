@@ -15,7 +15,7 @@ from trainwell.callbacks import Callback
 from trainwell.checkpoint import committed_checkpoints, latest_checkpoint, verify
 from trainwell.cli import main
 from trainwell.data import TensorLoader
-from trainwell.preemption import SignalCatcher
+from trainwell.preemption import SharedSignalCatcher, SignalCatcher
 
 QUIET = {"progress": False}
 
@@ -151,3 +151,10 @@ def test_sigterm_to_the_command_line_exits_cleanly_with_a_resume_hint_and_resume
     assert [row["epoch"] for row in rows if row["event"] == "epoch"] == list(range(1, 5))
     assert [row["event"] for row in rows].count("resumed") == 1
     assert "final (epoch 4)" in capsys.readouterr().out
+
+
+def test_a_shared_signal_waits_for_the_other_processes_before_it_counts():
+    catcher = SharedSignalCatcher()
+    with catcher:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert catcher.pending == signal.SIGTERM and catcher.received is None

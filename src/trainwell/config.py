@@ -105,6 +105,9 @@ class TrainConfig(BaseModel):
         reference_batch_size: The batch size ``lr`` was tuned for. When the training batch size
             differs, ``lr`` is rescaled by ``lr_scaling``; None disables the rescaling.
         lr_scaling: ``"sqrt"`` (suits Adam-type optimizers), ``"linear"`` (suits SGD) or ``"none"``.
+            Under torchrun the rule applies to the global batch (batch size per process x processes).
+        distributed_backend: The process group's backend under torchrun: ``"auto"`` (NCCL on CUDA,
+            gloo on CPUs), ``"nccl"`` or ``"gloo"``. Unused in one process.
 
     Raises:
         ConfigError: listing every invalid or unknown option.
@@ -155,6 +158,7 @@ class TrainConfig(BaseModel):
     retry_jitter: float = Field(0.1, ge=0.0, le=10.0, allow_inf_nan=False)
     reference_batch_size: Optional[StrictInt] = Field(None, ge=1)
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
 
     def __init__(self, **options: Any) -> None:
         try:

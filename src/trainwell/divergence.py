@@ -124,5 +124,17 @@ class NonFiniteGuard:
         )
 
 
+def judged_on_device(device: torch.device, precision: Any, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
+
+    On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
+    stays on the device when the update can be skipped there: by a fused optimizer's
+    ``found_inf`` input, or by the GradScaler under fp16.
+    """
+    from trainwell.optimizers import is_fused
+
+    return device.type != "cpu" and (precision.scaler is not None or is_fused(optimizer))
+
+
 def _log_skip(message: str, *args: Any, skipped: int) -> None:
     logger.warning(message, *args)

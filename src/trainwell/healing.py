@@ -39,6 +39,7 @@ from trainwell.divergence import NonFiniteGuard
 from trainwell.exceptions import CheckpointError, DivergenceError
 
 if TYPE_CHECKING:
+    from trainwell.config import TrainConfig
     from trainwell.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
@@ -180,6 +181,16 @@ def build_guard(trainer: Trainer, advice: str) -> tuple[Healer, LossSpikeDetecto
         bad="non-finite or spiking" if spikes is not None else "non-finite",
     )
     return healer, spikes, guard
+
+
+def divergence_advice(config: TrainConfig, peak_lr: float, precision: str) -> str:
+    """What to change when training diverges, for the DivergenceError message."""
+    clip = config.max_grad_norm
+    advice = [f"Lower lr (now {peak_lr:.3g}; try {peak_lr / 10:.3g})"]
+    advice.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm={clip / 10:g})")
+    if precision != "fp32":
+        advice.append("try precision='fp32'")
+    return "; ".join(advice) + ", and check the data for NaN or inf values."
 
 
 def is_good(trainer: Trainer) -> bool:

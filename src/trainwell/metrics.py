@@ -9,6 +9,7 @@ then, so ``import trainwell`` stays light.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -68,6 +69,16 @@ class ValidationMetrics:
             predictions.reshape(-1) if self._classes else predictions.reshape(len(predictions), -1)
         )
         self._targets.append(targets.reshape(-1) if self._classes else targets.reshape(len(targets), -1))
+
+    def gather(self, all_gather: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replace the predictions and targets kept so far by ``all_gather`` of them: every process's, under DDP.
+
+        Args:
+            all_gather: Takes this process's rows and returns every process's, concatenated.
+        """
+        if self._predictions:
+            self._predictions = [all_gather(torch.cat(self._predictions))]
+            self._targets = [all_gather(torch.cat(self._targets))]
 
     def compute(self) -> dict[str, float]:
         """The metrics of every batch seen so far, read from the device in one go.

@@ -48,15 +48,19 @@ class MicroBatching:
         Returns:
             The batch's loss (the size-weighted mean of the micro-batch losses), detached.
         """
+        from trainwell.distributed import accumulating
         from trainwell.trainer import _loss_of
 
         total = batches.count_samples(inputs)
         loss_sum = None
-        for part_inputs, part_targets in zip(split(inputs, self.chunks), split(targets, self.chunks)):
+        parts = list(zip(split(inputs, self.chunks), split(targets, self.chunks)))
+        for index, (part_inputs, part_targets) in enumerate(parts):
             weight = batches.count_samples(part_inputs) / total
-            with trainer.precision.autocast():
-                loss = _loss_of(trainer.train_step((part_inputs, part_targets)))
-            trainer.precision.backward(loss * weight)
+            # Under DDP, gradients are averaged across processes once, with the last micro-batch's backward.
+            with accumulating(trainer, last=index == len(parts) - 1):
+                with trainer.precision.autocast():
+                    loss = _loss_of(trainer.train_step((part_inputs, part_targets)))
+                trainer.precision.backward(loss * weight)
             part = loss.detach().float() * weight
             loss_sum = part if loss_sum is None else loss_sum + part
             del loss

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
@@ -61,3 +62,27 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.o
 def is_fused(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` runs a fused kernel that can skip a step on the device (``found_inf``)."""
     return bool(optimizer.defaults.get("fused")) and getattr(optimizer, "_step_supports_amp_scaling", False)
+
+
+def scaled_lr(config: TrainConfig, batch_size: int) -> float:
+    """The peak lr for ``batch_size``: ``config.lr`` rescaled by ``config.lr_scaling`` when the batch departs from
+    ``config.reference_batch_size`` (logged), capped at 1.
+
+    Under torchrun, ``batch_size`` is the global batch: every process's batch together.
+
+    Example:
+        >>> scaled_lr(TrainConfig(lr=1e-3, reference_batch_size=64), 256)  # sqrt rule: 2x
+        0.002
+    """
+    reference, rule = config.reference_batch_size, config.lr_scaling
+    if reference is None or rule == "none" or batch_size == reference:
+        return config.lr
+    ratio = batch_size / reference
+    scaled = config.lr * (ratio if rule == "linear" else math.sqrt(ratio))
+    if scaled > 1.0:
+        logger.warning("The %s-scaled lr %.3g exceeds 1; capping it at 1.", rule, scaled)
+        scaled = 1.0
+    logger.info(
+        "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.", batch_size, reference, config.lr, rule, scaled
+    )
+    return scaled

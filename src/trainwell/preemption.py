@@ -70,6 +70,34 @@ class SignalCatcher:
         self._previous = {}
 
 
+class SharedSignalCatcher(SignalCatcher):
+    """A SignalCatcher for one of several processes: a signal counts once the processes share it.
+
+    The handler only keeps the signal as ``pending``; ``received``, which the training loop acts
+    on, is set by :class:`~trainwell.callbacks.process_sync.ProcessSync` in every process at the
+    same step, when any of them has a signal pending.
+
+    Example:
+        >>> with SharedSignalCatcher() as catcher:
+        ...     pass
+        >>> catcher.pending, catcher.received
+        (None, None)
+    """
+
+    def __enter__(self) -> SharedSignalCatcher:
+        self.pending: int | None = None
+        return super().__enter__()
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.pending = number
+        self._restore()
+        logger.warning(
+            "Received %s: every process stops at the next shared check (within log_every_steps steps, or at the end of "
+            "the epoch), after a checkpoint. Send it again to stop at once.",
+            signal.Signals(number).name,
+        )
+
+
 def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
     """Commit a checkpoint of the state after the step that just finished, then raise TrainingInterrupted.
 
@@ -83,6 +111,9 @@ def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
     number = trainer._signals.received
     name = signal.Signals(number).name
     path = trainer.checkpointing.save(trainer, batch_in_epoch=batch_in_epoch, kind="interrupt")
+    if getattr(trainer, "distributed", None) is not None:
+        # Several processes stop together: each waits for rank 0's checkpoint and names it.
+        path = trainer.distributed.broadcast(path)
     run_dir = trainer.config.run_dir
     trainer.record_event(
         "interrupted",

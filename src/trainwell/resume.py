@@ -218,6 +218,8 @@ def capture(trainer: Trainer, batch_in_epoch: int | None) -> dict[str, Any]:
         "history": to_plain(trainer.history),
         "events": to_plain(trainer.events),
         "config": trainer.config.to_yaml_dict(),
+        # How many processes shared the data: a position inside an epoch means nothing for another number.
+        "world_size": trainer.distributed.world_size if getattr(trainer, "distributed", None) is not None else 1,
     }
     return checkpoint
 

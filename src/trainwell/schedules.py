@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from trainwell.exceptions import DataError
+
+if TYPE_CHECKING:
+    from trainwell.config import TrainConfig
 
 # The one-cycle policy starts at peak/25 and ends at peak/(25 * 1e4), as in Smith & Topin (2019)
 # and torch.optim.lr_scheduler.OneCycleLR's defaults, so results carry over from either.
@@ -97,6 +103,27 @@ SCHEDULES: dict[str, Callable[[int, float], LRSchedule]] = {
 def build_schedule(name: str, total_steps: int, warmup_fraction: float) -> LRSchedule:
     """The schedule called ``name`` for a run of ``total_steps`` optimizer steps."""
     return SCHEDULES[name](total_steps, warmup_fraction)
+
+
+def schedule_for(config: TrainConfig, steps_per_epoch: int | None) -> LRSchedule:
+    """The config's schedule over the whole run (``epochs`` x ``steps_per_epoch`` steps).
+
+    Args:
+        config: The training config (``schedule``, ``warmup_fraction``, ``epochs``).
+        steps_per_epoch: ``len(train_loader)``, or None for a loader without a length.
+
+    Raises:
+        DataError: a schedule that needs the run's length, for a loader without one.
+    """
+    if steps_per_epoch is None:
+        if config.schedule != "constant" or config.warmup_fraction:
+            raise DataError(
+                f"train_loader has no len(), which schedule={config.schedule!r} needs to plan the run. "
+                "Give the loader a __len__ (a DataLoader over a map-style dataset, a list) or use "
+                "schedule='constant' with warmup_fraction=0."
+            )
+        return lambda step: 1.0
+    return build_schedule(config.schedule, steps_per_epoch * config.epochs, config.warmup_fraction)
 
 
 def _check_total(total_steps: int) -> None:

@@ -110,8 +110,11 @@ def is_primary_process() -> bool:
     """Whether this process writes the run's files (checkpoints): the only one, or rank 0 under torchrun.
 
     Every decision to write shared files goes through this one function, so that running the same
-    code in several processes needs no other change.
+    code in several processes needs no other change. The rank is the process group's when one is
+    initialised (a program may start its processes without torchrun's ``RANK``), else ``RANK``'s.
     """
     import os
 
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
     return os.environ.get("RANK", "0") == "0"

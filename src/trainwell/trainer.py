@@ -19,23 +19,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell import batches
+from trainwell import batches, distributed
 from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
 from trainwell.callbacks.checkpoint import Checkpointing
+from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
 from trainwell.exceptions import ConfigError, DataError
-from trainwell.healing import build_guard
+from trainwell.divergence import judged_on_device
+from trainwell.healing import build_guard, divergence_advice
 from trainwell import preflight
 from trainwell.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
 from trainwell.oom import MicroBatching
-from trainwell.optimizers import build_optimizer, is_fused
+from trainwell.optimizers import build_optimizer, scaled_lr
 from trainwell.precision import Precision
 from trainwell.preemption import SignalCatcher, stop_on_signal
 from trainwell.rundir import prepare_run_dir, write_text
-from trainwell.schedules import build_schedule
+from trainwell.schedules import schedule_for
 from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
 from trainwell.tasks import Task
 
@@ -96,6 +98,8 @@ class Trainer:
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
         checkpointing: The :class:`~trainwell.callbacks.checkpoint.Checkpointing` callback that
             writes the run's checkpoints (None without a run directory).
+        distributed: Under torchrun, this process's :class:`~trainwell.distributed.Session`
+            (rank, world_size, device); None in one process.
 
     Example:
         >>> trainer = Trainer(epochs=3, lr=3e-3)
@@ -127,6 +131,7 @@ class Trainer:
         self.should_stop = False
         self.peak_lr = self.config.lr
         self.checkpointing: Checkpointing | None = None
+        self.distributed: distributed.Session | None = None
         self._signals = SignalCatcher()
         self._resume_position: dict[str, Any] | None = None
 
@@ -144,6 +149,7 @@ class Trainer:
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
+            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed.py)
             if resuming: restore model, optimizer, scaler, RNGs, counters, callbacks, loader position
             for epoch in start_epoch..epochs:
                 for batch in train_loader (from the saved batch when resuming inside the epoch):
@@ -183,14 +189,19 @@ class Trainer:
         """
         setup_console_logging()
         preflight.check_inputs(model, train_loader, val_loader)
-        run_dir = self.config.run_dir
-        if run_dir is None:
-            return self._fit(model, train_loader, val_loader, resuming.locate(resume, None))
-        prepare_run_dir(Path(run_dir), self.config.to_yaml_dict(), resuming=resuming.continues_in(resume, Path(run_dir)))
-        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
-        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-        with log_to_file(Path(run_dir) / "train.log"), signals:
-            return self._fit(model, train_loader, val_loader, resuming.start_in(resume, Path(run_dir)))
+        # Under torchrun: join the other processes and train on this one's share of the data (in one
+        # process, nothing changes); rank 0 alone writes the run directory, and picks the checkpoint.
+        with distributed.data_parallel(self, train_loader, val_loader) as (train_loader, val_loader):
+            run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
+            if run_dir is None:
+                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, None))
+            resumes = resuming.continues_in(resume, run_dir)
+            distributed.on_primary(self.distributed, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
+            # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
+            signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
+            log_file = log_to_file(run_dir / "train.log") if distributed.is_primary(self.distributed) else contextlib.nullcontext()
+            with log_file, signals:
+                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, run_dir))
 
     def _fit(
         self,
@@ -212,7 +223,7 @@ class Trainer:
                     # Validation must not change training's randomness (a DataLoader draws a seed
                     # from the global RNG whenever it is iterated): with or without it, training
                     # sees the same dropout masks and batch order.
-                    with torch.random.fork_rng(devices=self._rng_devices):
+                    with torch.random.fork_rng(devices=self._rng_devices), distributed.evaluating(self):
                         val_metrics = self.evaluate(val_loader)
                     self.callbacks.call("on_eval_end", self, metrics=val_metrics)
                     row.update(val_metrics)
@@ -260,10 +271,11 @@ class Trainer:
         elapsed = time.perf_counter() - started - self._compile_seconds
         self._compile_seconds = 0.0
         self.guard.flush(self.global_step)
+        samples = self.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
         return {
             "train_loss": self.running_loss(),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "samples_per_s": self.epoch_samples / elapsed if elapsed > 0 else float("nan"),
+            "samples_per_s": samples / elapsed if elapsed > 0 else float("nan"),
             "nonfinite_steps": self.guard.skipped - self._nonfinite_at_epoch_start,
         }
 
@@ -301,6 +313,9 @@ class Trainer:
         """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
         if backward:
             self.precision.backward(loss)
+        if self.distributed is not None:
+            # Every process judges the step by the same number: the mean loss of the global batch.
+            loss = self.distributed.mean(loss)
         grad_norm = None
         if self.config.max_grad_norm is not None:
             self.precision.unscale_(self.optimizer)
@@ -382,7 +397,10 @@ class Trainer:
                 details.update(out["outputs"], out["targets"])
         self.model.train(was_training)
         names = list(metric_sums)
-        values = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)]).tolist()
+        totals = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)])
+        if self.distributed is not None:
+            totals, samples = distributed.reduce_validation(self.distributed, totals, samples, details)
+        values = totals.tolist()
         metrics = {"val_loss": values[0] / max(samples, 1)}
         if self.task is not None and names:
             metrics.update(self.task.summarize(dict(zip(names, values[1:]))))
@@ -441,7 +459,7 @@ class Trainer:
         self._resume_position, self._train_loader, self._epoch_start, self._nonfinite_at_epoch_start = None, train_loader, None, 0
         if config.seed is not None:
             seed_everything(config.seed)
-        self.device = resolve_device(config.device)
+        self.device = self.distributed.device if self.distributed is not None else resolve_device(config.device)
         self.precision = Precision(config.precision, self.device)
         self._rng_devices = [self.device] if self.device.type == "cuda" else []
         self.module = model.to(self.device)
@@ -459,67 +477,38 @@ class Trainer:
                 "No val_loader given: training without validation, so there is no val_loss, no early "
                 "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
             )
-        self.peak_lr = self._scaled_lr(batch_size)
+        # Under torchrun the lr is scaled for the global batch (every process's batch together).
+        global_batch = self.distributed.check_batches(batch_size, self.steps_per_epoch) if self.distributed else batch_size
+        self.peak_lr = scaled_lr(config, global_batch)
         self.optimizer = build_optimizer(self.module, config, self.peak_lr)
         self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._device_checks = self._checks_on_device()
-        self.healer, self._spikes, self.guard = build_guard(self, advice=self._divergence_advice())
+        self.healer, self._spikes, self.guard = build_guard(self, advice=divergence_advice(config, self.peak_lr, self.precision.name))
         self._micro_batching = MicroBatching()
-        self.schedule = self._build_schedule()
+        self.schedule = schedule_for(config, self.steps_per_epoch)
         # A constant rate without warm-up needs no per-step update; CPU batches need no move.
         self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
         self._move_batches = self.device.type != "cpu"
         # Checkpointing runs last, so that every other callback's state at this point is in the checkpoint.
         self.checkpointing = Checkpointing.for_config(config)
         saver = [self.checkpointing] if self.checkpointing is not None else []
+        if self.distributed is not None:
+            # After every callback that may set should_stop, before the checkpoint that records it.
+            saver.insert(0, ProcessSync(self.distributed))
         self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
         self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
         self._compiling, self._compile_seconds = config.compile, 0.0
+        if self.distributed is not None:
+            self.model = self.distributed.wrap(self.module)
         if config.compile:
-            self.model = torch.compile(self.module)
+            self.model = torch.compile(self.model)
         self.run_info = log_run_start(self, batch_size)
-        if config.run_dir is not None:
+        if config.run_dir is not None and distributed.is_primary(self.distributed):
             write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
 
     def _checks_on_device(self) -> bool:
-        """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
-
-        On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
-        stays on the device when the update can be skipped there: by a fused optimizer's
-        ``found_inf`` input, or by the GradScaler under fp16.
-        """
-        return self.device.type != "cpu" and (self.precision.scaler is not None or is_fused(self.optimizer))
-
-    def _scaled_lr(self, batch_size: int) -> float:
-        reference, rule = self.config.reference_batch_size, self.config.lr_scaling
-        if reference is None or rule == "none" or batch_size == reference:
-            return self.config.lr
-        ratio = batch_size / reference
-        scaled = self.config.lr * (ratio if rule == "linear" else math.sqrt(ratio))
-        if scaled > 1.0:
-            logger.warning("The %s-scaled lr %.3g exceeds 1; capping it at 1.", rule, scaled)
-            scaled = 1.0
-        logger.info(
-            "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.",
-            batch_size,
-            reference,
-            self.config.lr,
-            rule,
-            scaled,
-        )
-        return scaled
-
-    def _build_schedule(self):
-        config = self.config
-        if self.steps_per_epoch is None:
-            if config.schedule != "constant" or config.warmup_fraction:
-                raise DataError(
-                    f"train_loader has no len(), which schedule={config.schedule!r} needs to plan the run. "
-                    "Give the loader a __len__ (a DataLoader over a map-style dataset, a list) or use "
-                    "schedule='constant' with warmup_fraction=0."
-                )
-            return lambda step: 1.0
-        return build_schedule(config.schedule, self.steps_per_epoch * config.epochs, config.warmup_fraction)
+        """Whether non-finite steps are judged on the device, with no per-step sync (divergence.judged_on_device)."""
+        return judged_on_device(self.device, self.precision, self.optimizer)
 
     def _builtin_callbacks(self, val_loader: Iterable[Any] | None) -> list[Callback]:
         config = self.config
@@ -532,21 +521,15 @@ class Trainer:
                     restore_best_weights=config.restore_best_weights,
                 )
             )
-        if config.progress:
+        # Under torchrun, rank 0 alone shows progress and writes the run directory.
+        primary = distributed.is_primary(self.distributed)
+        if config.progress and primary:
             builtins.append(ProgressBar())
         if config.run_dir is not None:
-            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers)
+            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers) if primary else []
         elif config.loggers:
             logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
         return builtins
-
-    def _divergence_advice(self) -> str:
-        clip = self.config.max_grad_norm
-        advice = [f"Lower lr (now {self.peak_lr:.3g}; try {self.peak_lr / 10:.3g})"]
-        advice.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm={clip / 10:g})")
-        if self.precision.name != "fp32":
-            advice.append("try precision='fp32'")
-        return "; ".join(advice) + ", and check the data for NaN or inf values."
 
     def _result(self) -> FitResult:
         key = "val_loss" if any("val_loss" in row for row in self.history) else "train_loss"

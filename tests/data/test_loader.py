@@ -136,3 +136,27 @@ def test_start_at_skips_to_a_batch_of_the_same_order_for_the_next_pass_only():
     assert [targets.tolist() for _, targets in loader] == whole[2:]
     loader.set_epoch(0)
     assert [targets.tolist() for _, targets in loader] == whole
+
+
+def test_tensor_loader_shards_take_rank_strided_parts_of_each_global_batch():
+    inputs, targets = torch.arange(20.0).unsqueeze(1), torch.arange(20)
+    whole = TensorLoader(inputs, targets, batch_size=8, seed=4)
+    shards = [TensorLoader(inputs, targets, batch_size=4, seed=4).shard(rank, 2) for rank in range(2)]
+    assert [len(shard) for shard in shards] == [3, 3]
+    for epoch in range(2):
+        for loader in (whole, *shards):
+            loader.set_epoch(epoch)
+        for global_batch, *parts in zip(whole, *shards):
+            assert [len(y) for _, y in parts] in ([4, 4], [2, 2])
+            assert sorted(torch.cat([y for _, y in parts]).tolist()) == sorted(global_batch[1].tolist())
+            assert global_batch[1][0::2].tolist() == parts[0][1].tolist()
+
+
+def test_training_shards_are_even_and_validation_shards_exact():
+    inputs, targets = torch.arange(7.0).unsqueeze(1), torch.arange(7)
+    train = [TensorLoader(inputs, targets, batch_size=2, shuffle=False).shard(rank, 3) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in train] == [[[0, 3], [6]], [[1, 4], [0]], [[2, 5], [1]]]
+    val = [TensorLoader(inputs, targets, batch_size=2, shuffle=False).shard(rank, 3, even=False) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in val] == [[[0, 3], [6]], [[1, 4]], [[2, 5]]]
+    dropped = [TensorLoader(inputs, targets, batch_size=2, shuffle=False, drop_last=True).shard(rank, 3) for rank in range(3)]
+    assert [[y.tolist() for _, y in shard] for shard in dropped] == [[[0, 3]], [[1, 4]], [[2, 5]]]

@@ -35,7 +35,8 @@ class SaveDataInfo(Callback):
 
     def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
         from trainwell.data.info_file import save_data_info
+        from trainwell.system import is_primary_process
 
         run_dir = trainer.config.run_dir
-        if run_dir is not None:
+        if run_dir is not None and is_primary_process():
             self.path = save_data_info(self.info, run_dir)

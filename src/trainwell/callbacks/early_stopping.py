@@ -51,7 +51,9 @@ class EarlyStopping(Callback):
         if value is None:
             return
         if self.monitor.update(value, epoch) and self.restore_best_weights:
-            self.best_weights = {name: tensor.detach().clone() for name, tensor in trainer.model.state_dict().items()}
+            # The plain module's names, without a DDP or torch.compile wrapper's prefix: a checkpoint
+            # holding them resumes in any setting.
+            self.best_weights = {name: tensor.detach().clone() for name, tensor in trainer.module.state_dict().items()}
         if self.monitor.exhausted and not trainer.should_stop:
             self.stopped_epoch = epoch
             trainer.should_stop = True
@@ -74,7 +76,7 @@ class EarlyStopping(Callback):
                 self.monitor.metric,
                 self.monitor.best,
             )
-        trainer.model.load_state_dict(self.best_weights)
+        trainer.module.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         # The best weights travel with the state, so that a resumed run still ends on them.

@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
         logging.getLogger("trainwell").setLevel(logging.WARNING)
     from trainwell.exceptions import TrainingInterrupted
+    from trainwell.system import is_primary_process
 
     try:
         result = run_recipe(config, auto_lr=auto_lr, resume=args.resume)
@@ -138,13 +139,16 @@ def run(args: argparse.Namespace) -> int:
         import signal
         import sys
 
-        print(
-            f"trainwell train: stopped by {signal.Signals(stopped.signal_number).name}; checkpoint {stopped.checkpoint} "
-            f"is committed.\nResume with: trainwell train --resume auto --out {stopped.run_dir}",
-            file=sys.stderr,
-        )
+        # Under torchrun every process stops; rank 0 alone says so.
+        if is_primary_process():
+            print(
+                f"trainwell train: stopped by {signal.Signals(stopped.signal_number).name}; checkpoint {stopped.checkpoint} "
+                f"is committed.\nResume with: trainwell train --resume auto --out {stopped.run_dir}",
+                file=sys.stderr,
+            )
         return 128 + stopped.signal_number
-    print(format_summary(result))
+    if is_primary_process():
+        print(format_summary(result))
     return 0
 
 

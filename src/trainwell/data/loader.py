@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -80,10 +81,62 @@ class TensorLoader:
         if self.pin_memory:
             self.inputs, self.targets = self.inputs.pin_memory(), self.targets.pin_memory()
         self._start_batch = 0
+        # (rank, world_size, even) when this loader is one process's share of the data (see shard()).
+        self._shard: tuple[int, int, bool] | None = None
 
     def __len__(self) -> int:
-        samples = len(self.inputs)
+        samples = self._shard_samples()
         return samples // self.batch_size if self.drop_last else -(-samples // self.batch_size)
+
+    def shard(self, rank: int, world_size: int, even: bool = True) -> TensorLoader:
+        """The share of the samples that process ``rank`` of ``world_size`` reads, as a new loader over the same tensors.
+
+        Every epoch, each share cuts the same seeded order as the whole loader's at positions
+        ``rank, rank + world_size, rank + 2 * world_size, ...``: batch ``k`` of every share
+        together hold the samples of batch ``k`` of the whole loader at ``world_size`` times the
+        batch size (the global batch). The trainer shards loaders itself under torchrun.
+
+        Args:
+            rank: This process's rank, from 0.
+            world_size: How many processes share the data.
+            even: Give every share the same number of samples, as training needs (every process
+                takes the same number of steps): the order is padded with its own first samples
+                to a multiple of ``world_size`` (with ``drop_last``, cut to one), as
+                ``torch.utils.data.DistributedSampler`` does. False gives each sample to exactly one
+                share, as validation needs.
+
+        Returns:
+            A TensorLoader of ``batch_size`` per process, with this loader's seed, transform and epoch.
+
+        Example:
+            >>> loader = TensorLoader(torch.arange(6.0).unsqueeze(1), torch.arange(6), batch_size=2, shuffle=False)
+            >>> [y.tolist() for _, y in loader.shard(1, 2)]
+            [[1, 3], [5]]
+        """
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank={rank} is out of range for world_size={world_size}: expected 0 to {world_size - 1}.")
+        share = copy.copy(self)
+        share._shard = (rank, world_size, even)
+        return share
+
+    def _shard_samples(self) -> int:
+        samples = len(self.inputs)
+        if self._shard is None:
+            return samples
+        rank, world_size, even = self._shard
+        if not even:
+            return len(range(rank, samples, world_size))
+        return samples // world_size if self.drop_last else -(-samples // world_size)
+
+    def _shard_order(self, order: torch.Tensor) -> torch.Tensor:
+        """This share's positions of an epoch's order (``_shard`` is set)."""
+        rank, world_size, even = self._shard
+        if even:
+            total = self._shard_samples() * world_size
+            if total > len(order):  # padded with the order's own first samples, as DistributedSampler does
+                order = order.repeat(-(-total // len(order)))
+            order = order[:total]
+        return order[rank::world_size]
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` (numbered from 0) for the next pass."""
@@ -99,8 +152,13 @@ class TensorLoader:
         first_batch, self._start_batch = self._start_batch, 0
         first = first_batch * self.batch_size
         plain = self.transform is None and not self.pin_memory
-        if self.shuffle:
-            order = torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(self.seed + epoch))
+        if self.shuffle or self._shard is not None:
+            if self.shuffle:
+                order = torch.randperm(len(self.inputs), generator=torch.Generator().manual_seed(self.seed + epoch))
+            else:
+                order = torch.arange(len(self.inputs))
+            if self._shard is not None:
+                order = self._shard_order(order)
             for start in range(first, stop, self.batch_size):
                 index = order[start : start + self.batch_size]
                 if plain:

@@ -1,0 +1,273 @@
+"""Data-parallel training runs for tests/test_distributed.py, each in a group of forked processes.
+
+    python tests/distributed_children.py serve      # imports torch and trainwell once, then reads one
+                                                    # job per stdin line: {"world": N, "port": P, "spec": {...}},
+                                                    # forks N children with torchrun's variables set
+                                                    # (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1,
+                                                    # MASTER_PORT=P), waits for them and prints their exit codes
+
+A job with ``"world": 1`` runs one child without those variables (a single-process reference).
+Forking from a process that has only imported modules gives each child the state of a fresh
+interpreter without paying for the torch import (as ``child_training.py`` does for one process).
+
+A spec (JSON) holds ``out`` (a directory: each process writes ``rank<R>.pt``, its final weights,
+and ``rank<R>.json``: history, events, run_info, the error it ended with, gradient all-reduces
+counted) and optionally: ``run_dir``, ``loader`` ("tensor", "dataloader", or
+"dataloader_distributed_sampler" for a one-process reference that samples as the shards do),
+``batch_size``, ``epochs``, ``dropout``, ``options`` (more fit options), ``rank_options``
+({rank: options} for one process only), ``rank_batch_size`` ({rank: batch size}), ``resume``,
+``signal`` ([rank, step]: that process sends itself SIGTERM after that step), ``oom`` ([rank,
+step]: that process's model raises an out-of-memory error once, in that step's forward),
+``count_allreduces`` (count DDP's gradient all-reduces with a communication hook), ``batch_norm``
+(a BatchNorm1d after the first layer), ``stop`` ([rank, epoch]: a callback of that process alone
+sets ``should_stop`` at the end of that epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+TRAIN, VAL, FEATURES = 256, 60, 8
+
+
+def data():
+    """A fixed 3-class problem: (train inputs, train targets, val inputs, val targets)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(TRAIN + VAL, FEATURES, generator=generator)
+    targets = (inputs[:, 0] + inputs[:, 1] > 0).long() + (inputs[:, 2] > 1).long()
+    return inputs[:TRAIN], targets[:TRAIN], inputs[TRAIN:], targets[TRAIN:]
+
+
+def model(dropout: float = 0.0, batch_norm: bool = False):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(1)
+    layers = [nn.Linear(FEATURES, 32), *([nn.BatchNorm1d(32)] if batch_norm else []), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers, nn.Linear(32, 3))
+
+
+def run(spec: dict, rank: int) -> int:
+    import logging
+
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    import trainwell
+    from trainwell.callbacks import Callback
+    from trainwell.data import TensorLoader
+
+    # train.log gets trainwell's info lines; the console none (a handler of its own keeps trainwell's away).
+    logging.getLogger("trainwell").addHandler(logging.NullHandler())
+    torch.set_num_threads(1)
+    out = Path(spec["out"])
+    train_x, train_y, val_x, val_y = data()
+    batch_size = spec.get("rank_batch_size", {}).get(str(rank), spec.get("batch_size", 16))
+    kind = spec.get("loader", "tensor")
+    if kind == "tensor":
+        train_loader = TensorLoader(train_x, train_y, batch_size=batch_size, seed=3)
+        val_loader = TensorLoader(val_x, val_y, batch_size=16, shuffle=False)
+    else:
+        dataset = TensorDataset(train_x, train_y)
+        if kind == "dataloader_distributed_sampler":
+            sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=spec["options"]["seed"])
+            train_loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+        else:
+            train_loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
+        val_loader = DataLoader(TensorDataset(val_x, val_y), batch_size=16)
+    network = model(spec.get("dropout", 0.0), spec.get("batch_norm", False))
+    record: dict = {"allreduces": 0}
+
+    class Probe(Callback):
+        def on_train_begin(self, trainer, **kwargs):
+            session = trainer.distributed
+            if spec.get("count_allreduces") and session is not None:
+                from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+                def counted(state, bucket):
+                    record["allreduces"] += 1
+                    return allreduce_hook(state, bucket)
+
+                session.ddp.register_comm_hook(None, counted)
+
+        def on_epoch_begin(self, trainer, epoch, **kwargs):
+            # The one-process reference of a DistributedSampler: the trainer sets its epoch only when sharding.
+            if trainer.distributed is None and isinstance(
+                getattr(trainer._train_loader, "sampler", None), DistributedSampler
+            ):
+                trainer._train_loader.sampler.set_epoch(epoch - 1)
+
+        def on_batch_end(self, trainer, batch_index, loss, **kwargs):
+            if spec.get("signal") == [rank, trainer.global_step]:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_epoch_end(self, trainer, epoch, metrics, **kwargs):
+            if spec.get("stop") == [rank, epoch]:
+                trainer.should_stop = True
+
+    if spec.get("oom"):
+        oom_rank, oom_step = spec["oom"]
+        forward, state = network.forward, {"raised": False, "calls": 0}
+
+        def failing_forward(inputs):
+            if network.training and torch.is_grad_enabled():
+                state["calls"] += 1
+                if rank == oom_rank and state["calls"] == oom_step and not state["raised"]:
+                    state["raised"] = True
+                    raise torch.OutOfMemoryError("simulated: out of memory")
+            return forward(inputs)
+
+        network.forward = failing_forward
+
+    options = {"epochs": spec.get("epochs", 2), "progress": False, "seed": 0, **spec.get("options", {})}
+    options.update(spec.get("rank_options", {}).get(str(rank), {}))
+    if spec.get("run_dir"):
+        options["run_dir"] = spec["run_dir"]
+    trainer = trainwell.Trainer(callbacks=[Probe()], **options)
+    try:
+        result = trainer.fit(network, train_loader, val_loader, resume=spec.get("resume"))
+        record.update(history=result.history, best_checkpoint=str(result.best_checkpoint))
+        code = 0
+    except trainwell.TrainwellError as error:
+        record.update(
+            error=type(error).__name__, message=str(error), checkpoint=str(getattr(error, "checkpoint", None))
+        )
+        code = 3
+    record.update(events=trainer.events, run_info=trainer.run_info, step=trainer.global_step)
+    record.update(unwrapped=trainer.model is trainer.module, group_left=not torch.distributed.is_initialized())
+    torch.save(network.state_dict(), out / f"rank{rank}.pt")
+    (out / f"rank{rank}.json").write_text(json.dumps(record, default=str))
+    return code
+
+
+def serve() -> None:
+    # Imported once, before any fork, as child_training.serve does; no torch operation runs here.
+    import numpy  # noqa: F401
+    import tenacity  # noqa: F401
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401
+    import torch.distributed  # noqa: F401
+    import torch.nn.parallel  # noqa: F401
+    import yaml  # noqa: F401
+
+    import trainwell.distributed  # noqa: F401
+    import trainwell.trainer  # noqa: F401
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        Path(job["spec"]["out"]).mkdir(parents=True, exist_ok=True)
+        children = {}
+        for rank in range(job["world"]):
+            pid = os.fork()
+            if pid == 0:
+                if job["world"] > 1:
+                    os.environ.update(
+                        RANK=str(rank),
+                        LOCAL_RANK=str(rank),
+                        WORLD_SIZE=str(job["world"]),
+                        LOCAL_WORLD_SIZE=str(job["world"]),
+                        MASTER_ADDR="127.0.0.1",
+                        MASTER_PORT=str(job["port"]),
+                    )
+                try:
+                    code = run(job["spec"], rank)
+                except BaseException as error:  # report and exit; never return into the server loop
+                    print(f"error {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                    code = 1
+                sys.stderr.flush()
+                os._exit(code)
+            children[pid] = rank
+        codes = _wait(children, deadline=time.monotonic() + job.get("timeout", 120))
+        print(json.dumps(codes), flush=True)
+
+
+def _wait(children: dict[int, int], deadline: float) -> list[int | None]:
+    """Each child's exit code by rank; children still running at the deadline are killed (None: hung)."""
+    codes: list[int | None] = [None] * len(children)
+    running = dict(children)
+    while running and time.monotonic() < deadline:
+        for pid, rank in list(running.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[rank] = os.waitstatus_to_exitcode(status)
+                del running[pid]
+        time.sleep(0.02)
+    for pid in running:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return codes
+
+
+class Launcher:
+    """The test side of ``serve``: runs jobs of N processes from one server started once.
+
+    Example:
+        >>> launcher = Launcher()  # doctest: +SKIP
+        >>> launcher.run(2, {"out": "..."})  # doctest: +SKIP
+        [0, 0]
+    """
+
+    def __init__(self, timeout: float = 300.0) -> None:
+        import queue
+        import subprocess
+        import threading
+
+        self.timeout = timeout
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._lines: queue.Queue = queue.Queue()
+
+        def read() -> None:
+            for line in self.process.stdout:
+                self._lines.put(line)
+            self._lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        assert self._readline() == "ready"
+
+    def run(self, world: int, spec: dict, timeout: float = 120) -> list[int | None]:
+        """Run ``spec`` in ``world`` processes; their exit codes by rank (0 done, 3 a TrainwellError, None hung)."""
+        job = {"world": world, "port": free_port(), "spec": spec, "timeout": timeout}
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self._readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+    def _readline(self) -> str:
+        import queue
+
+        try:
+            line = self._lines.get(timeout=self.timeout)
+        except queue.Empty:
+            self.process.kill()
+            raise TimeoutError(f"the launcher said nothing for {self.timeout} s") from None
+        if line is None:
+            raise RuntimeError(f"the launcher ended with status {self.process.wait()}")
+        return line.strip()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+if __name__ == "__main__":
+    serve()
