@@ -7,7 +7,8 @@
 Sections:
 1. Steady state: samples/s of each contender on each workload at two batch sizes. Each timing
    trains 3 epochs; the first epoch (warm-up) is dropped and the median of the others kept.
-   Contenders run interleaved, round by round; ratios to the careful loop are per round, median.
+   Every contender runs right after a careful-loop run and is compared with it (the pair's ratio);
+   the order of the contenders rotates round by round; medians over rounds.
 2. End to end: a fresh process that imports, builds the 784-256-128-10 MLP, trains 3 epochs on
    8,000 in-memory samples at batch 64 and exits; wall time, median of interleaved repeats.
 3. Imports: ``python -c "import X"`` wall time, median of repeats.
@@ -67,13 +68,18 @@ def steady_state(rounds: int, scale: float) -> str:
             speeds: dict[str, list[float]] = {name: [] for name in names}
             ratios: dict[str, list[float]] = {name: [] for name in names}
             for round_index in range(rounds):
-                per_round = {}
-                for name, train in contenders.items():
-                    epoch_times = train(work, batch_size, EPOCHS, round_index)
-                    per_round[name] = work.samples / statistics.median(epoch_times[1:])
-                    speeds[name].append(per_round[name])
-                for name in names:
-                    ratios[name].append(per_round[name] / per_round["careful loop"])
+                # Each contender runs right after a careful-loop run of its own, and its ratio is to
+                # that run: on a shared machine the speed drifts within a round, and a reference
+                # timed next to the contender cancels most of the drift. The order rotates per round.
+                others = [name for name in names if name != "careful loop"]
+                shift = round_index % len(others)
+                for name in others[shift:] + others[:shift]:
+                    reference = work.samples / statistics.median(contenders["careful loop"](work, batch_size, EPOCHS, round_index)[1:])
+                    speed = work.samples / statistics.median(contenders[name](work, batch_size, EPOCHS, round_index)[1:])
+                    speeds["careful loop"].append(reference)
+                    speeds[name].append(speed)
+                    ratios[name].append(speed / reference)
+                ratios["careful loop"].append(1.0)
             cells = [
                 f"{statistics.median(speeds[name]):,.0f} ({statistics.median(ratios[name]):.2f}x)" for name in names
             ]
