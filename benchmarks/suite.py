@@ -256,7 +256,7 @@ def precision(rounds: int, steps: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for steady state (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds for steady state (default 5)")
     parser.add_argument("--quick", action="store_true", help="small data, one round: a smoke run, not a measurement")
     parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md and the README's table")
     args = parser.parse_args()
