@@ -23,10 +23,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainwell
+from trainwell.bench import Workload
 from trainwell.data import TensorLoader
 from trainwell.optimizers import param_groups
-
-from trainwell.bench import Workload
 
 EpochTimes = list[float]
 

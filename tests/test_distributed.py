@@ -1,7 +1,6 @@
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 

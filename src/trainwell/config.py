@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainwell.exceptions import ConfigError
 

@@ -19,17 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell import batches, distributed
+from trainwell import batches, distributed, preflight
 from trainwell import resume as resuming
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
 from trainwell.callbacks.checkpoint import Checkpointing
 from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
-from trainwell.exceptions import ConfigError, DataError
 from trainwell.divergence import judged_on_device
+from trainwell.exceptions import ConfigError, DataError
 from trainwell.healing import build_guard, divergence_advice
-from trainwell import preflight
 from trainwell.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
 from trainwell.metrics import ValidationMetrics
 from trainwell.oom import MicroBatching

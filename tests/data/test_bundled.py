@@ -11,6 +11,7 @@ def test_bundled_datasets_load_split_and_standardise(name, classes, features):
     (train_x, train_y), (val_x, val_y) = splits.train, splits.val
     assert splits.info.num_classes == classes and splits.info.input_shape == (features,)
     assert len(val_y) == pytest.approx(0.2 * (len(train_y) + len(val_y)), abs=1)
+    assert val_x.shape == (len(val_y), features) and train_x.shape == (len(train_y), features)
     # Standardised with the training split's statistics only.
     assert torch.allclose(train_x.mean(0), torch.zeros(features), atol=1e-4)
     assert len(splits.info.normalization["mean"]) == features
