@@ -453,6 +453,8 @@ def _dataloader_from(loader: Any, start: int, epoch_start: dict[str, Any]) -> It
     """
     from torch.utils.data import DataLoader
 
+    from trainwell.data.loader import dataloader_options
+
     index_source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
     with _at_epoch_start(loader, epoch_start):
         torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # the base seed
@@ -463,17 +465,7 @@ def _dataloader_from(loader: Any, start: int, epoch_start: dict[str, Any]) -> It
         # it runs out) comes from the generators' states at that time, as in the uninterrupted run.
         remaining = _Continuing(indices, len(index_source) - start)
         _rewind(loader, epoch_start)
-        options = {
-            "num_workers": loader.num_workers,
-            "collate_fn": loader.collate_fn,
-            "pin_memory": loader.pin_memory,
-            "timeout": loader.timeout,
-            "worker_init_fn": loader.worker_init_fn,
-            "multiprocessing_context": loader.multiprocessing_context,
-            "generator": loader.generator,
-        }
-        if loader.num_workers > 0:
-            options["prefetch_factor"] = loader.prefetch_factor
+        options = dataloader_options(loader)
         if loader.batch_sampler is not None:
             rest = DataLoader(loader.dataset, batch_sampler=remaining, **options)
         else:

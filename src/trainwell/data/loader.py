@@ -207,3 +207,28 @@ def _as_tensor(values: Any) -> torch.Tensor:
         return values
     tensor = torch.as_tensor(values)
     return tensor.float() if tensor.dtype == torch.float64 else tensor
+
+
+def dataloader_options(loader: Any) -> dict[str, Any]:
+    """The options of a ``torch.utils.data.DataLoader`` that carry over to a new loader over its dataset.
+
+    Everything but the dataset, batching and sampling: workers, collation, pinning, timeouts and
+    the generator. Used where trainwell rebuilds a user's loader (one process's share under
+    torchrun, the rest of an epoch on resume) so that the rebuilt one loads the same way.
+    """
+    options = {
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "multiprocessing_context": loader.multiprocessing_context,
+        "generator": loader.generator,
+        "persistent_workers": loader.persistent_workers,
+    }
+    if loader.num_workers > 0:
+        options["prefetch_factor"] = loader.prefetch_factor
+    for optional in ("pin_memory_device", "in_order"):  # newer torch versions
+        if hasattr(loader, optional):
+            options[optional] = getattr(loader, optional)
+    return options

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from trainwell.data.loader import TensorLoader
+from trainwell.data.loader import TensorLoader, dataloader_options
 from trainwell.exceptions import DataError
 
 
@@ -79,7 +79,7 @@ def shard_loader(
     else:
         sampler = StridedSampler(len(loader.dataset), rank, world_size)
     return DataLoader(
-        loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last, **_settings(loader)
+        loader.dataset, batch_size=loader.batch_size, sampler=sampler, drop_last=loader.drop_last, **dataloader_options(loader)
     )
 
 
@@ -117,26 +117,6 @@ def _check_enough(name: str, world_size: int, count: int, train: bool, batch_siz
             f"world size {world_size} is larger than the {count} samples of {name}: some process would have nothing to "
             "validate. Use a larger validation set, or fewer processes."
         )
-
-
-def _settings(loader: Any) -> dict[str, Any]:
-    """The DataLoader options to carry over to its sharded copy."""
-    settings = {
-        "num_workers": loader.num_workers,
-        "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory,
-        "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn,
-        "multiprocessing_context": loader.multiprocessing_context,
-        "generator": loader.generator,
-        "persistent_workers": loader.persistent_workers,
-    }
-    if loader.num_workers > 0:
-        settings["prefetch_factor"] = loader.prefetch_factor
-    for optional in ("pin_memory_device", "in_order"):  # newer torch versions
-        if hasattr(loader, optional):
-            settings[optional] = getattr(loader, optional)
-    return settings
 
 
 class StridedSampler(Sampler):
