@@ -159,18 +159,25 @@ def _wall_time(code: str) -> float:
     return time.perf_counter() - started
 
 
-def end_to_end(repeats: int) -> str:
-    names = [name for name in END_TO_END_SCRIPTS if name in available() or name == "tutorial loop"]
-    times: dict[str, list[float]] = {name: [] for name in names}
+def _timed_table(commands: dict[str, str], reference: str, repeats: int, header: str) -> str:
+    """Wall time of each Python snippet in a fresh process, interleaved ``repeats`` times, median; ratios to ``reference``."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
-        for name in names:
-            times[name].append(_wall_time(END_TO_END_SCRIPTS[name]))
-    reference = statistics.median(times["trainwell.fit"])
-    lines = ["| script | wall time (s) | vs trainwell |", "|---|---:|---:|"]
-    for name in names:
+        for name, code in commands.items():
+            times[name].append(_wall_time(code))
+    base = statistics.median(times[reference])
+    lines = [header, "|---|---:|---:|"]
+    for name in commands:
         median = statistics.median(times[name])
-        lines.append(f"| {name} | {median:.2f} | {median / reference:.2f}x |")
+        lines.append(f"| {name} | {median:.2f} | {median / base:.2f}x |")
     return "\n".join(lines)
+
+
+def end_to_end(repeats: int) -> str:
+    scripts = {
+        name: code for name, code in END_TO_END_SCRIPTS.items() if name in available() or name == "tutorial loop"
+    }
+    return _timed_table(scripts, "trainwell.fit", repeats, "| script | wall time (s) | vs trainwell |")
 
 
 def imports(repeats: int) -> str:
@@ -179,16 +186,8 @@ def imports(repeats: int) -> str:
         statements["import lightning"] = "import lightning"
     if "Keras 3 (torch)" in available():
         statements["import keras (torch backend)"] = "import keras"
-    times: dict[str, list[float]] = {name: [] for name in statements}
-    for _ in range(repeats):
-        for name, code in statements.items():
-            times[name].append(_wall_time(code))
-    reference = statistics.median(times["import torch"])
-    lines = ["| statement | wall time (s) | vs import torch |", "|---|---:|---:|"]
-    for name in statements:
-        median = statistics.median(times[name])
-        lines.append(f"| `{name}` | {median:.2f} | {median / reference:.2f}x |")
-    return "\n".join(lines)
+    commands = {f"`{name}`": code for name, code in statements.items()}
+    return _timed_table(commands, "`import torch`", repeats, "| statement | wall time (s) | vs import torch |")
 
 
 def time_to_accuracy(seeds: int, target: float = 0.97) -> str:

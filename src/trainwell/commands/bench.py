@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from trainwell.commands.options import add_device_option, positive_int
+
 WORKLOADS = ("mlp-784", "mlp-tabular", "cnn", "lstm", "transformer")
 
 
@@ -25,10 +27,10 @@ def register(subcommands: Any) -> None:
         ),
     )
     precision.add_argument("--model", choices=WORKLOADS, default="mlp-784", help="workload to train (default mlp-784)")
-    precision.add_argument("--batch-size", type=_positive, default=256, metavar="N", help="batch size (default 256)")
-    precision.add_argument("--steps", type=_positive, default=200, metavar="N", help="steps per precision and round (default 200)")
-    precision.add_argument("--rounds", type=_positive, default=3, metavar="N", help="interleaved rounds; the median is kept (default 3)")
-    precision.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    precision.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="batch size (default 256)")
+    precision.add_argument("--steps", type=positive_int, default=200, metavar="N", help="steps per precision and round (default 200)")
+    precision.add_argument("--rounds", type=positive_int, default=3, metavar="N", help="interleaved rounds; the median is kept (default 3)")
+    add_device_option(precision)
     precision.set_defaults(handler=run_precision)
 
 
@@ -51,9 +53,3 @@ def run_precision(args: argparse.Namespace) -> int:
         print(f"\nNote: bf16 was slower than fp32 here ({bf16.speedup:.2f}x): keep precision='fp32' on this device.", file=sys.stderr)
     return 0
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: expected an integer ≥ 1")
-    return value

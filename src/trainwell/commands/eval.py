@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trainwell.commands.options import add_inference_options
+
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser(
@@ -27,27 +29,21 @@ def register(subcommands: Any) -> None:
         help="labelled data in the run's format: a table with the target column, a folder of class folders of images, "
         "a folder of IDX files, texts with labels",
     )
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
     parser.add_argument(
         "--output",
         type=Path,
         metavar="FILE.json",
         help="where to write the JSON (default RUN_DIR/eval-<split or data name>.json)",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)"
-    )
-    parser.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_inference_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.exceptions import ConfigError, DataError
+    from trainwell.exceptions import DataError
     from trainwell.inference import evaluate_tensors, held_out_split, load_model
     from trainwell.preprocess import read_inputs
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size={args.batch_size} is out of range: expected an integer ≥ 1.")
     loaded = load_model(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     if args.data is None:
         split, inputs, targets = held_out_split(loaded)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trainwell.commands.options import add_checkpoint_option
+
 FORMATS = ("safetensors", "torchscript", "onnx")
 
 
@@ -29,7 +31,7 @@ def register(subcommands: Any) -> None:
         metavar="FILE",
         help="where to write (default RUN_DIR/model.safetensors, model.torchscript.pt or model.onnx)",
     )
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
+    add_checkpoint_option(parser)
     parser.add_argument(
         "--atol", type=float, default=1e-4, metavar="X", help="absolute tolerance of the graph check (default 1e-4)"
     )

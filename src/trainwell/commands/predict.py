@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainwell.commands.options import add_inference_options
+
 
 def register(subcommands: Any) -> None:
     parser = subcommands.add_parser(
@@ -34,21 +36,14 @@ def register(subcommands: Any) -> None:
     parser.add_argument(
         "--format", choices=("csv", "jsonl"), help="output format (default: from --output's suffix, else csv)"
     )
-    parser.add_argument("--checkpoint", default="best", metavar="best|last|PATH", help="which weights (default best)")
-    parser.add_argument(
-        "--batch-size", type=int, default=256, metavar="N", help="samples per forward pass (default 256)"
-    )
-    parser.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_inference_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.exceptions import ConfigError
     from trainwell.inference import load_model
     from trainwell.predict import output_format, write_predictions
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size={args.batch_size} is out of range: expected an integer ≥ 1.")
     if args.output is not None and args.format is None:
         output_format(args.output)  # refuse an unknown suffix before any work
     loaded = load_model(args.run_dir, checkpoint=args.checkpoint, device=args.device)
