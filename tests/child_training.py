@@ -180,35 +180,21 @@ class Zygote:
     """
 
     def __init__(self, timeout: float = 300.0) -> None:
-        import queue
-        import subprocess
-        import threading
+        # Only the test side imports this (relatively); the script itself runs as the server.
+        from .server_process import ServerProcess
 
-        self.timeout = timeout
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self._lines: queue.Queue = queue.Queue()
-
-        def read() -> None:
-            for line in self.process.stdout:
-                self._lines.put(line)
-            self._lines.put(None)  # the server ended
-
-        threading.Thread(target=read, daemon=True).start()
-        assert self._readline() == "ready"
+        self.server = ServerProcess(__file__, "the training server", timeout)
 
     def start(self, spec: dict) -> int:
         """Fork a child running ``spec``; return its pid."""
-        self.process.stdin.write(json.dumps(spec) + "\n")
-        self.process.stdin.flush()
-        word, pid = self._readline().split()
+        self.server.send(spec)
+        word, pid = self.server.readline().split()
         assert word == "pid"
         return int(pid)
 
     def wait(self, pid: int) -> int:
         """The child's exit code: 0 when it finished, 1 on an error, -9 when SIGKILL ended it."""
-        word, reported, status = self._readline().split()
+        word, reported, status = self.server.readline().split()
         assert (word, int(reported)) == ("exit", pid)
         return os.waitstatus_to_exitcode(int(status))
 
@@ -216,20 +202,7 @@ class Zygote:
         return self.wait(self.start(spec))
 
     def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
-    def _readline(self) -> str:
-        import queue
-
-        try:
-            line = self._lines.get(timeout=self.timeout)
-        except queue.Empty:
-            self.process.kill()
-            raise TimeoutError(f"the training server said nothing for {self.timeout} s") from None
-        if line is None:
-            raise RuntimeError(f"the training server ended with status {self.process.wait()}")
-        return line.strip()
+        self.server.close()
 
 
 if __name__ == "__main__":

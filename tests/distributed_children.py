@@ -218,46 +218,19 @@ class Launcher:
     """
 
     def __init__(self, timeout: float = 300.0) -> None:
-        import queue
-        import subprocess
-        import threading
+        # Only the test side imports this (relatively); the script itself runs as the server.
+        from .server_process import ServerProcess
 
-        self.timeout = timeout
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self._lines: queue.Queue = queue.Queue()
-
-        def read() -> None:
-            for line in self.process.stdout:
-                self._lines.put(line)
-            self._lines.put(None)
-
-        threading.Thread(target=read, daemon=True).start()
-        assert self._readline() == "ready"
+        self.server = ServerProcess(__file__, "the launcher", timeout)
 
     def run(self, world: int, spec: dict, timeout: float = 120) -> list[int | None]:
         """Run ``spec`` in ``world`` processes; their exit codes by rank (0 done, 3 a TrainwellError, None hung)."""
         job = {"world": world, "port": free_port(), "spec": spec, "timeout": timeout}
-        self.process.stdin.write(json.dumps(job) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self._readline())
+        self.server.send(job)
+        return json.loads(self.server.readline())
 
     def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
-    def _readline(self) -> str:
-        import queue
-
-        try:
-            line = self._lines.get(timeout=self.timeout)
-        except queue.Empty:
-            self.process.kill()
-            raise TimeoutError(f"the launcher said nothing for {self.timeout} s") from None
-        if line is None:
-            raise RuntimeError(f"the launcher ended with status {self.process.wait()}")
-        return line.strip()
+        self.server.close()
 
 
 def free_port() -> int:
