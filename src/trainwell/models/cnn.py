@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from trainwell.exceptions import ConfigError
+from trainwell.models.checks import check_dropout, check_positive
 from trainwell.models.init import init_weights
 
 
@@ -47,15 +48,14 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
-        _check_positive("in_channels", in_channels)
-        _check_positive("num_classes", num_classes)
+        check_positive("in_channels", in_channels)
+        check_positive("num_classes", num_classes)
         if not channels or any(c < 1 for c in channels):
             raise ConfigError(f"channels={channels} is invalid: expected one or more positive widths, e.g. [32, 64].")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size={kernel_size} is invalid: expected an odd integer ≥ 1, e.g. 3.")
-        _check_positive("convs_per_block", convs_per_block)
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
+        check_positive("convs_per_block", convs_per_block)
+        check_dropout(dropout)
         self.in_channels = in_channels
         blocks: list[nn.Module] = []
         width_in = in_channels
@@ -88,7 +88,3 @@ class CNN(nn.Module):
             )
         return self.head(self.dropout(self.pool(self.features(inputs)).flatten(1)))
 
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}={value!r} is invalid: expected an integer ≥ 1.")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from trainwell.exceptions import ConfigError
+from trainwell.models.checks import check_choice, check_dropout
 from trainwell.models.init import init_weights
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
@@ -37,10 +38,8 @@ class MLP(nn.Module):
         dims = [int(d) for d in dims]
         if len(dims) < 2 or any(d < 1 for d in dims):
             raise ConfigError(f"dims={dims} is invalid: expected at least two positive widths, input first, e.g. [64, 128, 10].")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation={activation!r} is not a valid choice: expected one of {', '.join(map(repr, ACTIVATIONS))}.")
+        check_dropout(dropout)
+        check_choice("activation", activation, ACTIVATIONS)
         self.dims = dims
         layers: list[nn.Module] = []
         for width_in, width_out in zip(dims[:-2], dims[1:-1]):

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from trainwell.exceptions import ConfigError
-from trainwell.models.cnn import _check_positive
+from trainwell.models.checks import check_choice, check_dropout, check_positive
 from trainwell.models.init import init_weights
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -65,17 +65,12 @@ class RNN(nn.Module):
             ("output_size", output_size),
             ("num_layers", num_layers),
         ):
-            _check_positive(name, value)
-        if cell not in CELLS:
-            raise ConfigError(f"cell={cell!r} is not a valid choice: expected one of {', '.join(map(repr, CELLS))}.")
-        if pooling not in POOLINGS:
-            raise ConfigError(
-                f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}."
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
+            check_positive(name, value)
+        check_choice("cell", cell, CELLS)
+        check_choice("pooling", pooling, POOLINGS)
+        check_dropout(dropout)
         if vocab_size is not None:
-            _check_positive("vocab_size", vocab_size)
+            check_positive("vocab_size", vocab_size)
             if not 0 <= padding_idx < vocab_size:
                 raise ConfigError(
                     f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}."

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from trainwell.exceptions import ConfigError
-from trainwell.models.cnn import _check_positive
+from trainwell.models.checks import check_choice, check_dropout, check_positive
 from trainwell.models.init import init_weights
 
 POSITIONS = ("learned", "sinusoidal")
@@ -79,7 +79,7 @@ class Transformer(nn.Module):
             ("num_layers", num_layers),
             ("max_len", max_len),
         ):
-            _check_positive(name, value)
+            check_positive(name, value)
         if (input_size is None) == (vocab_size is None):
             raise ConfigError(
                 f"input_size={input_size!r} and vocab_size={vocab_size!r}: set exactly one of them, "
@@ -93,31 +93,24 @@ class Transformer(nn.Module):
             raise ConfigError(
                 f"num_heads={num_heads} does not divide d_model={d_model}: choose e.g. num_heads={_divisor(d_model, num_heads)}."
             )
-        if positions not in POSITIONS:
-            raise ConfigError(
-                f"positions={positions!r} is not a valid choice: expected one of {', '.join(map(repr, POSITIONS))}."
-            )
-        if pooling not in POOLINGS:
-            raise ConfigError(
-                f"pooling={pooling!r} is not a valid choice: expected one of {', '.join(map(repr, POOLINGS))}."
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout={dropout} is out of range: expected a number from 0 to below 1.")
+        check_choice("positions", positions, POSITIONS)
+        check_choice("pooling", pooling, POOLINGS)
+        check_dropout(dropout)
         self.input_size, self.vocab_size, self.patch_size = input_size, vocab_size, patch_size
         self.padding_idx, self.pooling, self.max_len = padding_idx, pooling, max_len
         if vocab_size is not None:
-            _check_positive("vocab_size", vocab_size)
+            check_positive("vocab_size", vocab_size)
             if not 0 <= padding_idx < vocab_size:
                 raise ConfigError(
                     f"padding_idx={padding_idx} is out of range: expected a token id from 0 to {vocab_size - 1}."
                 )
             self.embed: nn.Module = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         elif patch_size is not None:
-            _check_positive("patch_size", patch_size)
-            _check_positive("input_size", input_size)
+            check_positive("patch_size", patch_size)
+            check_positive("input_size", input_size)
             self.embed = nn.Conv2d(input_size, d_model, kernel_size=patch_size, stride=patch_size)
         else:
-            _check_positive("input_size", input_size)
+            check_positive("input_size", input_size)
             self.embed = nn.Linear(input_size, d_model)
         # One extra position for the summary token.
         if positions == "learned":
