@@ -144,7 +144,9 @@ def test_an_image_folder_is_prepared_exactly_as_in_training(trained_run, image_f
     _, val_index = split_indices(prepared.targets.numpy(), len(prepared.targets), 0.2, 0)
     assert torch.equal(prepared.inputs[val_index], splits.val[0])
     predictions = loaded.predict(image_folder)
-    assert torch.equal(predictions.outputs[val_index], _outputs(result.model, splits.val[0]))
+    # The inputs are equal bit for bit (above); a convolution's outputs may differ in the last bits
+    # between batches of other sizes (CPU kernels pick their blocking by batch size, e.g. with AVX-512).
+    assert torch.allclose(predictions.outputs[val_index], _outputs(result.model, splits.val[0]), rtol=1e-5, atol=1e-6)
     # One file alone gives the same as in the folder.
     single = loaded.predict(image_folder / "rows" / "99-large.png")
     assert torch.allclose(single.outputs[0], predictions.outputs[prepared.ids.index("rows/99-large.png")], atol=1e-6)
