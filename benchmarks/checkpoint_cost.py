@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainwell.checkpoint import read_checkpoint, write_checkpoint
+from trainwell.files.checkpoint import read_checkpoint, write_checkpoint
 from trainwell.recipes import RunConfig, run
 
 

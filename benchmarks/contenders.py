@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import trainwell
 from trainwell.bench import Workload
 from trainwell.data import TensorLoader
-from trainwell.optimizers import param_groups
+from trainwell.loop.optimizers import param_groups
 
 EpochTimes = list[float]
 

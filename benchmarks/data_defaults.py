@@ -92,7 +92,7 @@ def train_images(root: Path, augment: dict | None, seed: int) -> float:
     """The recipe's run (seeded the same way), with the augmentation settings swapped in."""
     from trainwell.recipes import build_model
     from trainwell.system import seed_everything
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
     config = RunConfig(data=str(root), epochs=20, seed=seed, progress=False)
     seed_everything(seed)

@@ -1,7 +1,7 @@
 """What the doctor says about real runs: healthy recipes and runs broken on purpose.
 
 Each run trains the CLI recipe (MLP, one-cycle at lr 1e-2, batch 64, early stopping) on a
-bundled dataset with some options changed, then :func:`trainwell.doctor.diagnose` reads its
+bundled dataset with some options changed, then :func:`trainwell.observe.doctor.diagnose` reads its
 run directory. The default digits run over several seeds must get no finding.
 
     python benchmarks/doctor.py             # about 2 minutes on 2 CPU cores
@@ -13,7 +13,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from trainwell.doctor import diagnose
+from trainwell.observe.doctor import diagnose
 from trainwell.recipes import RunConfig, run
 
 CASES = {

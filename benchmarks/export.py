@@ -35,7 +35,7 @@ FORMATS = ("safetensors", "torchscript", "onnx")
 
 def run_case(data: str, model: str, root: Path) -> list[str]:
     from trainwell.exceptions import ExportError
-    from trainwell.export import export_run
+    from trainwell.use.export import export_run
     from trainwell.recipes import RunConfig, run
 
     run_dir = root / f"{data}-{model}"

@@ -35,7 +35,7 @@ def run(spec: dict) -> None:
 
     from trainwell.callbacks import Callback
     from trainwell.data import TensorLoader
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
     logging.getLogger("trainwell").setLevel(logging.ERROR)
     # One thread: every child computes the same way, and a loaded machine does not slow it tenfold.
@@ -110,7 +110,7 @@ def _kill_inside_checkpoint_writes(operation: str, count: int) -> None:
     manifest, not done / done), ``fsync``, ``unlink`` (pruning old checkpoints) or ``write`` (a chunk
     of a checkpoint being serialised, leaving a partial temporary file).
     """
-    from trainwell import checkpoint
+    from trainwell.files import checkpoint
 
     calls = [0]
 
@@ -151,7 +151,7 @@ def serve() -> None:
     import torch._dynamo  # noqa: F401
     import yaml  # noqa: F401
 
-    import trainwell.trainer  # noqa: F401
+    import trainwell.loop.trainer  # noqa: F401
 
     print("ready", flush=True)
     for line in sys.stdin:

@@ -159,8 +159,8 @@ def serve() -> None:
     import torch.nn.parallel  # noqa: F401
     import yaml  # noqa: F401
 
-    import trainwell.distributed  # noqa: F401
-    import trainwell.trainer  # noqa: F401
+    import trainwell.distributed.session  # noqa: F401
+    import trainwell.loop.trainer  # noqa: F401
 
     print("ready", flush=True)
     for line in sys.stdin:

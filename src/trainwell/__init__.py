@@ -24,28 +24,28 @@ from trainwell.exceptions import (
     TrainwellError,
 )
 
-__version__ = "0.1.0"
+from trainwell.version import __version__
 
 if TYPE_CHECKING:
     from trainwell.callbacks import Callback
-    from trainwell.checkpoint import load_checkpoint, save_checkpoint
+    from trainwell.files.checkpoint import load_checkpoint, save_checkpoint
     from trainwell.config import TrainConfig
-    from trainwell.evaluation import evaluate
-    from trainwell.inference import load_model
-    from trainwell.lr_finder import find_lr
-    from trainwell.trainer import FitResult, Trainer, fit
+    from trainwell.use.evaluation import evaluate
+    from trainwell.use.inference import load_model
+    from trainwell.loop.lr_finder import find_lr
+    from trainwell.loop.trainer import FitResult, Trainer, fit
 
 _LAZY = {
-    "fit": "trainwell.trainer",
-    "Trainer": "trainwell.trainer",
-    "FitResult": "trainwell.trainer",
+    "fit": "trainwell.loop.trainer",
+    "Trainer": "trainwell.loop.trainer",
+    "FitResult": "trainwell.loop.trainer",
     "TrainConfig": "trainwell.config",
     "Callback": "trainwell.callbacks",
-    "find_lr": "trainwell.lr_finder",
-    "save_checkpoint": "trainwell.checkpoint",
-    "load_checkpoint": "trainwell.checkpoint",
-    "evaluate": "trainwell.evaluation",
-    "load_model": "trainwell.inference",
+    "find_lr": "trainwell.loop.lr_finder",
+    "save_checkpoint": "trainwell.files.checkpoint",
+    "load_checkpoint": "trainwell.files.checkpoint",
+    "evaluate": "trainwell.use.evaluation",
+    "load_model": "trainwell.use.inference",
 }
 _SUBMODULES = {"callbacks", "data", "models"}
 

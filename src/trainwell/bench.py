@@ -177,7 +177,7 @@ def compare_precisions(
 
     from trainwell.data import TensorLoader
     from trainwell.system import resolve_device
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
     chosen = resolve_device(device)
     precisions = ["fp32", "bf16"] + (["fp16"] if chosen.type == "cuda" else [])

@@ -20,7 +20,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from trainwell import __version__
+from trainwell.version import __version__
 from trainwell.exceptions import ConfigError, TrainwellError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -259,7 +259,7 @@ def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = F
     from trainwell.callbacks import SaveDataInfo
     from trainwell.data import check_labels_fit
     from trainwell.system import resolve_device, seed_everything
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
     if config.seed is not None:
         # Seed before building the model, so its initial weights are reproducible too.
@@ -301,7 +301,7 @@ def _output_width(model: Any, sample: Any) -> int | None:
 
 def find_recipe_lr(config: RunConfig, **finder_options: Any):
     """Run the LR finder on the model and data ``config`` describes; return its LRFinderResult."""
-    from trainwell.lr_finder import find_lr
+    from trainwell.loop.lr_finder import find_lr
     from trainwell.system import seed_everything
 
     if config.seed is not None:
@@ -315,7 +315,7 @@ def find_recipe_lr(config: RunConfig, **finder_options: Any):
 def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfig:
     import logging
 
-    from trainwell.lr_finder import find_lr
+    from trainwell.loop.lr_finder import find_lr
 
     result = find_lr(model, train_loader, config=config)
     if result.suggested_lr is None:

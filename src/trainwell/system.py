@@ -89,7 +89,7 @@ def system_info(device: torch.device, precision: str) -> dict[str, Any]:
     """
     import platform
 
-    from trainwell import __version__
+    from trainwell.version import __version__
 
     info: dict[str, Any] = {
         "trainwell": __version__,

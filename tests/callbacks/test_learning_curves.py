@@ -16,7 +16,7 @@ def _drawn(monkeypatch, tmp_path, min_interval_s, cost_ratio, epoch_seconds, dra
     monkeypatch.setattr(learning_curves.time, "perf_counter", clock)
     (tmp_path / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 1, "train_loss": 1.0, "lr": 0.1}\n')
     curves = LearningCurves(tmp_path, min_interval_s=min_interval_s, cost_ratio=cost_ratio)
-    monkeypatch.setattr("trainwell.curves.plot_runs", lambda run_dirs: setattr(clock, "now", clock.now + draw_seconds))
+    monkeypatch.setattr("trainwell.observe.curves.plot_runs", lambda run_dirs: setattr(clock, "now", clock.now + draw_seconds))
     curves.on_train_begin(None)
     drawn_after = []
     for epoch in range(1, 11):

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.exceptions import DivergenceError, TrainingInterrupted
-from trainwell.preemption import SharedSignalCatcher
+from trainwell.reliability.preemption import SharedSignalCatcher
 
 
 class FakeSession:

@@ -9,7 +9,7 @@ import pytest
 from trainwell import DataError
 from trainwell.data.download import DownloadError, RemoteFile, check_url, fetch
 from trainwell.data.idx import IdxSource, load_idx
-from trainwell.retry import RetryPolicy
+from trainwell.files.retry import RetryPolicy
 
 PAYLOAD = bytes(range(256)) * 64
 GOOD = RemoteFile("data.bin", md5=hashlib.md5(PAYLOAD).hexdigest())

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 
 class Callback:

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
-from trainwell.rundir import write_text
+from trainwell.files.rundir import write_text
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 CONFUSION_FILE = "confusion.json"
 
@@ -21,7 +21,7 @@ class ConfusionMatrixLogger(Callback):
 
     With ``restore_best_weights`` (the default) that is the best epoch's by val_loss; otherwise
     the last epoch's. Classification only, with at most
-    :data:`~trainwell.metrics.CONFUSION_MAX_CLASSES` classes; nothing is written otherwise.
+    :data:`~trainwell.loop.metrics.CONFUSION_MAX_CLASSES` classes; nothing is written otherwise.
 
     The file holds ``{"epoch", "val_loss", "labels", "matrix"}`` where ``matrix[true][predicted]``
     counts validation samples.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 
 class SaveDataInfo(Callback):

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainwell.callbacks.base import Callback
-from trainwell.callbacks.monitor import Monitor
+from trainwell.observe.monitor import Monitor
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -61,7 +61,7 @@ class LearningCurves(Callback):
 
     def draw(self) -> None:
         """Redraw curves.png now."""
-        from trainwell.curves import plot_runs
+        from trainwell.observe.curves import plot_runs
 
         started = time.perf_counter()
         if (self.run_dir / "metrics.jsonl").is_file():

@@ -29,7 +29,7 @@ from trainwell.callbacks.base import Callback
 from trainwell.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 # Exception messages are cut to this length: a record should stay one readable line.
 MAX_MESSAGE_CHARS = 1000

@@ -9,8 +9,8 @@ from trainwell.callbacks.base import Callback
 from trainwell.exceptions import TrainingInterrupted
 
 if TYPE_CHECKING:
-    from trainwell.distributed import Session
-    from trainwell.trainer import Trainer
+    from trainwell.distributed.session import Session
+    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -18,7 +18,7 @@ logger = logging.getLogger("trainwell")
 class ProcessSync(Callback):
     """What every process of a torchrun job does at the same point, so that none waits for the others forever.
 
-    The Trainer adds it under torchrun (see :mod:`trainwell.distributed`), after every other
+    The Trainer adds it under torchrun (see :mod:`trainwell.distributed.session`), after every other
     callback but checkpointing:
 
     - ``on_epoch_begin``: ``set_epoch`` of the training DataLoader's DistributedSampler;
@@ -30,7 +30,7 @@ class ProcessSync(Callback):
       while rank 0 still writes the run's files.
 
     Args:
-        session: The process's :class:`~trainwell.distributed.Session`.
+        session: The process's :class:`~trainwell.distributed.session.Session`.
     """
 
     def __init__(self, session: Session) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 
 class ProgressBar(Callback):

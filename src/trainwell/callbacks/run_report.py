@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.trainer import Trainer
+    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -43,8 +43,8 @@ class RunReport(Callback):
             logger.warning("Could not write the report of the failed run: %s", report_error)
 
     def _diagnose_and_report(self) -> None:
-        from trainwell.doctor import diagnose
-        from trainwell.report import write_report
+        from trainwell.observe.doctor import diagnose
+        from trainwell.observe.report import write_report
 
         if not (self.run_dir / "metrics.jsonl").is_file():
             return

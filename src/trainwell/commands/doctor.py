@@ -22,7 +22,7 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.doctor import diagnose, format_findings
+    from trainwell.observe.doctor import diagnose, format_findings
 
     print(format_findings(diagnose(args.run_dir)))
     return 0

@@ -41,8 +41,8 @@ def register(subcommands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainwell.exceptions import DataError
-    from trainwell.inference import evaluate_tensors, held_out_split, load_model
-    from trainwell.preprocess import read_inputs
+    from trainwell.use.inference import evaluate_tensors, held_out_split, load_model
+    from trainwell.use.preprocess import read_inputs
 
     loaded = load_model(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     if args.data is None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         prepared = read_inputs(args.data, loaded.info)
         if prepared.targets is None:
-            from trainwell.inference import _labels_hint
+            from trainwell.use.inference import _labels_hint
 
             raise DataError(f"--data '{args.data}' holds no labels to evaluate against: {_labels_hint(loaded.info)}")
         inputs, targets = prepared.inputs, prepared.targets

@@ -43,7 +43,7 @@ def register(subcommands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainwell.exceptions import ConfigError
-    from trainwell.export import export_run
+    from trainwell.use.export import export_run
 
     for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
         if not value >= 0:

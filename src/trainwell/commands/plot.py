@@ -25,7 +25,7 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.curves import plot_runs
+    from trainwell.observe.curves import plot_runs
 
     print(plot_runs(args.run_dirs, args.out))
     return 0

@@ -41,8 +41,8 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.inference import load_model
-    from trainwell.predict import output_format, write_predictions
+    from trainwell.use.inference import load_model
+    from trainwell.use.predict import output_format, write_predictions
 
     if args.output is not None and args.format is None:
         output_format(args.output)  # refuse an unknown suffix before any work

@@ -22,7 +22,7 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainwell.report import write_report
+    from trainwell.observe.report import write_report
 
     print(write_report(args.run_dir, args.out))
     return 0

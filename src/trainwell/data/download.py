@@ -1,7 +1,7 @@
 """Downloads that never leave a partial file looking complete.
 
 A file is fetched from a list of mirrors, each through the project's retry policy
-(:func:`trainwell.retry.retry_call`: 3 attempts, 1 s then 2 s, with jitter). Bytes go to a
+(:func:`trainwell.files.retry.retry_call`: 3 attempts, 1 s then 2 s, with jitter). Bytes go to a
 ``.part`` file in the target directory while their checksum is computed; only when the
 checksum matches the published one is the file renamed to its final name. So a file under its
 final name is always complete, and a cache hit needs no network at all.
@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trainwell.exceptions import DataError
-from trainwell.retry import DEFAULT_POLICY, RetryPolicy, retry_call
+from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
 
 logger = logging.getLogger("trainwell")
 

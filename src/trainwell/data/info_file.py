@@ -63,7 +63,7 @@ def save_data_info(info: Any, directory: str | Path) -> Path:
         ...     load_data_info(path).class_names
         ['setosa', 'versicolor', 'virginica']
     """
-    from trainwell.rundir import write_text
+    from trainwell.files.rundir import write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

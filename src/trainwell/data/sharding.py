@@ -1,6 +1,6 @@
 """Sharding: which samples each of several processes trains and validates on.
 
-Under torchrun (see :mod:`trainwell.distributed`) every process gets the same loaders and reads
+Under torchrun (see :mod:`trainwell.distributed.session`) every process gets the same loaders and reads
 its own share of them. Training shares are even, so that every process takes the same number of
 steps (a process with one batch more would wait for the others forever); validation shares hold
 each sample exactly once, so that the metrics summed over processes are the whole validation

@@ -37,7 +37,7 @@ def summary(model: nn.Module, example_input: Any) -> str:
         2      Linear  (3, 2)                18
         Parameters: 58 (trainable 58)
     """
-    from trainwell.batches import forward, move_to
+    from trainwell.data.batches import forward, move_to
 
     rows = [(name, module) for name, module in model.named_modules() if _is_row(module) and name]
     if rows and any(True for _ in model.parameters(recurse=False)):

@@ -1,0 +1,1 @@
+"""Several processes under torchrun: the launch environment, the session and its collectives."""

@@ -1,0 +1,585 @@
+"""Data parallelism under torchrun: the same training in several processes, on one machine or many.
+
+``torchrun --nproc_per_node=N -m trainwell train ...`` (or the same for a script calling
+``trainwell.fit``) starts N processes that each run the whole program. Through this module, the
+Trainer of each process:
+
+- reads its place from torchrun's ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+  ``MASTER_PORT``; joins the process group (NCCL on CUDA, gloo on CPUs), or uses one the program
+  initialised, and destroys it at the end only if it created it; takes the GPU of its local rank;
+- refuses configs (compared by hash), batch sizes or numbers of batches that differ between processes;
+- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged) on its
+  share of the data (:mod:`trainwell.data.sharding`), with ``no_sync()`` on all micro-batches but
+  the last when out of memory splits a batch (:mod:`trainwell.reliability.oom`);
+- averages each step's loss over the processes, so that all judge a step (non-finite, spiking)
+  alike and ``train_loss`` is the global batch's; sums validation losses and counts and gathers
+  the predictions behind F1, precision, recall, RMSE and R², so that every metric covers the whole
+  validation set;
+- leaves the run directory (config, logs, metrics, plots, report, checkpoints) to rank 0, and
+  loads on resume the checkpoint rank 0 picked; stops with the others, after one checkpoint,
+  when any process wants to stop or received SIGTERM/SIGINT
+  (:class:`~trainwell.callbacks.process_sync.ProcessSync`).
+
+A loader's batch size is the batch **per process**; the global batch is that times the number of
+processes, and ``lr_scaling`` applies to it. In one process (``WORLD_SIZE`` unset or 1, no process
+group initialised) nothing here runs: no collective, no wrapper, no extra synchronisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainwell.exceptions import ConfigError, DataError, TrainwellError
+from trainwell.reliability.preemption import SharedSignalCatcher
+
+if TYPE_CHECKING:
+    from trainwell.config import TrainConfig
+    from trainwell.loop.trainer import Trainer
+
+logger = logging.getLogger("trainwell")
+
+LAUNCH_HINT = (
+    "start the processes with torchrun (e.g. torchrun --nproc_per_node=2 -m trainwell train), which sets RANK, "
+    "LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
+)
+# Options that may differ between processes: rank 0's run directory is the run's.
+_PER_PROCESS_OPTIONS = {"run_dir"}
+
+
+# ------------------------------------------------------------------------- the environment
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the launcher told this process about its place among the others.
+
+    Attributes:
+        rank: This process's rank, from 0 to ``world_size - 1``.
+        local_rank: Its rank on this machine (which GPU it takes).
+        world_size: How many processes train together.
+        local_world_size: How many of them run on this machine.
+    """
+
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+
+
+def environment(env: dict[str, str] | None = None) -> Environment | None:
+    """This process's place from torchrun's variables, or None when it trains alone.
+
+    Args:
+        env: The environment to read (``os.environ`` when None).
+
+    Returns:
+        None when ``WORLD_SIZE`` is unset or 1, else the :class:`Environment`.
+
+    Raises:
+        ConfigError: a variable is not an integer, out of range, or missing (``RANK``,
+            ``MASTER_ADDR``, ``MASTER_PORT`` when ``WORLD_SIZE`` > 1).
+
+    Example:
+        >>> environment({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
+        Environment(rank=1, local_rank=1, world_size=2, local_world_size=2)
+        >>> environment({}) is None
+        True
+    """
+    env = os.environ if env is None else env
+    world_size = _integer(env, "WORLD_SIZE", 1, minimum=1)
+    if world_size == 1:
+        return None
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not env.get(name)]
+    if missing:
+        raise ConfigError(f"WORLD_SIZE={world_size} is set, but {' and '.join(missing)} not: {LAUNCH_HINT}.")
+    rank = _integer(env, "RANK", 0, minimum=0)
+    if rank >= world_size:
+        raise ConfigError(
+            f"RANK={rank} is out of range for WORLD_SIZE={world_size}: expected 0 to {world_size - 1}; {LAUNCH_HINT}."
+        )
+    _integer(env, "MASTER_PORT", 0, minimum=1)
+    local_world_size = _integer(env, "LOCAL_WORLD_SIZE", world_size, minimum=1)
+    local_rank = _integer(env, "LOCAL_RANK", rank % local_world_size, minimum=0)
+    return Environment(rank, local_rank, world_size, local_world_size)
+
+
+def _integer(env: Any, name: str, default: int, minimum: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < minimum:
+        raise ConfigError(f"{name}={text!r} is not valid: expected an integer ≥ {minimum}; {LAUNCH_HINT}.")
+    return value
+
+
+def choose_backend(requested: str, device: torch.device) -> str:
+    """The process group's backend: NCCL for CUDA devices, gloo for CPUs (``requested="auto"``).
+
+    Raises:
+        ConfigError: NCCL asked for without CUDA GPUs (or for CPU tensors), or not built into torch.
+
+    Example:
+        >>> choose_backend("auto", torch.device("cpu"))
+        'gloo'
+    """
+    if requested == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if requested == "nccl":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "distributed_backend='nccl' needs CUDA GPUs, and this machine has none (torch.cuda.is_available() is "
+                "False): use distributed_backend='gloo', or 'auto', which picks gloo on CPUs."
+            )
+        if device.type != "cuda":
+            raise ConfigError(
+                f"distributed_backend='nccl' reduces CUDA tensors only, but device={str(device)!r}: use device='cuda' "
+                "(or 'auto'), or distributed_backend='gloo'."
+            )
+        if not torch.distributed.is_nccl_available():
+            raise ConfigError(
+                "distributed_backend='nccl' is not built into this torch: install a CUDA build of torch, or use "
+                "distributed_backend='gloo'."
+            )
+    return requested
+
+
+def device_for(option: str, place: Environment) -> torch.device:
+    """The device of the process at ``place`` for a config's ``device`` value: the GPU of its local rank on CUDA.
+
+    Raises:
+        ConfigError: one named GPU for several processes on a machine, a local rank without a GPU
+            of its own, CUDA asked for without GPUs, or MPS (which torch.distributed cannot use).
+
+    Example:
+        >>> device_for("cpu", Environment(rank=1, local_rank=1, world_size=2, local_world_size=2))
+        device(type='cpu')
+    """
+    if option == "cpu" or (option == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if option == "mps":
+        raise ConfigError(
+            "device='mps' cannot train in several processes: torch.distributed has no backend for MPS tensors. "
+            "Use device='cpu', or train in one process."
+        )
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={option!r} is not available: this machine has no usable CUDA GPU. Use device='cpu' or 'auto'."
+        )
+    named = torch.device("cuda" if option == "auto" else option)
+    if named.index is not None:
+        if place.local_world_size > 1:
+            raise ConfigError(
+                f"device={option!r} names one GPU, but {place.local_world_size} processes run on this machine and each "
+                "needs its own: use device='cuda' (or 'auto'), and each process takes the GPU of its LOCAL_RANK."
+            )
+        return named
+    count = torch.cuda.device_count()
+    if place.local_rank >= count:
+        raise ConfigError(
+            f"LOCAL_RANK={place.local_rank} has no GPU of its own: this machine has {count} CUDA device(s). Start at most "
+            f"{count} processes per machine (torchrun --nproc_per_node={count}), or use device='cpu'."
+        )
+    return torch.device("cuda", place.local_rank)
+
+
+# ------------------------------------------------------------------------- the session
+
+
+class Session:
+    """This process's part in a data-parallel run: its rank, device, and the collectives the Trainer uses.
+
+    Created by :func:`data_parallel` for the duration of ``fit``; ``trainer.distributed`` holds it
+    (None in one process).
+
+    Attributes:
+        rank, local_rank, world_size: The process's place.
+        device: Its device (``cuda:LOCAL_RANK`` on CUDA).
+        backend: ``"nccl"`` or ``"gloo"``.
+        created_group: Whether trainwell initialised the process group (and destroys it at the end).
+        ddp: The ``DistributedDataParallel`` wrapper of the model, once :meth:`wrap` was called.
+    """
+
+    def __init__(
+        self, rank: int, local_rank: int, world_size: int, device: torch.device, backend: str, created_group: bool
+    ) -> None:
+        self.rank = rank
+        self.local_rank = local_rank
+        self.world_size = world_size
+        self.device = device
+        self.backend = backend
+        self.created_group = created_group
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether this process writes the run's files (rank 0)."""
+        return self.rank == 0
+
+    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` in DistributedDataParallel: rank 0's weights and buffers everywhere, gradients averaged each step."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(module, device_ids=device_ids)
+        return self.ddp
+
+    # -------------------------------------------------------------- collectives
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object), in every process."""
+        holder = [value]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's ``value`` (any picklable object), by rank, in every process."""
+        values: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(values, value)
+        return values
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of ``tensor`` over the processes (a new tensor; ``tensor`` is left as it is)."""
+        total = tensor.detach().clone()
+        torch.distributed.all_reduce(total)
+        return total
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of ``tensor`` over the processes (gloo has no averaging reduction: a sum, divided)."""
+        return self.sum(tensor) / self.world_size
+
+    def any(self, *values: int) -> list[int]:
+        """The largest of each value over the processes (a flag raised anywhere, the highest signal number)."""
+        packed = torch.tensor(values, dtype=torch.int64, device=self.device)
+        torch.distributed.all_reduce(packed, op=torch.distributed.ReduceOp.MAX)
+        return [int(value) for value in packed.tolist()]
+
+    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor`` concatenated along dimension 0, in rank order (row counts may differ)."""
+        rows = torch.tensor([len(tensor)], dtype=torch.int64, device=tensor.device)
+        counts = [torch.zeros_like(rows) for _ in range(self.world_size)]
+        torch.distributed.all_gather(counts, rows)
+        counts = [int(count) for count in torch.cat(counts).tolist()]
+        padded = torch.zeros((max(counts), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        torch.distributed.all_gather(parts, padded)
+        return torch.cat([part[:count] for part, count in zip(parts, counts)])
+
+    def barrier(self) -> None:
+        """Wait until every process got here."""
+        if self.backend == "nccl":
+            torch.distributed.barrier(device_ids=[self.device.index])
+        else:
+            torch.distributed.barrier()
+
+    # -------------------------------------------------------------- checks
+
+    def check_same_config(self, config: TrainConfig) -> Any:
+        """Refuse to train when processes resolved different configs; return rank 0's ``run_dir``.
+
+        Every process sends a hash of its resolved config (without ``run_dir``, which only rank 0
+        uses) and its ``run_dir``; the configs themselves are gathered only when the hashes differ,
+        to name what differs.
+
+        Raises:
+            ConfigError: in every process, naming the options that differ and on which rank.
+        """
+        options = config.to_yaml_dict()
+        shared = {name: value for name, value in options.items() if name not in _PER_PROCESS_OPTIONS}
+        digest = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()
+        gathered = self.gather((digest, options.get("run_dir")))
+        if any(theirs != gathered[0][0] for theirs, _ in gathered):
+            every = self.gather(shared)
+            lines = [
+                f"rank {rank} has {name}={mine[name]!r} where rank 0 has {name}={every[0].get(name)!r}"
+                for rank, mine in enumerate(every)
+                for name in sorted(mine)
+                if mine[name] != every[0].get(name)
+            ]
+            raise ConfigError(
+                "the processes were started with different options ("
+                + "; ".join(lines[:10])
+                + "): every process must train with the same config. Give each the same command line and config file "
+                "(torchrun passes the same arguments to every process)."
+            )
+        run_dir = gathered[0][1]
+        if options.get("run_dir") != run_dir:
+            logger.warning(
+                "run_dir=%r differs from rank 0's: rank 0 writes the run's files, into %r.",
+                options.get("run_dir"),
+                run_dir,
+            )
+        return run_dir
+
+    def check_batches(self, batch_size: int, steps_per_epoch: int | None) -> int:
+        """Refuse loaders that differ between processes; return the global batch size (logged).
+
+        Raises:
+            DataError: processes have different batch sizes or numbers of batches per epoch
+                (they would wait for each other forever, or weigh their gradients wrongly).
+        """
+        gathered = self.gather((batch_size, steps_per_epoch))
+        if any(theirs != gathered[0] for theirs in gathered):
+            shown = "; ".join(f"rank {rank}: batches of {b}, {s} per epoch" for rank, (b, s) in enumerate(gathered))
+            raise DataError(
+                f"the processes' train_loaders differ ({shown}): every process needs the same batch size and number of "
+                "batches per epoch. Pass every process the same loader and let trainwell shard it (a TensorLoader, or a "
+                "DataLoader over a map-style dataset)."
+            )
+        global_batch, processes = batch_size * self.world_size, self.world_size
+        place = f"{processes} processes ({self.backend}, {self.device.type})"
+        logger.info(
+            f"Data parallel over {place}: global batch {global_batch} = {batch_size} per process x {processes} processes."
+        )
+        return global_batch
+
+    def check_resumable(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        """Refuse to continue inside an epoch with another number of processes than the checkpoint's.
+
+        Raises:
+            ConfigError: the checkpoint was written inside an epoch by a run of another world size.
+        """
+        written_by = checkpoint.get("world_size", 1)
+        if written_by == self.world_size:
+            return
+        if checkpoint.get("batch_in_epoch"):
+            raise ConfigError(
+                f"checkpoint '{path}' was written inside an epoch by {written_by} process(es), and {self.world_size} "
+                f"resume it: the position in the epoch depends on how the data was shared. Resume with "
+                f"torchrun --nproc_per_node={written_by} (times the machines), or from an end-of-epoch checkpoint."
+            )
+        message = "Resuming with %d processes a run written by %d: the global batch changes; the lr stays as the checkpoint scaled it."
+        logger.warning(message, self.world_size, written_by)
+
+
+# ------------------------------------------------------------------------- what the Trainer calls
+
+
+@contextlib.contextmanager
+def data_parallel(trainer: Trainer, train_loader: Any, val_loader: Any) -> Iterator[tuple[Any, Any]]:
+    """Around ``fit``: join the other processes and shard the loaders; yields the loaders to train on.
+
+    In one process it yields the loaders unchanged and sets ``trainer.distributed`` to None.
+    Otherwise ``trainer.distributed`` is the :class:`Session`; the config is checked to be the
+    same everywhere, rank 0's ``run_dir`` is adopted, and signals are caught to be shared. On
+    leaving, the process group is destroyed if trainwell created it, and ``trainer.model`` is
+    the plain module again.
+
+    Raises:
+        ConfigError: a bad launch environment, backend or device, or configs that differ.
+        DataError: a loader that cannot be sharded, or too small for the number of processes.
+    """
+    place = environment()
+    if place is None and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        trainer.distributed = None
+        yield train_loader, val_loader
+        return
+    session = _join(trainer.config, place)
+    if session is None:  # a process group of one, initialised by the program
+        trainer.distributed = None
+        yield train_loader, val_loader
+        return
+    signals, rank_filter = trainer._signals, _RankFilter(session.rank)
+    if not session.is_primary:
+        logger.addFilter(rank_filter)
+    try:
+        trainer.distributed = session
+        run_dir = session.check_same_config(trainer.config)
+        if run_dir != trainer.config.to_yaml_dict().get("run_dir"):
+            trainer.config = trainer.config.replace(run_dir=run_dir)
+        trainer._signals = SharedSignalCatcher()
+        yield shard_loaders(session, trainer.config, train_loader, val_loader)
+    finally:
+        trainer._signals = signals
+        trainer.model = trainer.module
+        logger.removeFilter(rank_filter)
+        if session.created_group:
+            torch.distributed.destroy_process_group()
+
+
+def _join(config: TrainConfig, place: Environment | None) -> Session | None:
+    """Initialise the process group (or use the program's), after checking the device and backend."""
+    dist = torch.distributed
+    if dist.is_initialized():
+        world_size, rank = dist.get_world_size(), dist.get_rank()
+        if world_size == 1:
+            return None
+        backend = str(dist.get_backend())
+        local_rank = (
+            place.local_rank if place is not None else (torch.cuda.current_device() if backend == "nccl" else 0)
+        )
+        local_world = place.local_world_size if place is not None else world_size
+        device = device_for(config.device, Environment(rank, local_rank, world_size, local_world))
+        if backend == "nccl" and device.type != "cuda":
+            raise ConfigError(
+                f"the process group uses NCCL, which reduces CUDA tensors only, but device={config.device!r}: use device='cuda'."
+            )
+        return Session(rank, local_rank, world_size, device, backend, created_group=False)
+    if not dist.is_available():
+        raise ConfigError(
+            f"WORLD_SIZE={place.world_size}, but this build of torch has no torch.distributed: install one that has."
+        )
+    device = device_for(config.device, place)
+    backend = choose_backend(config.distributed_backend, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, init_method="env://", rank=place.rank, world_size=place.world_size)
+    return Session(place.rank, place.local_rank, place.world_size, device, backend, created_group=True)
+
+
+def on_primary(session: Session | None, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` on rank 0 only; its result (or its error) in every process.
+
+    In one process it simply calls ``function``. Used for what must happen once (creating the
+    run directory), so that an error there ends every process alike instead of leaving the
+    others waiting.
+    """
+    if session is None:
+        return function(*args, **kwargs)
+    outcome: tuple[BaseException | None, Any] = (None, None)
+    if session.is_primary:
+        try:
+            outcome = (None, function(*args, **kwargs))
+        except Exception as error:  # shared with the other processes, then raised here too
+            outcome = (_portable(error), None)
+            session.broadcast(outcome)
+            raise
+    error, result = session.broadcast(outcome)
+    if error is not None:
+        raise error
+    return result
+
+
+def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from, picked by rank 0 and loaded by every process.
+
+    As :func:`trainwell.reliability.resume.start_in` for a run directory, :func:`trainwell.reliability.resume.locate`
+    without one; in one process exactly that.
+
+    Raises:
+        CheckpointError, ConfigError: as those, in every process; ConfigError also for a
+            checkpoint written inside an epoch by another number of processes.
+    """
+    from trainwell.reliability import resume as resuming
+    from trainwell.files.checkpoint import read_checkpoint
+
+    def pick() -> tuple[Path, dict[str, Any]] | None:
+        return resuming.start_in(resume, run_dir) if run_dir is not None else resuming.locate(resume, None)
+
+    if session is None:
+        return pick()
+    found = None
+
+    def pick_path() -> str | None:
+        nonlocal found
+        found = pick()
+        return str(found[0]) if found is not None else None
+
+    path = on_primary(session, pick_path)
+    if path is None:
+        return None
+    if found is None:
+        found = (Path(path), read_checkpoint(Path(path)))
+    session.check_resumable(*found)
+    return found
+
+
+@contextlib.contextmanager
+def evaluating(trainer: Trainer) -> Iterator[None]:
+    """Validation in several processes: on the plain module, with rank 0's buffers (BatchNorm statistics).
+
+    DistributedDataParallel's forward may broadcast buffers, a collective that would need every
+    process to validate the same number of batches; validation shards need not be equal.
+    """
+    session = trainer.distributed
+    if session is None:
+        yield
+        return
+    for buffer in trainer.module.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+    wrapped, trainer.model = trainer.model, trainer.module
+    try:
+        yield
+    finally:
+        trainer.model = wrapped
+
+
+def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager[Any]:
+    """Around one micro-batch's forward and backward: no gradient synchronisation unless it is the ``last``."""
+    session = getattr(trainer, "distributed", None)
+    if session is None or last or session.ddp is None:
+        return contextlib.nullcontext()
+    return session.ddp.no_sync()
+
+
+def reduce_validation(session: Session, totals: torch.Tensor, samples: int, details: Any) -> tuple[torch.Tensor, int]:
+    """Validation sums and sample count over every process, and every process's predictions in ``details``."""
+    packed = session.sum(torch.cat([totals, torch.tensor([float(samples)], dtype=totals.dtype, device=totals.device)]))
+    if details is not None:
+        details.gather(session.gather_rows)
+    return packed[:-1], int(packed[-1].item())
+
+
+# ------------------------------------------------------------------------- sharding the data
+
+
+def shard_loaders(session: Session, config: TrainConfig, train_loader: Any, val_loader: Any) -> tuple[Any, Any]:
+    """Each process's share of the training and validation data, with the shuffling seed of rank 0.
+
+    Raises:
+        DataError: as :func:`trainwell.data.sharding.shard_loader`.
+    """
+    from trainwell.data.sharding import shard_loader
+
+    drawn = random.SystemRandom().randrange(2**31) if config.seed is None else config.seed
+    seeds = session.broadcast(
+        {"sampler": drawn, "train": getattr(train_loader, "seed", None), "val": getattr(val_loader, "seed", None)}
+    )
+    place = {"rank": session.rank, "world_size": session.world_size, "sampler_seed": seeds["sampler"]}
+    train = shard_loader(train_loader, "train_loader", **place, train=True, seed=seeds["train"])
+    if val_loader is None:
+        return train, None
+    return train, shard_loader(val_loader, "val_loader", **place, train=False, seed=seeds["val"])
+
+
+class _RankFilter(logging.Filter):
+    """In processes other than rank 0: warnings and errors only, each marked with the rank."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        if not str(record.msg).startswith("[rank "):
+            record.msg = f"[rank {self.rank}] {record.msg}"
+        return True
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling (to be raised in the other processes too), else a TrainwellError saying it."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any pickling failure means: send its text instead
+        return TrainwellError(f"rank 0 failed with {type(error).__name__}: {error}")
+
+
+def is_primary(session: Session | None) -> bool:
+    """Whether this process writes the run's files: the only one, or rank 0."""
+    return session is None or session.is_primary

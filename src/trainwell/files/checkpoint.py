@@ -1,0 +1,598 @@
+"""Checkpoint files: atomic writes committed by a manifest, safe loading, and discovery.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain data, plus a small manifest
+beside it (``<name>.manifest.json``) with the file's SHA-256 and size, the step and epoch it was
+taken at, and its ``val_loss``. The manifest commits the checkpoint:
+
+    1. the checkpoint goes to a temporary file in the same directory, flushed and fsynced;
+    2. it is renamed into place and the directory is fsynced;
+    3. the manifest is written the same way; only now does the checkpoint count;
+    4. only then may older checkpoints be deleted (each manifest before its file, so a half-deleted
+       checkpoint is never taken for a committed one).
+
+A crash at any moment therefore leaves every committed checkpoint intact. On load the file is
+checked against its manifest (a truncated or changed file is refused with an error naming it)
+and unpickled with ``weights_only=True``, so a crafted file cannot run code. "Latest" means the
+highest committed step, never the newest modification time.
+
+Writes are retried with exponential backoff on transient I/O errors (:mod:`trainwell.files.retry`);
+permanent ones (permission denied, a read-only file system, a disk still full after the retries)
+fail with a :class:`~trainwell.exceptions.CheckpointError` and leave earlier checkpoints untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import math
+import os
+import pickle
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainwell.exceptions import CheckpointError, CheckpointMismatchError
+from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
+
+logger = logging.getLogger("trainwell")
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".manifest.json"
+# Errors that no retry can fix: raised at once.
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a checkpoint's manifest says about it.
+
+    Attributes:
+        path: The checkpoint file.
+        sha256: Its SHA-256, hex.
+        size: Its size in bytes.
+        step: Optimizer steps taken when it was written (None when saved without one).
+        epoch: Epochs completed when it was written.
+        val_loss: The validation loss of the last completed epoch, when there was one.
+        kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
+            signal), or ``"manual"`` (:func:`save_checkpoint`).
+        healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    step: int | None = None
+    epoch: int | None = None
+    val_loss: float | None = None
+    kind: str = "manual"
+    healthy: bool = True
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """How recent it is: by step, then by completed epochs (an epoch's end follows its last step)."""
+        return (self.step if self.step is not None else -1, self.epoch if self.epoch is not None else -1)
+
+
+def manifest_path(path: Path) -> Path:
+    """Where the manifest of checkpoint ``path`` lives: ``step-12.pt`` -> ``step-12.manifest.json``."""
+    path = Path(path)
+    return path.with_name(path.stem + MANIFEST_SUFFIX)
+
+
+# ---------------------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Any,
+    optimizer: Any = None,
+    *,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    **state: Any,
+) -> Path:
+    """Write a checkpoint of ``model`` (and ``optimizer``) atomically, committed by a manifest.
+
+    The file is a dictionary with the classic keys, so code written for the usual ``torch.save``
+    dictionaries reads it: ``model_state_dict``, ``optimizer_state_dict``, ``epoch`` and
+    ``val_loss`` (None unless given), plus ``format_version``, ``versions`` and every keyword in
+    ``state``.
+
+    Args:
+        path: The file to write (e.g. ``"checkpoints/model.pt"``); its directory is created.
+        model: The ``nn.Module`` whose ``state_dict`` is saved.
+        optimizer: An optimizer whose ``state_dict`` is saved too.
+        retry: Attempts and backoff for transient I/O errors.
+        **state: More to save: tensors and plain data only (numbers, strings, None, lists, tuples,
+            dicts), e.g. ``epoch=3, val_loss=0.21, step=1200``.
+
+    Returns:
+        The checkpoint's path.
+
+    Raises:
+        TypeError: a value in ``state`` is not a tensor or plain data (it could not be loaded safely).
+        CheckpointError: the file could not be written; an earlier file at ``path`` is left as it was.
+
+    Example:
+        >>> import torch, tempfile, trainwell
+        >>> model = torch.nn.Linear(2, 1)
+        >>> path = trainwell.save_checkpoint(tempfile.mkdtemp() + "/model.pt", model, epoch=3, val_loss=0.5)
+        >>> trainwell.load_checkpoint(path, model)["epoch"]
+        3
+    """
+    checkpoint = {
+        "format_version": FORMAT_VERSION,
+        "versions": versions(),
+        "epoch": state.pop("epoch", None),
+        "val_loss": state.pop("val_loss", None),
+        "model_state_dict": model.state_dict(),
+        "optimizer_state_dict": optimizer.state_dict() if optimizer is not None else None,
+        **state,
+    }
+    step = checkpoint.get("step") if isinstance(checkpoint.get("step"), int) else None
+    return write_checkpoint(
+        Path(path), checkpoint, step=step, epoch=checkpoint["epoch"], val_loss=checkpoint["val_loss"], retry=retry
+    )
+
+
+def write_checkpoint(
+    path: Path,
+    checkpoint: Mapping[str, Any],
+    *,
+    step: int | None = None,
+    epoch: int | None = None,
+    val_loss: float | None = None,
+    kind: str = "manual",
+    healthy: bool = True,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically, then commit it with its manifest.
+
+    A manifest already at ``path`` is removed first, so no committed manifest ever describes a
+    file that is being replaced.
+
+    Raises:
+        TypeError: ``checkpoint`` holds something other than tensors and plain data.
+        CheckpointError: writing failed after the retries, or failed permanently.
+    """
+    import torch
+
+    check_plain(checkpoint)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_file = manifest_path(path)
+    _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
+    digest, size = _with_retry(
+        lambda: _write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
+    )
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "step": step,
+        "epoch": epoch,
+        "val_loss": val_loss if val_loss is None or math.isfinite(val_loss) else None,
+        "healthy": healthy,
+        "files": {path.name: {"sha256": digest, "bytes": size}},
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    text = json.dumps(manifest, indent=1).encode("utf-8")
+    _with_retry(lambda: _write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
+    return path
+
+
+def check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` would refuse, naming where it is.
+
+    Raises:
+        TypeError: naming the key path and the offending type.
+    """
+    import torch
+
+    # Exact types: a subclass (numpy.float64, torch's version string) pickles as its own class.
+    if (
+        value is None
+        or type(value) in (bool, int, float, str)
+        or isinstance(value, (torch.Tensor, torch.Size, torch.dtype, torch.device))
+    ):
+        return
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in (str, int, float, bool, type(None)):
+                raise TypeError(
+                    f"{where} has a key {key!r} of type {type(key).__name__}: keys must be strings or numbers."
+                )
+            check_plain(item, f"{where}[{key!r}]")
+        return
+    if type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            check_plain(item, f"{where}[{index}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}: a checkpoint holds only tensors and "
+        "plain data (numbers, strings, None, lists, tuples, dicts), so that it loads with weights_only=True "
+        "and never runs code. Convert it, e.g. to a dict of its fields."
+    )
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it (no second read of the file)."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]:
+    """Write through ``write(file)`` into a temporary file, fsync it, rename it to ``path``, fsync the directory."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            write(hashing)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        # Free the space (a disk-full error is retried) and leave nothing that looks complete.
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+    return hashing.sha256.hexdigest(), hashing.size
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames and deletions in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+class _PermanentError(Exception):
+    """Carries an OSError that retrying cannot fix past the retry loop."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _with_retry(
+    operation: Callable[[], Any], policy: RetryPolicy, sleep: Callable[[float], Any], path: Path, what: str = "write"
+) -> Any:
+    def attempt() -> Any:
+        try:
+            return operation()
+        except OSError as error:
+            if error.errno in _PERMANENT_ERRNOS:
+                raise _PermanentError(error) from error
+            raise
+
+    try:
+        return retry_call(
+            attempt, policy=policy, retry_on=(OSError,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
+        )
+    except _PermanentError as permanent:
+        raise CheckpointError(
+            f"could not {what} checkpoint '{path}': {permanent.error}. This is not transient, so it was not retried. "
+            "Make the directory writable (or choose another run_dir); earlier checkpoints are intact."
+        ) from permanent.error
+    except OSError as error:
+        hint = "Free disk space" if error.errno == errno.ENOSPC else "Check the file system"
+        raise CheckpointError(
+            f"could not {what} checkpoint '{path}' after {policy.attempts} attempts: {error}. "
+            f"{hint}, then resume; earlier checkpoints are intact."
+        ) from error
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest of checkpoint ``path``, or None when it has none (not committed)."""
+    manifest_file = manifest_path(path)
+    try:
+        data = json.loads(manifest_file.read_text(encoding="utf-8"))
+        entry = data["files"].get(Path(path).name)
+        if entry is None:
+            raise KeyError(f"it does not list {Path(path).name}")
+        return Manifest(
+            path=Path(path),
+            sha256=str(entry["sha256"]),
+            size=int(entry["bytes"]),
+            step=data.get("step"),
+            epoch=data.get("epoch"),
+            val_loss=data.get("val_loss"),
+            kind=data.get("kind", "manual"),
+            healthy=bool(data.get("healthy", True)),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"the manifest '{manifest_file}' of checkpoint '{path}' is unreadable ({error}): the checkpoint cannot be "
+            "verified. Resume from another checkpoint."
+        ) from error
+
+
+def verify(path: str | Path) -> Manifest | None:
+    """Check ``path`` against its manifest; return the manifest (None when there is none).
+
+    Raises:
+        CheckpointError: the file is missing, or its size or SHA-256 differs from the manifest.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint '{path}' is missing although its manifest commits it.") from None
+    if size != manifest.size:
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt: it has {size:,} bytes but its manifest recorded {manifest.size:,} "
+            "(truncated or overwritten). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
+        )
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != manifest.sha256:
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt: its SHA-256 differs from the one its manifest recorded when it was "
+            "committed (the file changed on disk). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
+        )
+    return manifest
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Verify ``path`` against its manifest (when it has one) and unpickle it safely, onto the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, truncated, would run code when unpickled,
+            or was written by a newer format of trainwell.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory."
+        )
+    verify(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        detail = re.search(r"WeightsUnpickler error: ([^\n]*?\.)(\s|$)", str(error))
+        raise CheckpointError(
+            f"checkpoint '{path}' was refused: it holds objects that are not tensors or plain data, and unpickling them "
+            "could run code; trainwell loads checkpoints only with weights_only=True"
+            + (f" ({detail.group(1)})" if detail else "")
+            + "."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint '{path}' is corrupt or truncated and cannot be read: {first_line(error)}"
+        ) from error
+    if isinstance(checkpoint, dict):
+        version = checkpoint.get("format_version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint '{path}' has format_version={version}, newer than this trainwell reads "
+                f"({FORMAT_VERSION}): upgrade trainwell to load it."
+            )
+    return checkpoint
+
+
+def load_checkpoint(
+    path: str | Path, model: Any = None, optimizer: Any = None, *, strict: bool = True
+) -> dict[str, Any]:
+    """Load a checkpoint safely and restore ``model`` (and ``optimizer``) from it.
+
+    Args:
+        path: A checkpoint file, or a directory (a run directory or its ``checkpoints/``), in which
+            case the newest committed checkpoint that verifies is loaded.
+        model: An ``nn.Module`` to load ``model_state_dict`` into (a bare state dict saved with
+            ``torch.save(model.state_dict())`` works too).
+        optimizer: An optimizer to load ``optimizer_state_dict`` into.
+        strict: Refuse a checkpoint whose parameter names or shapes differ from the model's.
+
+    Returns:
+        The checkpoint dictionary (tensors on the CPU).
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, truncated or unsafe to unpickle, or a
+            directory holds no good checkpoint.
+        CheckpointMismatchError: the checkpoint comes from a model with other parameters; the
+            message names them.
+
+    Example:
+        >>> checkpoint = trainwell.load_checkpoint("runs/exp1", model)  # doctest: +SKIP
+        >>> checkpoint["epoch"], checkpoint["val_loss"]  # doctest: +SKIP
+        (12, 0.087)
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(
+                f"'{path}' holds no committed checkpoint that verifies: give a checkpoint file instead."
+            )
+        path, checkpoint = found
+    else:
+        checkpoint = read_checkpoint(path)
+    if model is not None:
+        state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        load_model_state(model, state, source=f"checkpoint '{path}'", strict=strict)
+    if optimizer is not None:
+        saved = checkpoint.get("optimizer_state_dict")
+        if saved is None:
+            raise CheckpointError(
+                f"checkpoint '{path}' has no optimizer_state_dict: it was saved without an optimizer."
+            )
+        optimizer.load_state_dict(saved)
+    return checkpoint
+
+
+def load_model_state(model: Any, state: Mapping[str, Any], source: str, strict: bool = True) -> None:
+    """``model.load_state_dict(state)``, refusing a different architecture with a message that names the differences.
+
+    Raises:
+        CheckpointMismatchError: names missing, unexpected and differently shaped entries.
+    """
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a model state dict.")
+    problems = describe_mismatch(model.state_dict(), state)
+    if problems and (strict or "shape" in problems):
+        raise CheckpointMismatchError(
+            f"{source} does not fit the model {type(model).__name__}: {problems}. It was saved from a different "
+            "architecture: build the model it was trained with (a run directory's model.txt describes it)."
+        )
+    model.load_state_dict(state, strict=strict)
+
+
+def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 8) -> str:
+    """Say which entries of two state dicts differ: missing, unexpected, or of another shape ('' if none)."""
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    shapes = [
+        f"{name} (checkpoint {tuple(found[name].shape)}, model {tuple(tensor.shape)})"
+        for name, tensor in expected.items()
+        if name in found and hasattr(found[name], "shape") and tuple(found[name].shape) != tuple(tensor.shape)
+    ]
+    parts = []
+    for label, names in (
+        ("missing from the checkpoint", missing),
+        ("not in the model", unexpected),
+        ("different shape", shapes),
+    ):
+        if names:
+            shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+            parts.append(f"{label}: {shown}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- discovery
+
+
+def committed_checkpoints(directory: str | Path) -> list[Manifest]:
+    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    manifests = []
+    for manifest_file in directory.glob("*" + MANIFEST_SUFFIX):
+        stem = manifest_file.name[: -len(MANIFEST_SUFFIX)]
+        try:
+            names = [
+                name
+                for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"]
+                if Path(name).stem == stem
+            ]
+            found = [read_manifest(directory / name) for name in names]
+        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+            logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)
+            continue
+        manifests.extend(manifest for manifest in found if manifest is not None)
+    return sorted(manifests, key=lambda m: m.order, reverse=True)
+
+
+def latest_checkpoint(
+    directory: str | Path, on_bad: Callable[[Manifest, CheckpointError], None] | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest committed checkpoint in ``directory`` that verifies and loads, with its contents.
+
+    ``directory`` may be a run directory (its ``checkpoints/`` is searched) or a checkpoint
+    directory. A checkpoint that fails verification is logged, reported to ``on_bad`` and skipped
+    in favour of the next newest: a corrupted last checkpoint costs the work since the one before,
+    never the run.
+
+    Returns:
+        ``(path, checkpoint)``, or None when no committed checkpoint loads.
+    """
+    directory = checkpoint_directory(directory)
+    for manifest in committed_checkpoints(directory):
+        try:
+            return manifest.path, read_checkpoint(manifest.path)
+        except CheckpointError as error:
+            logger.warning("Skipping checkpoint %s: %s", manifest.path.name, error)
+            if on_bad is not None:
+                on_bad(manifest, error)
+    return None
+
+
+def checkpoint_directory(path: str | Path) -> Path:
+    """``path/checkpoints`` when ``path`` is a run directory that has one, else ``path``."""
+    path = Path(path)
+    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+
+
+def set_aside(manifest: Manifest, suffix: str) -> None:
+    """Rename a checkpoint and its manifest out of discovery's way, keeping them for inspection."""
+    for file in (manifest_path(manifest.path), manifest.path):
+        if file.exists():
+            os.replace(file, file.with_name(file.name + suffix))
+    fsync_directory(manifest.path.parent)
+
+
+def prune(directory: Path, keep_last: int, keep_best: int, is_ours: Callable[[Path], bool]) -> list[Path]:
+    """Delete committed checkpoints beyond the ``keep_last`` newest and the ``keep_best`` by val_loss.
+
+    Also removes this writer's leftovers (temporary files, files whose manifest never got
+    written). Each manifest goes before its file. Only files for which ``is_ours`` holds are
+    touched. Returns the deleted checkpoint files.
+    """
+    manifests = [m for m in committed_checkpoints(directory) if is_ours(m.path)]
+    keep = {m.path for m in manifests[:keep_last]}
+    scored = [m for m in manifests if m.kind == "epoch" and m.val_loss is not None]
+    keep |= {m.path for m in sorted(scored, key=lambda m: (m.val_loss, [-x for x in m.order]))[:keep_best]}
+    deleted = []
+    for manifest in manifests:
+        if manifest.path not in keep:
+            manifest_path(manifest.path).unlink(missing_ok=True)
+            manifest.path.unlink(missing_ok=True)
+            deleted.append(manifest.path)
+    committed = {m.path for m in manifests}
+    for leftover in directory.iterdir():
+        temporary = leftover.name.startswith(".") and ".tmp-" in leftover.name
+        orphan = is_ours(leftover) and leftover not in committed and not manifest_path(leftover).exists()
+        if temporary or orphan:
+            leftover.unlink(missing_ok=True)
+    return deleted
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def versions() -> dict[str, str]:
+    """The versions that wrote a checkpoint: trainwell, torch, Python."""
+    import platform
+
+    import torch
+
+    from trainwell.version import __version__
+
+    return {"trainwell": __version__, "torch": str(torch.__version__), "python": platform.python_version()}

@@ -1,0 +1,140 @@
+"""Non-finite losses and gradients: detected on the step they happen, skipped, never ignored.
+
+Two modes, one policy:
+
+- **host** (CPU, or optimizers that cannot skip on the device): the step's loss and gradient
+  norm are read on the host, where that read costs nothing; a bad step never reaches the
+  optimizer.
+- **device** (accelerators with a fused optimizer): the verdict stays on the device and is
+  handed to the fused optimizer as ``found_inf``, the same channel torch's GradScaler uses, so
+  the kernel skips the update without a host synchronisation. Counters are read at each log
+  interval and at the end of every epoch.
+
+Either way, ``max_consecutive`` bad steps in a row call ``on_diverged`` (the Trainer rolls back
+to the last good state, see :mod:`trainwell.reliability.healing`) or, without one, raise :class:`DivergenceError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from trainwell.exceptions import DivergenceError
+
+logger = logging.getLogger("trainwell")
+
+
+class NonFiniteGuard:
+    """Counts non-finite steps and stops training after too many in a row.
+
+    Args:
+        max_consecutive: Bad steps in a row tolerated (each skipped) before DivergenceError.
+        advice: Says what to change; appended to the DivergenceError message.
+        on_skip: Called as ``on_skip(message, *args, skipped=n)`` when steps were skipped;
+            logs a warning by default (the Trainer records an event).
+        on_diverged: Called as ``on_diverged(run, step)`` when ``max_consecutive`` steps in a
+            row were bad; it may repair the state and return (the count starts again) or raise.
+            None raises :class:`DivergenceError`.
+        bad: What a bad step is, for messages (``"non-finite or spiking"`` with spike detection).
+
+    Example:
+        >>> guard = NonFiniteGuard(max_consecutive=2)
+        >>> guard.observe(False, step=7)
+        >>> guard.skipped
+        1
+    """
+
+    def __init__(
+        self,
+        max_consecutive: int,
+        advice: str = "",
+        on_skip: Callable[..., None] | None = None,
+        on_diverged: Callable[[int, int], None] | None = None,
+        bad: str = "non-finite",
+    ) -> None:
+        self.max_consecutive = max_consecutive
+        self.bad = bad
+        self.advice = advice
+        self.on_skip = on_skip or _log_skip
+        self.on_diverged = on_diverged
+        self.skipped = 0
+        self.consecutive = 0
+        self._device_bad_total: torch.Tensor | None = None
+        self._device_run: torch.Tensor | None = None
+        self._device_longest_run: torch.Tensor | None = None
+
+    def observe(self, finite: bool, step: int, reason: str = "Non-finite loss or gradient") -> None:
+        """Host mode: record whether ``step`` was good (its update must be skipped if not) and why not."""
+        if finite:
+            self.consecutive = 0
+            return
+        self.skipped += 1
+        self.consecutive += 1
+        self.on_skip(
+            "%s at step %d: update skipped (%d in a row, %d allowed).",
+            reason,
+            step,
+            self.consecutive,
+            self.max_consecutive,
+            skipped=1,
+        )
+        if self.consecutive >= self.max_consecutive:
+            self._diverged(self.consecutive, step)
+
+    def observe_on_device(self, bad: torch.Tensor) -> None:
+        """Device mode: accumulate a 0-dim bool tensor of this step's verdict, without syncing."""
+        bad = bad.to(torch.int64)
+        if self._device_bad_total is None:
+            self._device_bad_total = torch.zeros((), dtype=torch.int64, device=bad.device)
+            self._device_run = torch.full((), self.consecutive, dtype=torch.int64, device=bad.device)
+            self._device_longest_run = torch.zeros((), dtype=torch.int64, device=bad.device)
+        self._device_bad_total += bad
+        self._device_run = (self._device_run + bad) * bad
+        torch.maximum(self._device_longest_run, self._device_run, out=self._device_longest_run)
+
+    def flush(self, step: int) -> None:
+        """Device mode: read the counters (one sync) and raise if a run of bad steps was too long."""
+        if self._device_bad_total is None:
+            return
+        new_bad, longest, current = (int(v) for v in torch.stack(
+            [self._device_bad_total, self._device_longest_run, self._device_run]
+        ).tolist())
+        self._device_bad_total = self._device_run = self._device_longest_run = None
+        if new_bad:
+            self.skipped += new_bad
+            self.on_skip("%d steps with a %s loss or gradient were skipped up to step %d.", new_bad, self.bad, step, skipped=new_bad)
+        self.consecutive = current
+        if longest >= self.max_consecutive:
+            self._diverged(longest, step)
+
+    def _diverged(self, run: int, step: int) -> None:
+        if self.on_diverged is None:
+            raise DivergenceError(self.describe(run, step) + " " + self.advice)
+        self.on_diverged(run, step)
+        self.consecutive = 0
+
+    def describe(self, run: int, step: int) -> str:
+        """What went wrong, for a DivergenceError: how many bad steps in a row, up to which step."""
+        return (
+            f"Training diverged: the loss or gradients were {self.bad} for {run} steps in a row "
+            f"(up to step {step}; {self.skipped} skipped in all, max_nonfinite_steps={self.max_consecutive})."
+        )
+
+
+def judged_on_device(device: torch.device, precision: Any, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
+
+    On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
+    stays on the device when the update can be skipped there: by a fused optimizer's
+    ``found_inf`` input, or by the GradScaler under fp16.
+    """
+    from trainwell.loop.optimizers import is_fused
+
+    return device.type != "cpu" and (precision.scaler is not None or is_fused(optimizer))
+
+
+def _log_skip(message: str, *args: Any, skipped: int) -> None:
+    logger.warning(message, *args)

@@ -1,0 +1,211 @@
+"""Evaluate a trained model on held-out data: the loss and the task's metrics, with per-class detail.
+
+:func:`evaluate` runs a model over a loader once, in eval mode and without gradients, and
+reports what the trainer reports after each epoch (the loss, accuracy or MAE, and the
+torchmetrics scores of :mod:`trainwell.loop.metrics`) plus, for classification, each class's precision,
+recall, F1 and support and the confusion matrix. The task and the loss are decided from the first
+batch exactly as in training (:func:`trainwell.loop.tasks.infer_task`), so the numbers are comparable
+with the ``val_*`` columns of a run's metrics.jsonl.
+
+(The module is ``evaluation`` rather than ``evaluate``: a submodule named like the function
+``trainwell.evaluate`` would replace that function on the package once imported.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainwell.exceptions import DataError, ModelError
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        task: ``"classification"`` or ``"regression"``.
+        samples: How many samples were evaluated.
+        metrics: ``loss`` and ``accuracy``, ``f1``, ``precision``, ``recall`` (macro averages over
+            the classes; of the positive class for a single-logit binary model), or ``loss``,
+            ``mae``, ``rmse``, ``r2`` for regression.
+        class_names: The name of each class, index = label (classification).
+        per_class: Per class: ``{"class", "precision", "recall", "f1", "support"}`` (classification).
+        confusion_matrix: ``matrix[true][predicted]`` counts (classification with at most 100 classes).
+        source: What was evaluated (a split, a file), for the record.
+    """
+
+    task: str
+    samples: int
+    metrics: dict[str, float]
+    class_names: list[str] = field(default_factory=list)
+    per_class: list[dict[str, Any]] | None = None
+    confusion_matrix: list[list[int]] | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (non-finite numbers as None)."""
+        return {
+            **self.source,
+            "task": self.task,
+            "samples": self.samples,
+            "metrics": {name: _finite_or_none(value) for name, value in self.metrics.items()},
+            "class_names": list(self.class_names),
+            "per_class": self.per_class,
+            "confusion_matrix": self.confusion_matrix,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically; return the path."""
+        from trainwell.files.rundir import write_text
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    def table(self) -> str:
+        """The metrics, the per-class scores and the confusion matrix as aligned text."""
+        lines = [f"{name:<10} {_number(value)}" for name, value in self.metrics.items()]
+        if self.per_class:
+            width = max(5, *(len(row["class"]) for row in self.per_class))
+            lines += ["", f"{'class':<{width}}  precision     recall         f1    support"]
+            for row in self.per_class:
+                lines.append(
+                    f"{row['class']:<{width}}  {row['precision']:>9.4f}  {row['recall']:>9.4f}  {row['f1']:>9.4f}  {row['support']:>9d}"
+                )
+        if self.confusion_matrix:
+            labels = [str(name) for name in self.class_names] or [str(i) for i in range(len(self.confusion_matrix))]
+            cell = max(
+                4, *(len(label) for label in labels), *(len(str(n)) for row in self.confusion_matrix for n in row)
+            )
+            lines += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+            lines.append(" " * (cell + 1) + " ".join(f"{label:>{cell}}" for label in labels))
+            for label, row in zip(labels, self.confusion_matrix):
+                lines.append(f"{label:>{cell}} " + " ".join(f"{count:>{cell}d}" for count in row))
+        return "\n".join(lines)
+
+
+def evaluate(
+    model: Any,
+    loader: Iterable[Any],
+    *,
+    task: str = "auto",
+    loss_fn: Callable[..., Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    device: Any = None,
+) -> Evaluation:
+    """Measure ``model`` on every batch of ``loader``: the loss and the task's metrics.
+
+    The model runs in eval mode under ``torch.no_grad()`` (its mode is restored afterwards);
+    losses are weighted by batch size, so the result does not depend on how the data is batched.
+
+    Args:
+        model: A trained ``nn.Module`` returning logits (classification) or values (regression).
+        loader: Batches of ``(inputs, targets)`` (or dicts with ``inputs`` and ``targets``): a
+            DataLoader, a :class:`~trainwell.data.TensorLoader`, a list of pairs.
+        task: ``"auto"`` (integer targets: classification; float targets: regression, or as
+            ``loss_fn`` implies), ``"classification"`` or ``"regression"``.
+        loss_fn: The loss to report; None uses the task's default (cross-entropy, BCE with
+            logits for one output, MSE), as training does.
+        class_names: Names for the classes in the per-class table (default ``"0"``, ``"1"``, ...).
+        device: Where to run; None uses the device of the model's parameters.
+
+    Returns:
+        An :class:`Evaluation` (``.metrics``, ``.per_class``, ``.confusion_matrix``, ``.table()``).
+
+    Raises:
+        ModelError: ``model`` is not an ``nn.Module``.
+        DataError: the loader is empty, a batch is not ``(inputs, targets)``, the model fails on
+            the inputs, or the targets do not fit its outputs (a label beyond its classes).
+
+    Example:
+        >>> import torch, trainwell
+        >>> from trainwell.data import TensorLoader
+        >>> model = torch.nn.Linear(2, 3)
+        >>> inputs, targets = torch.randn(50, 2), torch.randint(0, 3, (50,))
+        >>> result = trainwell.evaluate(model, TensorLoader(inputs, targets, shuffle=False))
+        >>> sorted(result.metrics), result.samples, len(result.confusion_matrix)
+        (['accuracy', 'f1', 'loss', 'precision', 'recall'], 50, 3)
+    """
+    import torch
+    from torch import nn
+
+    from trainwell.data import batches
+    from trainwell.loop.metrics import ValidationMetrics
+    from trainwell.loop.tasks import infer_task
+
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model is a {type(model).__name__}: expected a torch.nn.Module (an instance, not the class).")
+    if device is None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    samples = 0
+    sums: dict[str, torch.Tensor] = {}
+    decided = None
+    details = None
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                inputs, targets = batches.move_to(batches.split_batch(batch, "loader"), device)
+                try:
+                    outputs = batches.forward(model, inputs)
+                except (RuntimeError, TypeError, ValueError) as error:
+                    raise DataError(
+                        f"the model failed on a batch of the loader (inputs: {batches.describe(inputs)}): {error}. "
+                        "Check that the inputs are prepared as in training (trainwell.load_model(run_dir).prepare does it)."
+                    ) from error
+                if decided is None:
+                    decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
+                    details = ValidationMetrics(decided)
+                count = batches.count_samples(inputs)
+                loss_sum += decided.loss(outputs, targets).detach().double() * count
+                samples += count
+                for name, value in decided.metric_sums(outputs, targets).items():
+                    sums[name] = sums[name] + value if name in sums else value
+                details.update(outputs, targets)
+    finally:
+        model.train(was_training)
+    if decided is None:
+        raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
+    names = list(sums)
+    values = torch.stack([loss_sum, *(sums[name].double() for name in names)]).tolist()
+    measured = {"val_loss": values[0] / max(samples, 1), **decided.summarize(dict(zip(names, values[1:])))}
+    measured.update(details.compute())
+    metrics = {name.removeprefix("val_"): value for name, value in measured.items()}
+    result = Evaluation(task=decided.name, samples=samples, metrics=metrics)
+    scores = details.per_class()
+    if scores is not None:
+        count = len(scores["f1"])
+        names_given = list(class_names) if class_names is not None else []
+        result.class_names = names_given if len(names_given) == count else [str(i) for i in range(count)]
+        result.per_class = [
+            {
+                "class": result.class_names[i],
+                "precision": scores["precision"][i],
+                "recall": scores["recall"][i],
+                "f1": scores["f1"][i],
+                "support": scores["support"][i],
+            }
+            for i in range(count)
+        ]
+        result.confusion_matrix = details.confusion_matrix
+    return result
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _number(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.1f}" if abs(value) >= 10_000 else f"{value:.4f}"
