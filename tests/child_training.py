@@ -110,7 +110,7 @@ def _kill_inside_checkpoint_writes(operation: str, count: int) -> None:
     manifest, not done / done), ``fsync``, ``unlink`` (pruning old checkpoints) or ``write`` (a chunk
     of a checkpoint being serialised, leaving a partial temporary file).
     """
-    from trainwell.files import checkpoint
+    from trainwell.files import atomic
 
     calls = [0]
 
@@ -127,15 +127,15 @@ def _kill_inside_checkpoint_writes(operation: str, count: int) -> None:
         return wrapper
 
     if operation.startswith("replace"):
-        checkpoint.os.replace = counted(os.replace, before=operation == "replace-before")
+        atomic.os.replace = counted(os.replace, before=operation == "replace-before")
     elif operation == "fsync":
-        checkpoint.os.fsync = counted(os.fsync)
+        atomic.os.fsync = counted(os.fsync)
     elif operation == "unlink":
         import pathlib
 
         pathlib.Path.unlink = counted(pathlib.Path.unlink)
     elif operation == "write":
-        checkpoint._HashingWriter.write = counted(checkpoint._HashingWriter.write)
+        atomic.HashingWriter.write = counted(atomic.HashingWriter.write)
     else:
         raise ValueError(f"unknown operation {operation!r}")
 

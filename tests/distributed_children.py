@@ -102,9 +102,9 @@ def run(spec: dict, rank: int) -> int:
         def on_epoch_begin(self, trainer, epoch, **kwargs):
             # The one-process reference of a DistributedSampler: the trainer sets its epoch only when sharding.
             if trainer.distributed is None and isinstance(
-                getattr(trainer._train_loader, "sampler", None), DistributedSampler
+                getattr(trainer.loader_position.loader, "sampler", None), DistributedSampler
             ):
-                trainer._train_loader.sampler.set_epoch(epoch - 1)
+                trainer.loader_position.loader.sampler.set_epoch(epoch - 1)
 
         def on_batch_end(self, trainer, batch_index, loss, **kwargs):
             if spec.get("signal") == [rank, trainer.global_step]:

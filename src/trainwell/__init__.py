@@ -23,17 +23,16 @@ from trainwell.exceptions import (
     TrainingInterrupted,
     TrainwellError,
 )
-
-from trainwell.version import __version__
+from trainwell.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from trainwell.callbacks import Callback
-    from trainwell.files.checkpoint import load_checkpoint, save_checkpoint
     from trainwell.config import TrainConfig
-    from trainwell.use.evaluation import evaluate
-    from trainwell.use.inference import load_model
+    from trainwell.files.checkpoint import load_checkpoint, save_checkpoint
     from trainwell.loop.lr_finder import find_lr
     from trainwell.loop.trainer import FitResult, Trainer, fit
+    from trainwell.use.evaluation import evaluate
+    from trainwell.use.inference import load_model
 
 _LAZY = {
     "fit": "trainwell.loop.trainer",

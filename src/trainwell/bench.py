@@ -176,8 +176,8 @@ def compare_precisions(
     import statistics
 
     from trainwell.data import TensorLoader
-    from trainwell.system import resolve_device
     from trainwell.loop.trainer import Trainer
+    from trainwell.system import resolve_device
 
     chosen = resolve_device(device)
     precisions = ["fp32", "bf16"] + (["fp16"] if chosen.type == "cuda" else [])

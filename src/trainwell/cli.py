@@ -20,8 +20,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from trainwell.version import __version__
 from trainwell.exceptions import ConfigError, TrainwellError
+from trainwell.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -185,9 +185,9 @@ class TrainConfig(BaseModel):
     @classmethod
     def _loggers_installed(cls, loggers: list[str]) -> list[str]:
         if "tensorboard" in loggers:
-            from trainwell.callbacks.tensorboard_logger import require_tensorboard
+            from trainwell.extras import require
 
-            require_tensorboard("loggers=['tensorboard']")
+            require("tensorboard", "loggers=['tensorboard']", "tensorboard")
         return list(dict.fromkeys(loggers))
 
     @model_validator(mode="after")

@@ -258,8 +258,8 @@ def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = F
     """
     from trainwell.callbacks import SaveDataInfo
     from trainwell.data import check_labels_fit
-    from trainwell.system import resolve_device, seed_everything
     from trainwell.loop.trainer import Trainer
+    from trainwell.system import resolve_device, seed_everything
 
     if config.seed is not None:
         # Seed before building the model, so its initial weights are reproducible too.

@@ -9,9 +9,9 @@ import trainwell
 from trainwell import CheckpointError
 from trainwell.callbacks import Callback
 from trainwell.callbacks.checkpointing import Checkpointing
-from trainwell.files.checkpoint import committed_checkpoints, latest_checkpoint, read_checkpoint
 from trainwell.config import TrainConfig
 from trainwell.data import TensorLoader
+from trainwell.files.checkpoint import committed_checkpoints, latest_checkpoint, read_checkpoint
 
 QUIET = {"progress": False}
 
@@ -68,8 +68,9 @@ def test_checkpoint_every_steps_and_the_trainers_checkpoint_contents(tmp_path):
     ]
     mid = read_checkpoint(tmp_path / "checkpoints" / "step-000000004.pt")
     assert (mid["epoch"], mid["step"], mid["batch_in_epoch"]) == (1, 4, 1)
-    assert {"rng", "loader", "callbacks", "precision", "config", "history", "peak_lrs", "versions"} <= set(mid)
-    assert mid["callbacks"]["EarlyStopping"]["monitor"]["best_epoch"] == 1
+    assert {"trainer", "config", "versions", "model_state_dict", "optimizer_state_dict"} <= set(mid)
+    assert {"rng", "loader", "callbacks", "precision", "state", "schedule"} <= set(mid["trainer"])
+    assert mid["trainer"]["callbacks"]["EarlyStopping"]["monitor"]["best_epoch"] == 1
     assert mid["config"]["checkpoint_every_steps"] == 2
 
 
@@ -81,7 +82,7 @@ def test_no_checkpoints_without_a_run_dir_or_when_turned_off(tmp_path):
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_training_and_leaves_the_last_one(tmp_path, monkeypatch):
-    from trainwell.files import checkpoint
+    from trainwell.files import atomic
 
     class DiskFillsInEpoch3(Callback):
         def on_epoch_begin(self, trainer, epoch, **kwargs):
@@ -90,7 +91,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_and_leaves_the_last_
                 def full(*args, **kwargs):
                     raise OSError(errno.ENOSPC, "No space left on device")
 
-                monkeypatch.setattr(checkpoint.os, "fsync", full)
+                monkeypatch.setattr(atomic.os, "fsync", full)
 
     with pytest.raises(CheckpointError, match=r"after 2 attempts: \[Errno 28\] No space left on device") as caught:
         _fit(tmp_path, epochs=4, callbacks=[DiskFillsInEpoch3()], retry_attempts=2, retry_base_delay_s=0.0)

@@ -25,55 +25,60 @@ class FakeSession:
         self.calls.append(("barrier",))
 
 
-def _trainer(step=0, should_stop=False, loader=None):
+def _signals():
     signals = SharedSignalCatcher()
     signals.pending, signals.received = None, None
-    config = SimpleNamespace(log_every_steps=5)
-    return SimpleNamespace(
-        global_step=step, should_stop=should_stop, _signals=signals, config=config, _train_loader=loader
-    )
+    return signals
+
+
+def _sync(session, signals=None, loader=None):
+    return ProcessSync(session, signals or _signals(), loader)
+
+
+def _trainer(step=0, should_stop=False):
+    return SimpleNamespace(global_step=step, should_stop=should_stop, config=SimpleNamespace(log_every_steps=5))
 
 
 def test_a_stop_wanted_by_another_process_stops_this_one(caplog):
     session = FakeSession(others=(1, 0))
     trainer = _trainer()
     with caplog.at_level(logging.INFO, logger="trainwell"):
-        ProcessSync(session).on_epoch_end(trainer, epoch=2, metrics={})
+        _sync(session).on_epoch_end(trainer, epoch=2, metrics={})
     assert trainer.should_stop and "another process decided to stop" in caplog.text
     trainer = _trainer(should_stop=True)
-    ProcessSync(FakeSession()).on_epoch_end(trainer, epoch=2, metrics={})
+    _sync(FakeSession()).on_epoch_end(trainer, epoch=2, metrics={})
     assert trainer.should_stop
 
 
 def test_signals_are_shared_only_at_the_log_interval():
     session = FakeSession(others=(0, signal.SIGTERM))
-    trainer = _trainer(step=4)
-    sync = ProcessSync(session)
+    trainer, signals = _trainer(step=4), _signals()
+    sync = _sync(session, signals)
     sync.on_batch_end(trainer, batch_index=3, loss=None)
-    assert session.calls == [] and trainer._signals.received is None
+    assert session.calls == [] and signals.received is None
     trainer.global_step = 5
     sync.on_batch_end(trainer, batch_index=4, loss=None)
-    assert session.calls == [("any", (0, 0))] and trainer._signals.received == signal.SIGTERM
+    assert session.calls == [("any", (0, 0))] and signals.received == signal.SIGTERM
 
 
 def test_a_pending_signal_here_is_sent_to_the_others():
     session = FakeSession()
-    trainer = _trainer(step=10)
-    trainer._signals.pending = signal.SIGINT
-    ProcessSync(session).on_batch_end(trainer, batch_index=9, loss=None)
-    assert session.calls == [("any", (0, signal.SIGINT))] and trainer._signals.received == signal.SIGINT
+    signals = _signals()
+    signals.pending = signal.SIGINT
+    _sync(session, signals).on_batch_end(_trainer(step=10), batch_index=9, loss=None)
+    assert session.calls == [("any", (0, signal.SIGINT))] and signals.received == signal.SIGINT
 
 
 def test_the_distributed_sampler_gets_each_epoch():
     dataset = TensorDataset(torch.zeros(8, 1))
     loader = DataLoader(dataset, batch_size=2, sampler=DistributedSampler(dataset, num_replicas=2, rank=0))
-    ProcessSync(FakeSession()).on_epoch_begin(_trainer(loader=loader), epoch=3)
+    _sync(FakeSession(), loader=loader).on_epoch_begin(_trainer(), epoch=3)
     assert loader.sampler.epoch == 2
 
 
 def test_processes_wait_for_each_other_at_the_end_and_after_a_shared_interruption_only():
     session = FakeSession()
-    sync = ProcessSync(session)
+    sync = _sync(session)
     sync.on_train_end(_trainer())
     sync.on_exception(_trainer(), error=DivergenceError("diverged"))
     assert session.calls == [("barrier",)]

@@ -32,7 +32,7 @@ def test_eval_uses_the_test_split_where_the_format_has_one(trained_run, make_mni
 def test_eval_on_given_data_and_its_refusals(trained_run, tmp_path, capsys):
     from sklearn.datasets import load_digits
 
-    from trainwell.use.preprocess import feature_names
+    from trainwell.use.tables import feature_names
 
     result = trained_run("digits", data="digits", epochs=2)
     digits = load_digits()

@@ -3,7 +3,7 @@ import io
 import json
 
 from trainwell.cli import main
-from trainwell.use.preprocess import feature_names
+from trainwell.use.tables import feature_names
 
 
 def _digits_csv(path, count=12, drop=None):

@@ -9,15 +9,8 @@ import torch
 
 import trainwell
 from trainwell import ConfigError
-from trainwell.distributed.session import (
-    Environment,
-    Session,
-    choose_backend,
-    data_parallel,
-    device_for,
-    environment,
-    on_primary,
-)
+from trainwell.distributed.environment import Environment, choose_backend, device_for, environment
+from trainwell.distributed.session import Session, joined, on_primary
 
 from ..distributed_children import TRAIN, Launcher, data, free_port, model
 
@@ -188,7 +181,7 @@ def test_a_stop_decided_in_one_process_stops_every_process(launcher, tmp_path):
     ranks, _ = _results(tmp_path / "out", 2)
     assert [len(rank["history"]) for rank in ranks] == [1, 1]
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "epoch-0001-step-000000008.pt", weights_only=False)
-    assert checkpoint["should_stop"]  # recorded as decided: a resumed run stops there too
+    assert checkpoint["trainer"]["state"]["should_stop"]  # recorded as decided: a resumed run stops there too
 
 
 @pytest.mark.multiprocess
@@ -352,10 +345,9 @@ def test_a_process_group_of_one_initialised_by_the_program_is_respected(
         torch.distributed.destroy_process_group()
 
 
-def test_data_parallel_hands_back_the_loaders_unchanged_in_one_process(blob_loaders):
-    trainer = trainwell.Trainer()
-    with data_parallel(trainer, *blob_loaders) as loaders:
-        assert loaders == blob_loaders and trainer.distributed is None
+def test_one_process_joins_no_session():
+    with joined(trainwell.TrainConfig()) as session:
+        assert session is None and not torch.distributed.is_initialized()
 
 
 def test_on_primary_just_calls_in_one_process():

@@ -12,16 +12,10 @@ from torch import nn
 
 import trainwell
 from trainwell import CheckpointError, CheckpointMismatchError, TrainwellError
-from trainwell.files.checkpoint import (
-    committed_checkpoints,
-    latest_checkpoint,
-    manifest_path,
-    prune,
-    read_checkpoint,
-    verify,
-    write_checkpoint,
-)
+from trainwell.files.checkpoint import latest_checkpoint, read_checkpoint, verify, write_checkpoint
+from trainwell.files.manifest import committed_checkpoints, manifest_path, prune
 from trainwell.files.retry import RetryPolicy
+from trainwell.observe.monitor import Monitor
 
 from ..conftest import small_classifier
 
@@ -212,7 +206,7 @@ class FakeClock:
 
 
 def test_transient_write_errors_are_retried_with_backoff_on_a_fake_clock(tmp_path, monkeypatch):
-    from trainwell.files import checkpoint
+    from trainwell.files import atomic
 
     failures = [OSError(errno.EIO, "Input/output error")] * 2
     real_fsync = os.fsync
@@ -222,7 +216,7 @@ def test_transient_write_errors_are_retried_with_backoff_on_a_fake_clock(tmp_pat
             raise failures.pop()
         return real_fsync(descriptor)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", flaky_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", flaky_fsync)
     clock = FakeClock()
     started = time.monotonic()
     path = write_checkpoint(tmp_path / "step-000000001.pt", {"step": 1}, step=1, retry=RetryPolicy(), sleep=clock.sleep)
@@ -261,14 +255,14 @@ def test_disk_full_fails_after_the_retries_and_leaves_the_previous_checkpoint_in
 
 
 def test_permission_denied_fails_at_once_with_a_clear_message(tmp_path, monkeypatch):
-    from trainwell.files import checkpoint
+    from trainwell.files import atomic
 
     previous = _write(tmp_path, 10)
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(checkpoint.os, "replace", denied)
+    monkeypatch.setattr(atomic.os, "replace", denied)
     clock = FakeClock()
     with pytest.raises(
         CheckpointError,
@@ -296,7 +290,8 @@ def test_prune_keeps_the_newest_and_the_best_and_deletes_leftovers(tmp_path):
     (tmp_path / ".step-000000044.pt.tmp-123").write_bytes(b"partial")
     (tmp_path / "notes.txt").write_text("mine")
     is_ours = lambda p: p.name.endswith(".pt") and "step-" in p.name  # noqa: E731
-    deleted = prune(tmp_path, keep_last=2, keep_best=1, is_ours=is_ours)
+    best_first = lambda manifests: Monitor("val_loss").ranked(manifests, value=lambda m: m.val_loss)  # noqa: E731
+    deleted = prune(tmp_path, keep_last=2, keep_best=1, is_ours=is_ours, best_first=best_first)
     assert sorted(p.name for p in deleted) == ["epoch-0001-step-000000008.pt", "epoch-0003-step-000000024.pt"]
     assert [m.path.name for m in committed_checkpoints(tmp_path)] == [
         "step-000000036.pt",

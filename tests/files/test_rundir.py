@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from trainwell import ConfigError
-from trainwell.files.rundir import prepare_run_dir, write_yaml
+from trainwell.files.atomic import write_yaml
+from trainwell.files.rundir import prepare_run_dir
 
 
 def test_creates_the_directory_and_config(tmp_path):

@@ -295,20 +295,18 @@ def test_gradient_clipping_bounds_the_update(blobs):
     inputs, targets = blobs
     norms = []
 
-    class NormAfterClip(Trainer):
-        def _backward_and_step(self, loss):
-            original = self.optimizer.step
+    class NormAtStep(Callback):
+        def on_train_begin(self, trainer, **kwargs):
+            original = trainer.optimizer.step
 
             def recording_step(*args, **kwargs):
-                norms.append(torch.norm(torch.stack([p.grad.norm() for p in self._parameters])).item())
+                norms.append(torch.norm(torch.stack([p.grad.norm() for p in trainer.module.parameters()])).item())
                 return original(*args, **kwargs)
 
-            self.optimizer.step = recording_step
-            super()._backward_and_step(loss)
-            self.optimizer.step = original
+            trainer.optimizer.step = recording_step
 
     model = nn.Linear(2, 3)
-    NormAfterClip(epochs=1, max_grad_norm=0.01, **QUIET).fit(model, [(inputs * 100, targets)])
+    Trainer(epochs=1, max_grad_norm=0.01, callbacks=[NormAtStep()], **QUIET).fit(model, [(inputs * 100, targets)])
     assert norms and max(norms) <= 0.01 * 1.001
 
 

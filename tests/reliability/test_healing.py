@@ -9,7 +9,7 @@ from torch import nn
 from trainwell import DivergenceError, Trainer
 from trainwell.callbacks import Callback
 from trainwell.data import TensorLoader
-from trainwell.reliability.healing import LossSpikeDetector
+from trainwell.reliability.divergence import LossSpikeDetector
 
 QUIET = {"progress": False}
 

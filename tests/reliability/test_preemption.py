@@ -12,9 +12,9 @@ from torch import nn
 import trainwell
 from trainwell import TrainingInterrupted
 from trainwell.callbacks import Callback
-from trainwell.files.checkpoint import committed_checkpoints, latest_checkpoint, verify
 from trainwell.cli import main
 from trainwell.data import TensorLoader
+from trainwell.files.checkpoint import committed_checkpoints, latest_checkpoint, verify
 from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher
 
 QUIET = {"progress": False}

@@ -12,9 +12,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import trainwell
 from trainwell import CheckpointMismatchError, ConfigError
 from trainwell.callbacks import Callback
-from trainwell.files.checkpoint import committed_checkpoints
 from trainwell.data import TensorLoader
-from trainwell.reliability.resume import epoch_batches, rng_state, set_rng_state
+from trainwell.files.checkpoint import committed_checkpoints
+from trainwell.reliability.loader_position import epoch_batches
+from trainwell.reliability.rng import rng_state, set_rng_state
 
 QUIET = {"progress": False}
 
@@ -239,7 +240,7 @@ def test_random_states_round_trip():
 
 
 def _epoch_start(loader):
-    from trainwell.reliability.resume import _generator_states
+    from trainwell.reliability.loader_position import _generator_states
 
     return {"torch": torch.get_rng_state(), "generators": _generator_states(loader)}
 
@@ -335,7 +336,7 @@ def test_a_weights_only_checkpoint_cannot_resume_training_and_says_what_to_do(tm
     inputs, targets = _data()
     with pytest.raises(
         trainwell.CheckpointError,
-        match=r"cannot resume training: it lacks optimizer_state_dict, step.*trainwell\.load_checkpoint",
+        match=r"cannot resume training: it lacks the trainer's state \('trainer'\).*trainwell\.load_checkpoint",
     ):
         trainwell.fit(_model(), TensorLoader(inputs, targets), resume=path, **QUIET)
 
@@ -355,5 +356,5 @@ def test_numpy_numbers_in_the_history_are_stored_as_plain_numbers(tmp_path):
         callbacks=[NumpyMetric()],
         **QUIET,
     )
-    checkpoint = trainwell.load_checkpoint(tmp_path)
-    assert checkpoint["history"][0]["custom"] == 0.25 and type(checkpoint["history"][0]["custom"]) is float
+    history = trainwell.load_checkpoint(tmp_path)["trainer"]["state"]["history"]
+    assert history[0]["custom"] == 0.25 and type(history[0]["custom"]) is float

@@ -81,8 +81,8 @@ class BranchOnSign(nn.Module):
 
 def test_torchscript_round_trips_within_tolerance(tmp_path):
     from trainwell.data.bundled import DataInfo
-    from trainwell.use.export import export_torchscript, sample_inputs
     from trainwell.models import build
+    from trainwell.use.export import export_torchscript, sample_inputs
 
     torch.manual_seed(0)
     model = build("cnn", in_channels=1, num_classes=10, channels=[8, 16]).eval()
@@ -112,8 +112,8 @@ def test_onnx_round_trips_within_tolerance_and_refuses_what_torch_export_cannot_
     onnxruntime = pytest.importorskip("onnxruntime", reason="checking an ONNX export needs onnxruntime (trainwell[onnx])")
     from trainwell.data.bundled import DataInfo
     from trainwell.exceptions import ExportError
-    from trainwell.use.export import export_onnx, sample_inputs
     from trainwell.models import build
+    from trainwell.use.export import export_onnx, sample_inputs
 
     torch.manual_seed(0)
     model = build("mlp", input_size=64, output_size=10, hidden=[32]).eval()

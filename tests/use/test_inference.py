@@ -68,7 +68,7 @@ def test_load_model_evaluate_needs_labels(trained_run, tmp_path):
     result = trained_run("digits", data="digits", epochs=2)
     loaded = trainwell.load_model(result.run_dir, device="cpu")
     unlabelled = tmp_path / "rows.csv"
-    from trainwell.use.preprocess import feature_names
+    from trainwell.use.tables import feature_names
 
     unlabelled.write_text(",".join(feature_names("digits")) + "\n" + ",".join(["0"] * 64) + "\n")
     with pytest.raises(

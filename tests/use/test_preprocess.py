@@ -9,8 +9,8 @@ import torch
 import trainwell
 from trainwell import DataError
 from trainwell.data.splits import split_indices
-from trainwell.use.preprocess import prepare, read_inputs
 from trainwell.recipes import RunConfig, build_data
+from trainwell.use.preprocess import prepare, read_inputs
 
 
 def _epochs(run_dir):
@@ -99,13 +99,13 @@ def test_table_mismatches_are_refused_naming_the_column(trained_run, pets_csv, t
 
 def test_missing_cells_are_refused_when_training_never_imputed(tmp_path):
     from trainwell.data.tabular import load_table
-    from trainwell.use.preprocess import _encode_table
+    from trainwell.use.preprocess import encode_table
 
     path = tmp_path / "t.csv"
     path.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
     info = load_table(path, target="y", missing="drop").info
     with pytest.raises(DataError, match=r"missing value at row 1, column 'b' .* trained with missing='drop'"):
-        _encode_table({"a": ["1", "2"], "b": ["0", ""]}, info, "rows")
+        encode_table({"a": ["1", "2"], "b": ["0", ""]}, info, "rows")
 
 
 def _write_images(root, rng):

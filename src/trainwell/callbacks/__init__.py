@@ -6,9 +6,9 @@ from trainwell.callbacks.data_info import SaveDataInfo
 from trainwell.callbacks.early_stopping import EarlyStopping
 from trainwell.callbacks.jsonl_logger import JSONLLogger
 from trainwell.callbacks.metric_logger import MetricLogger
-from trainwell.observe.monitor import Monitor
 from trainwell.callbacks.progress import ProgressBar
 from trainwell.callbacks.tensorboard_logger import TensorBoardLogger
+from trainwell.observe.monitor import Monitor
 
 __all__ = [
     "CSVLogger",

@@ -1,4 +1,4 @@
-"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by val_loss."""
+"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by the monitored metric."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
-from trainwell.files.checkpoint import Manifest, committed_checkpoints, prune, read_manifest, write_checkpoint
 from trainwell.exceptions import CheckpointError
-from trainwell.reliability.healing import is_good
+from trainwell.files.checkpoint import write_checkpoint
+from trainwell.files.manifest import Manifest, committed_checkpoints, epoch_checkpoints, prune, read_manifest
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
+from trainwell.files.rundir import RunPaths
+from trainwell.observe.monitor import Monitor
 from trainwell.system import is_primary_process
 
 if TYPE_CHECKING:
+    from trainwell.callbacks.base import TrainerView
     from trainwell.config import TrainConfig
-    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -30,9 +32,11 @@ class Checkpointing(Callback):
 
     Checkpoints are written at the end of every epoch, every ``every_steps`` optimizer steps when
     set, and when the trainer is interrupted by a signal. After each commit, all but the
-    ``keep_last`` newest and the ``keep_best`` with the lowest val_loss are deleted. Files are
-    named ``epoch-0003-step-000000750.pt`` (end of an epoch) and ``step-000000800.pt`` (inside one);
-    which one is the latest is decided by the step recorded in their manifests.
+    ``keep_last`` newest and the ``keep_best`` best end-of-epoch ones (by ``monitor``) are
+    deleted. Files are named ``epoch-0003-step-000000750.pt`` (end of an epoch) and
+    ``step-000000800.pt`` (inside one); which one is the latest is decided by the step recorded in
+    their manifests. What a checkpoint holds is the trainer's to say (``trainer.checkpoint()``);
+    this callback decides when and where it is written.
 
     Put it after every callback whose state it should capture: the Trainer runs it last.
 
@@ -41,7 +45,11 @@ class Checkpointing(Callback):
         every_steps: Also write one every this many optimizer steps; None only at epoch ends.
         keep_last: How many of the newest checkpoints to keep (≥ 1; 2 leaves a fallback should
             the newest be damaged later).
-        keep_best: How many of the best end-of-epoch checkpoints by val_loss to keep as well.
+        keep_best: How many of the best end-of-epoch checkpoints to keep as well.
+        monitor: Which end-of-epoch checkpoint is best (by its val_loss); the default is the
+            lowest val_loss.
+        on_good_commit: Called after each commit of a healthy state (the healer then rolls back
+            to checkpoints instead of its host copy).
         retry: Attempts and backoff for transient write errors.
         sleep: Waits between attempts (tests pass a fake clock).
 
@@ -58,6 +66,8 @@ class Checkpointing(Callback):
         every_steps: int | None = None,
         keep_last: int = 2,
         keep_best: int = 1,
+        monitor: Monitor | None = None,
+        on_good_commit: Callable[[], Any] | None = None,
         retry: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
@@ -65,12 +75,16 @@ class Checkpointing(Callback):
         self.every_steps = every_steps
         self.keep_last = keep_last
         self.keep_best = keep_best
+        self.monitor = monitor or Monitor("val_loss")
+        self.on_good_commit = on_good_commit
         self.retry = retry
         self.sleep = sleep
         self.last_path: Path | None = None
 
     @classmethod
-    def for_config(cls, config: TrainConfig) -> Checkpointing | None:
+    def for_config(
+        cls, config: TrainConfig, monitor: Monitor | None = None, on_good_commit: Callable[[], Any] | None = None
+    ) -> Checkpointing | None:
         """The checkpointing a config asks for: into ``run_dir/checkpoints``, or None without a run directory."""
         if config.run_dir is None or not config.save_checkpoints:
             return None
@@ -81,26 +95,27 @@ class Checkpointing(Callback):
             jitter=config.retry_jitter,
         )
         return cls(
-            Path(config.run_dir) / "checkpoints",
+            RunPaths(Path(config.run_dir)).checkpoints,
             every_steps=config.checkpoint_every_steps,
             keep_last=config.checkpoint_keep_last,
             keep_best=config.checkpoint_keep_best,
+            monitor=monitor,
+            on_good_commit=on_good_commit,
             retry=retry,
         )
 
-    def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
         if self.every_steps is not None and trainer.global_step % self.every_steps == 0:
-            self.save(trainer, batch_in_epoch=batch_index + 1, kind="step")
+            self.save(trainer, kind="step")
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
-        self.save(trainer, batch_in_epoch=None, kind="epoch")
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+        self.save(trainer, kind="epoch")
 
-    def save(self, trainer: Trainer, batch_in_epoch: int | None, kind: str) -> Path | None:
+    def save(self, trainer: TrainerView, kind: str) -> Path | None:
         """Write a checkpoint of ``trainer`` now (None when this process does not write files).
 
         Args:
-            trainer: The trainer, inside ``fit``.
-            batch_in_epoch: Batches done in the current epoch; None at the end of an epoch.
+            trainer: The trainer, inside ``fit``: between two steps, or at the end of an epoch.
             kind: ``"epoch"``, ``"step"`` or ``"interrupt"``.
 
         Returns:
@@ -110,29 +125,22 @@ class Checkpointing(Callback):
         Raises:
             CheckpointError: writing failed; earlier checkpoints are intact.
         """
-        from trainwell.reliability.resume import capture
-
         if not is_primary_process():
             return None
-        completed = trainer.epoch if batch_in_epoch is None else trainer.epoch - 1
-        if batch_in_epoch is None:
-            name = f"epoch-{completed:04d}-step-{trainer.global_step:09d}.pt"
-        else:
-            name = f"step-{trainer.global_step:09d}.pt"
+        inside = trainer.batch_in_epoch is not None
+        completed = trainer.epoch - 1 if inside else trainer.epoch
+        name = f"step-{trainer.global_step:09d}.pt" if inside else f"epoch-{completed:04d}-step-{trainer.global_step:09d}.pt"
         path = self.directory / name
         committed = _committed_manifest(path)
         if committed is not None and committed.order == (trainer.global_step, completed):
             # The same position was committed already (just now, or before a resume): the state is
             # the same, and rewriting it would briefly leave it uncommitted.
             return path
-        # Device mode keeps the non-finite verdicts on the device; a checkpoint must know them
-        # (one synchronisation per checkpoint, which the copy to the host needs anyway).
-        trainer.guard.flush(trainer.global_step)
-        healthy = is_good(trainer)
+        healthy = trainer.is_healthy()
         started = time.perf_counter()
         path = write_checkpoint(
             path,
-            capture(trainer, batch_in_epoch),
+            trainer.checkpoint(),
             step=trainer.global_step,
             epoch=completed,
             val_loss=_last_val_loss(trainer),
@@ -141,21 +149,28 @@ class Checkpointing(Callback):
             retry=self.retry,
             sleep=self.sleep,
         )
-        prune(self.directory, self.keep_last, self.keep_best, is_ours=lambda p: bool(_NAME.match(p.name)))
+        prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
         self.last_path = path
-        if healthy:
-            trainer.healer.on_good_checkpoint()
+        if healthy and self.on_good_commit is not None:
+            self.on_good_commit()
         logger.debug("Checkpoint %s committed in %.3f s.", path, time.perf_counter() - started)
         return path
 
     @property
     def best_path(self) -> Path | None:
-        """The committed end-of-epoch checkpoint with the lowest val_loss (the newest when none has one)."""
-        committed = [m for m in committed_checkpoints(self.directory) if _NAME.match(m.path.name)]
-        scored = [m for m in committed if m.kind == "epoch" and m.val_loss is not None]
-        if scored:
-            return min(scored, key=lambda m: m.val_loss).path
+        """The best committed end-of-epoch checkpoint by the monitor (the newest checkpoint when none has a value)."""
+        committed = [m for m in committed_checkpoints(self.directory) if _is_ours(m.path)]
+        ranked = self._best_first(epoch_checkpoints(committed))
+        if ranked:
+            return ranked[0].path
         return committed[0].path if committed else None
+
+    def _best_first(self, manifests: list[Manifest]) -> list[Manifest]:
+        return self.monitor.ranked(manifests, value=lambda m: m.val_loss)
+
+
+def _is_ours(path: Path) -> bool:
+    return bool(_NAME.match(path.name))
 
 
 def _committed_manifest(path: Path) -> Manifest | None:
@@ -165,7 +180,7 @@ def _committed_manifest(path: Path) -> Manifest | None:
         return None
 
 
-def _last_val_loss(trainer: Trainer) -> float | None:
+def _last_val_loss(trainer: TrainerView) -> float | None:
     if not trainer.history or "val_loss" not in trainer.history[-1]:
         return None
     value = trainer.history[-1]["val_loss"]

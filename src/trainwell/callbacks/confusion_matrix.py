@@ -8,18 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
-from trainwell.files.rundir import write_text
+from trainwell.files.atomic import write_text
+from trainwell.observe.monitor import Monitor
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
-
-CONFUSION_FILE = "confusion.json"
+    from trainwell.callbacks.base import TrainerView
 
 
 class ConfusionMatrixLogger(Callback):
     """Write the validation confusion matrix of the model training ends with to a JSON file.
 
-    With ``restore_best_weights`` (the default) that is the best epoch's by val_loss; otherwise
+    With ``restore_best_weights`` (the default) that is the best epoch's by ``monitor``; otherwise
     the last epoch's. Classification only, with at most
     :data:`~trainwell.loop.metrics.CONFUSION_MAX_CLASSES` classes; nothing is written otherwise.
 
@@ -28,20 +27,20 @@ class ConfusionMatrixLogger(Callback):
 
     Args:
         path: The JSON file to write (atomically) when training ends.
+        monitor: Which epoch is best (the run's monitor; by default the lowest val_loss).
 
     Example:
         >>> saver = ConfusionMatrixLogger("runs/demo/confusion.json")
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, monitor: Monitor | None = None) -> None:
         self.path = Path(path)
+        template = monitor or Monitor("val_loss")
+        self.monitor = Monitor(template.metric, template.mode, template.min_delta)
         self.best: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
 
-    def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
-        self.best = self.last = None
-
-    def on_eval_end(self, trainer: Trainer, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_eval_end(self, trainer: TrainerView, metrics: dict[str, Any], **kwargs: Any) -> None:
         validation = getattr(trainer, "last_validation", None)
         matrix = getattr(validation, "confusion_matrix", None)
         if matrix is None:
@@ -49,11 +48,18 @@ class ConfusionMatrixLogger(Callback):
         loss = metrics.get("val_loss", math.nan)
         snapshot = {"epoch": trainer.epoch, "val_loss": loss, "labels": list(range(len(matrix))), "matrix": matrix}
         self.last = snapshot
-        if math.isfinite(loss) and (self.best is None or loss < self.best["val_loss"]):
+        if self.monitor.update(metrics.get(self.monitor.metric, math.nan), trainer.epoch):
             self.best = snapshot
 
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:
         restored = trainer.config.restore_best_weights and self.best is not None
         chosen = self.best if restored else self.last
         if chosen is not None:
             write_text(self.path, json.dumps({**chosen, "weights": "best" if restored else "last"}) + "\n")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state_dict(), "best": self.best, "last": self.last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.monitor.load_state_dict(state["monitor"])
+        self.best, self.last = state["best"], state["last"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 
 class SaveDataInfo(Callback):
@@ -33,7 +33,7 @@ class SaveDataInfo(Callback):
         self.info = info
         self.path: Path | None = None
 
-    def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
         from trainwell.data.info_file import save_data_info
         from trainwell.system import is_primary_process
 

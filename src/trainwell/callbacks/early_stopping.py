@@ -11,7 +11,7 @@ from trainwell.callbacks.base import Callback
 from trainwell.observe.monitor import Monitor
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 logger = logging.getLogger("trainwell")
 
@@ -46,7 +46,7 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stopped_epoch: int | None = None
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
         value = metrics.get(self.monitor.metric)
         if value is None:
             return
@@ -66,7 +66,7 @@ class EarlyStopping(Callback):
                 self.monitor.best_epoch,
             )
 
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:
         if self.best_weights is None:
             return
         if self.monitor.best_epoch != trainer.epoch:

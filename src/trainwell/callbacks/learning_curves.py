@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
+from trainwell.files.rundir import RunPaths
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 logger = logging.getLogger("trainwell")
 
@@ -41,18 +42,18 @@ class LearningCurves(Callback):
         self._last_drawn = 0.0
         self._cost = 0.0
 
-    def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
         self._last_drawn = time.perf_counter()
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
         waited = time.perf_counter() - self._last_drawn
         if waited >= max(self.min_interval_s, self.cost_ratio * self._cost):
             self.draw()
 
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:
         self.draw()
 
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
+    def on_exception(self, trainer: TrainerView, error: BaseException, **kwargs: Any) -> None:
         # The curves of a failed run help most; drawing them must not hide the failure.
         try:
             self.draw()
@@ -64,7 +65,7 @@ class LearningCurves(Callback):
         from trainwell.observe.curves import plot_runs
 
         started = time.perf_counter()
-        if (self.run_dir / "metrics.jsonl").is_file():
+        if RunPaths(self.run_dir).metrics.is_file():
             plot_runs([self.run_dir])
             self.redraws += 1
         self._last_drawn = time.perf_counter()

@@ -29,7 +29,7 @@ from trainwell.callbacks.base import Callback
 from trainwell.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 # Exception messages are cut to this length: a record should stay one readable line.
 MAX_MESSAGE_CHARS = 1000
@@ -68,7 +68,7 @@ class MetricLogger(Callback):
 
     # ------------------------------------------------------------------ hooks
 
-    def on_train_begin(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
         self._interval = self.every_n_steps if self.every_n_steps is not None else trainer.config.log_every_steps
         if not self._resumed:
             # A fresh run: the trainer's event list starts empty. A resumed run keeps the count
@@ -78,7 +78,7 @@ class MetricLogger(Callback):
         if run_info:
             self.write([{"event": "run_start", **run_info, **({"resumed": True} if self._resumed else {})}])
 
-    def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
         if not self._interval or trainer.global_step % self._interval:
             return
         record = {
@@ -91,7 +91,7 @@ class MetricLogger(Callback):
         record.update(_grad_norm(trainer))
         self.write(self._new_events(trainer) + [record])
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
         record: dict[str, Any] = {"event": "epoch", "epoch": epoch}
         if trainer is not None:
             record["step"] = trainer.global_step
@@ -99,11 +99,11 @@ class MetricLogger(Callback):
         record.update(_grad_norm(trainer))
         self.write(self._new_events(trainer) + [record])
 
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:
         self.write(self._new_events(trainer))
         self.close()
 
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
+    def on_exception(self, trainer: TrainerView, error: BaseException, **kwargs: Any) -> None:
         failure = {
             "event": "exception",
             "epoch": getattr(trainer, "epoch", None),
@@ -123,7 +123,7 @@ class MetricLogger(Callback):
         self._events_written = state["events_written"]
         self._resumed = True
 
-    def _new_events(self, trainer: Trainer | None) -> list[dict[str, Any]]:
+    def _new_events(self, trainer: TrainerView | None) -> list[dict[str, Any]]:
         """Events the trainer recorded that this logger has not written yet."""
         events = list(getattr(trainer, "events", [])[self._events_written :])
         self._events_written += len(events)
@@ -137,6 +137,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _grad_norm(trainer: Trainer | None) -> dict[str, float]:
+def _grad_norm(trainer: TrainerView | None) -> dict[str, float]:
     norm = getattr(trainer, "last_grad_norm", None)
     return {} if norm is None else {"grad_norm": float(norm)}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from trainwell.callbacks.base import Callback
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 
 class ProgressBar(Callback):
@@ -28,7 +28,7 @@ class ProgressBar(Callback):
         self._shown_steps = 0
         self._started = 0.0
 
-    def on_epoch_begin(self, trainer: Trainer, epoch: int, **kwargs: Any) -> None:
+    def on_epoch_begin(self, trainer: TrainerView, epoch: int, **kwargs: Any) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -44,18 +44,18 @@ class ProgressBar(Callback):
         self._shown_steps = 0
         self._started = time.perf_counter()
 
-    def on_batch_end(self, trainer: Trainer, batch_index: int, loss: Any, **kwargs: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
         if self._bar is None or (batch_index + 1) % trainer.config.log_every_steps:
             return
         self._refresh(trainer, batch_index + 1)
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
         self._close()
 
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
+    def on_exception(self, trainer: TrainerView, error: BaseException, **kwargs: Any) -> None:
         self._close()
 
-    def _refresh(self, trainer: Trainer, steps: int) -> None:
+    def _refresh(self, trainer: TrainerView, steps: int) -> None:
         self._bar.update(steps - self._shown_steps)
         self._shown_steps = steps
         elapsed = max(time.perf_counter() - self._started, 1e-9)

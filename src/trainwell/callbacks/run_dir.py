@@ -6,21 +6,24 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from trainwell.callbacks.base import Callback
-from trainwell.callbacks.confusion_matrix import CONFUSION_FILE, ConfusionMatrixLogger
+from trainwell.callbacks.confusion_matrix import ConfusionMatrixLogger
 from trainwell.callbacks.csv_logger import CSVLogger
 from trainwell.callbacks.jsonl_logger import JSONLLogger
 from trainwell.callbacks.learning_curves import LearningCurves
 from trainwell.callbacks.run_report import RunReport
 from trainwell.callbacks.tensorboard_logger import TensorBoardLogger
+from trainwell.files.rundir import RunPaths
+from trainwell.observe.monitor import Monitor
 
 
-def run_dir_callbacks(run_dir: Path, loggers: Iterable[str] = ()) -> list[Callback]:
-    """metrics.jsonl, the extra ``loggers`` ("csv", "tensorboard"), confusion.json, curves.png,
-    then the doctor and report.html, which read what the others wrote."""
-    callbacks: list[Callback] = [JSONLLogger(run_dir / "metrics.jsonl")]
+def run_dir_callbacks(run_dir: Path, loggers: Iterable[str] = (), monitor: Monitor | None = None) -> list[Callback]:
+    """metrics.jsonl, the extra ``loggers`` ("csv", "tensorboard"), confusion.json (of the best epoch by
+    ``monitor``), curves.png, then the doctor and report.html, which read what the others wrote."""
+    paths = RunPaths(Path(run_dir))
+    callbacks: list[Callback] = [JSONLLogger(paths.metrics)]
     if "csv" in loggers:
-        callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+        callbacks.append(CSVLogger(paths.metrics_csv))
     if "tensorboard" in loggers:
-        callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
-    callbacks += [ConfusionMatrixLogger(run_dir / CONFUSION_FILE), LearningCurves(run_dir), RunReport(run_dir)]
+        callbacks.append(TensorBoardLogger(paths.tensorboard))
+    callbacks += [ConfusionMatrixLogger(paths.confusion, monitor), LearningCurves(paths.root), RunReport(paths.root)]
     return callbacks

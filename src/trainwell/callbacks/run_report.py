@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
+from trainwell.files.rundir import RunPaths
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.callbacks.base import TrainerView
 
 logger = logging.getLogger("trainwell")
 
@@ -32,10 +33,10 @@ class RunReport(Callback):
         self.run_dir = Path(run_dir)
         self.findings: list[Any] = []
 
-    def on_train_end(self, trainer: Trainer, **kwargs: Any) -> None:
+    def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:
         self._diagnose_and_report()
 
-    def on_exception(self, trainer: Trainer, error: BaseException, **kwargs: Any) -> None:
+    def on_exception(self, trainer: TrainerView, error: BaseException, **kwargs: Any) -> None:
         # A failed run's report says why it failed; writing it must not hide the failure.
         try:
             self._diagnose_and_report()
@@ -46,7 +47,7 @@ class RunReport(Callback):
         from trainwell.observe.doctor import diagnose
         from trainwell.observe.report import write_report
 
-        if not (self.run_dir / "metrics.jsonl").is_file():
+        if not RunPaths(self.run_dir).metrics.is_file():
             return
         self.findings = diagnose(self.run_dir)
         for finding in self.findings:

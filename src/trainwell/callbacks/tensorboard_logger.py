@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from trainwell.callbacks.metric_logger import MetricLogger
-from trainwell.exceptions import DependencyError
-
-INSTALL_HINT = "pip install 'trainwell[tensorboard]'"
-
-
-def require_tensorboard(what: str = "TensorBoardLogger") -> None:
-    """Raise a :class:`DependencyError` naming the fix when the tensorboard package is missing."""
-    if importlib.util.find_spec("tensorboard") is None:
-        raise DependencyError(
-            f"{what} needs the tensorboard package, which is not installed: {INSTALL_HINT} (or pip install tensorboard)."
-        )
+from trainwell.extras import require
 
 
 class TensorBoardLogger(MetricLogger):
@@ -42,7 +31,7 @@ class TensorBoardLogger(MetricLogger):
     """
 
     def __init__(self, log_dir: str | Path, every_n_steps: int | None = None) -> None:
-        require_tensorboard()
+        require("tensorboard", "TensorBoardLogger", "tensorboard")
         super().__init__(every_n_steps)
         self.log_dir = Path(log_dir)
         self._writer: Any = None

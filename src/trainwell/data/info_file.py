@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import DataError
+from trainwell.files.rundir import RunPaths
 
-DATA_INFO_FILE = "data.json"
+DATA_INFO_FILE = RunPaths(Path()).data_info.name
 FORMAT_VERSION = 1
 
 
@@ -63,11 +64,11 @@ def save_data_info(info: Any, directory: str | Path) -> Path:
         ...     load_data_info(path).class_names
         ['setosa', 'versicolor', 'virginica']
     """
-    from trainwell.files.rundir import write_text
+    from trainwell.files.atomic import write_text
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / DATA_INFO_FILE
+    path = RunPaths(directory).data_info
     write_text(path, json.dumps(data_info_to_dict(info), indent=1) + "\n")
     return path
 
@@ -80,7 +81,7 @@ def load_data_info(path: str | Path) -> Any:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / DATA_INFO_FILE
+        path = RunPaths(path).data_info
     if not path.is_file():
         raise DataError(f"'{path}' does not exist: expected a {DATA_INFO_FILE} written with a run (or its run directory).")
     try:

@@ -31,167 +31,23 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainwell.distributed.environment import Environment, choose_backend, device_for, environment
 from trainwell.exceptions import ConfigError, DataError, TrainwellError
-from trainwell.reliability.preemption import SharedSignalCatcher
 
 if TYPE_CHECKING:
     from trainwell.config import TrainConfig
-    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
-LAUNCH_HINT = (
-    "start the processes with torchrun (e.g. torchrun --nproc_per_node=2 -m trainwell train), which sets RANK, "
-    "LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
-)
 # Options that may differ between processes: rank 0's run directory is the run's.
 _PER_PROCESS_OPTIONS = {"run_dir"}
-
-
-# ------------------------------------------------------------------------- the environment
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What the launcher told this process about its place among the others.
-
-    Attributes:
-        rank: This process's rank, from 0 to ``world_size - 1``.
-        local_rank: Its rank on this machine (which GPU it takes).
-        world_size: How many processes train together.
-        local_world_size: How many of them run on this machine.
-    """
-
-    rank: int
-    local_rank: int
-    world_size: int
-    local_world_size: int
-
-
-def environment(env: dict[str, str] | None = None) -> Environment | None:
-    """This process's place from torchrun's variables, or None when it trains alone.
-
-    Args:
-        env: The environment to read (``os.environ`` when None).
-
-    Returns:
-        None when ``WORLD_SIZE`` is unset or 1, else the :class:`Environment`.
-
-    Raises:
-        ConfigError: a variable is not an integer, out of range, or missing (``RANK``,
-            ``MASTER_ADDR``, ``MASTER_PORT`` when ``WORLD_SIZE`` > 1).
-
-    Example:
-        >>> environment({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
-        Environment(rank=1, local_rank=1, world_size=2, local_world_size=2)
-        >>> environment({}) is None
-        True
-    """
-    env = os.environ if env is None else env
-    world_size = _integer(env, "WORLD_SIZE", 1, minimum=1)
-    if world_size == 1:
-        return None
-    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not env.get(name)]
-    if missing:
-        raise ConfigError(f"WORLD_SIZE={world_size} is set, but {' and '.join(missing)} not: {LAUNCH_HINT}.")
-    rank = _integer(env, "RANK", 0, minimum=0)
-    if rank >= world_size:
-        raise ConfigError(
-            f"RANK={rank} is out of range for WORLD_SIZE={world_size}: expected 0 to {world_size - 1}; {LAUNCH_HINT}."
-        )
-    _integer(env, "MASTER_PORT", 0, minimum=1)
-    local_world_size = _integer(env, "LOCAL_WORLD_SIZE", world_size, minimum=1)
-    local_rank = _integer(env, "LOCAL_RANK", rank % local_world_size, minimum=0)
-    return Environment(rank, local_rank, world_size, local_world_size)
-
-
-def _integer(env: Any, name: str, default: int, minimum: int) -> int:
-    text = env.get(name)
-    if not text:
-        return default
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < minimum:
-        raise ConfigError(f"{name}={text!r} is not valid: expected an integer ≥ {minimum}; {LAUNCH_HINT}.")
-    return value
-
-
-def choose_backend(requested: str, device: torch.device) -> str:
-    """The process group's backend: NCCL for CUDA devices, gloo for CPUs (``requested="auto"``).
-
-    Raises:
-        ConfigError: NCCL asked for without CUDA GPUs (or for CPU tensors), or not built into torch.
-
-    Example:
-        >>> choose_backend("auto", torch.device("cpu"))
-        'gloo'
-    """
-    if requested == "auto":
-        return "nccl" if device.type == "cuda" else "gloo"
-    if requested == "nccl":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "distributed_backend='nccl' needs CUDA GPUs, and this machine has none (torch.cuda.is_available() is "
-                "False): use distributed_backend='gloo', or 'auto', which picks gloo on CPUs."
-            )
-        if device.type != "cuda":
-            raise ConfigError(
-                f"distributed_backend='nccl' reduces CUDA tensors only, but device={str(device)!r}: use device='cuda' "
-                "(or 'auto'), or distributed_backend='gloo'."
-            )
-        if not torch.distributed.is_nccl_available():
-            raise ConfigError(
-                "distributed_backend='nccl' is not built into this torch: install a CUDA build of torch, or use "
-                "distributed_backend='gloo'."
-            )
-    return requested
-
-
-def device_for(option: str, place: Environment) -> torch.device:
-    """The device of the process at ``place`` for a config's ``device`` value: the GPU of its local rank on CUDA.
-
-    Raises:
-        ConfigError: one named GPU for several processes on a machine, a local rank without a GPU
-            of its own, CUDA asked for without GPUs, or MPS (which torch.distributed cannot use).
-
-    Example:
-        >>> device_for("cpu", Environment(rank=1, local_rank=1, world_size=2, local_world_size=2))
-        device(type='cpu')
-    """
-    if option == "cpu" or (option == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if option == "mps":
-        raise ConfigError(
-            "device='mps' cannot train in several processes: torch.distributed has no backend for MPS tensors. "
-            "Use device='cpu', or train in one process."
-        )
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={option!r} is not available: this machine has no usable CUDA GPU. Use device='cpu' or 'auto'."
-        )
-    named = torch.device("cuda" if option == "auto" else option)
-    if named.index is not None:
-        if place.local_world_size > 1:
-            raise ConfigError(
-                f"device={option!r} names one GPU, but {place.local_world_size} processes run on this machine and each "
-                "needs its own: use device='cuda' (or 'auto'), and each process takes the GPU of its LOCAL_RANK."
-            )
-        return named
-    count = torch.cuda.device_count()
-    if place.local_rank >= count:
-        raise ConfigError(
-            f"LOCAL_RANK={place.local_rank} has no GPU of its own: this machine has {count} CUDA device(s). Start at most "
-            f"{count} processes per machine (torchrun --nproc_per_node={count}), or use device='cpu'."
-        )
-    return torch.device("cuda", place.local_rank)
 
 
 # ------------------------------------------------------------------------- the session
@@ -200,7 +56,7 @@ def device_for(option: str, place: Environment) -> torch.device:
 class Session:
     """This process's part in a data-parallel run: its rank, device, and the collectives the Trainer uses.
 
-    Created by :func:`data_parallel` for the duration of ``fit``; ``trainer.distributed`` holds it
+    Created by :func:`joined` for the duration of ``fit``; ``trainer.distributed`` holds it
     (None in one process).
 
     Attributes:
@@ -277,6 +133,30 @@ class Session:
         torch.distributed.all_gather(parts, padded)
         return torch.cat([part[:count] for part, count in zip(parts, counts)])
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm statistics) in every process, before validating on the plain module.
+
+        Validation runs on the module, not on DistributedDataParallel: DDP's forward may broadcast
+        buffers, a collective that would need every process to validate the same number of
+        batches, and validation shards need not be equal.
+        """
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+    def no_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Around one micro-batch's forward and backward: no gradient synchronisation unless it is the ``last``."""
+        if last or self.ddp is None:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
+
+    def reduce_validation(self, totals: torch.Tensor, samples: int, details: Any) -> tuple[torch.Tensor, int]:
+        """Validation sums and sample count over every process, and every process's predictions in ``details``."""
+        count = torch.tensor([float(samples)], dtype=totals.dtype, device=totals.device)
+        packed = self.sum(torch.cat([totals, count]))
+        if details is not None:
+            details.gather(self.gather_rows)
+        return packed[:-1], int(packed[-1].item())
+
     def barrier(self) -> None:
         """Wait until every process got here."""
         if self.backend == "nccl":
@@ -323,6 +203,18 @@ class Session:
             )
         return run_dir
 
+    def share(self, config: TrainConfig, train_loader: Any, val_loader: Any) -> tuple[TrainConfig, Any, Any]:
+        """The config with rank 0's ``run_dir`` (every other option checked equal), and this process's share of the data.
+
+        Raises:
+            ConfigError: the processes were started with different options.
+            DataError: a loader that cannot be sharded, or too small for the number of processes.
+        """
+        run_dir = self.check_same_config(config)
+        if run_dir != config.to_yaml_dict().get("run_dir"):
+            config = config.replace(run_dir=run_dir)
+        return (config, *shard_loaders(self, config, train_loader, val_loader))
+
     def check_batches(self, batch_size: int, steps_per_epoch: int | None) -> int:
         """Refuse loaders that differ between processes; return the global batch size (logged).
 
@@ -368,42 +260,31 @@ class Session:
 
 
 @contextlib.contextmanager
-def data_parallel(trainer: Trainer, train_loader: Any, val_loader: Any) -> Iterator[tuple[Any, Any]]:
-    """Around ``fit``: join the other processes and shard the loaders; yields the loaders to train on.
+def joined(config: TrainConfig) -> Iterator[Session | None]:
+    """Around ``fit``: this process's :class:`Session` among the others, or None when it trains alone.
 
-    In one process it yields the loaders unchanged and sets ``trainer.distributed`` to None.
-    Otherwise ``trainer.distributed`` is the :class:`Session`; the config is checked to be the
-    same everywhere, rank 0's ``run_dir`` is adopted, and signals are caught to be shared. On
-    leaving, the process group is destroyed if trainwell created it, and ``trainer.model`` is
-    the plain module again.
+    In one process (``WORLD_SIZE`` unset or 1, no process group initialised) it yields None and
+    nothing else happens. Otherwise the process group is joined (or the program's is used), logs
+    of ranks other than 0 keep warnings and errors only, and on leaving the group is destroyed if
+    trainwell created it.
 
     Raises:
-        ConfigError: a bad launch environment, backend or device, or configs that differ.
-        DataError: a loader that cannot be sharded, or too small for the number of processes.
+        ConfigError: a bad launch environment, backend or device.
     """
     place = environment()
     if place is None and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        trainer.distributed = None
-        yield train_loader, val_loader
+        yield None
         return
-    session = _join(trainer.config, place)
+    session = _join(config, place)
     if session is None:  # a process group of one, initialised by the program
-        trainer.distributed = None
-        yield train_loader, val_loader
+        yield None
         return
-    signals, rank_filter = trainer._signals, _RankFilter(session.rank)
+    rank_filter = _RankFilter(session.rank)
     if not session.is_primary:
         logger.addFilter(rank_filter)
     try:
-        trainer.distributed = session
-        run_dir = session.check_same_config(trainer.config)
-        if run_dir != trainer.config.to_yaml_dict().get("run_dir"):
-            trainer.config = trainer.config.replace(run_dir=run_dir)
-        trainer._signals = SharedSignalCatcher()
-        yield shard_loaders(session, trainer.config, train_loader, val_loader)
+        yield session
     finally:
-        trainer._signals = signals
-        trainer.model = trainer.module
         logger.removeFilter(rank_filter)
         if session.created_group:
             torch.distributed.destroy_process_group()
@@ -472,8 +353,8 @@ def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tupl
         CheckpointError, ConfigError: as those, in every process; ConfigError also for a
             checkpoint written inside an epoch by another number of processes.
     """
-    from trainwell.reliability import resume as resuming
     from trainwell.files.checkpoint import read_checkpoint
+    from trainwell.reliability import resume as resuming
 
     def pick() -> tuple[Path, dict[str, Any]] | None:
         return resuming.start_in(resume, run_dir) if run_dir is not None else resuming.locate(resume, None)
@@ -494,42 +375,6 @@ def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tupl
         found = (Path(path), read_checkpoint(Path(path)))
     session.check_resumable(*found)
     return found
-
-
-@contextlib.contextmanager
-def evaluating(trainer: Trainer) -> Iterator[None]:
-    """Validation in several processes: on the plain module, with rank 0's buffers (BatchNorm statistics).
-
-    DistributedDataParallel's forward may broadcast buffers, a collective that would need every
-    process to validate the same number of batches; validation shards need not be equal.
-    """
-    session = trainer.distributed
-    if session is None:
-        yield
-        return
-    for buffer in trainer.module.buffers():
-        torch.distributed.broadcast(buffer, src=0)
-    wrapped, trainer.model = trainer.model, trainer.module
-    try:
-        yield
-    finally:
-        trainer.model = wrapped
-
-
-def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager[Any]:
-    """Around one micro-batch's forward and backward: no gradient synchronisation unless it is the ``last``."""
-    session = getattr(trainer, "distributed", None)
-    if session is None or last or session.ddp is None:
-        return contextlib.nullcontext()
-    return session.ddp.no_sync()
-
-
-def reduce_validation(session: Session, totals: torch.Tensor, samples: int, details: Any) -> tuple[torch.Tensor, int]:
-    """Validation sums and sample count over every process, and every process's predictions in ``details``."""
-    packed = session.sum(torch.cat([totals, torch.tensor([float(samples)], dtype=totals.dtype, device=totals.device)]))
-    if details is not None:
-        details.gather(session.gather_rows)
-    return packed[:-1], int(packed[-1].item())
 
 
 # ------------------------------------------------------------------------- sharding the data

@@ -24,65 +24,33 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
-import math
-import os
 import pickle
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import CheckpointError, CheckpointMismatchError
+from trainwell.files.atomic import write_atomically
+from trainwell.files.manifest import (
+    Manifest,
+    checkpoint_directory,
+    committed_checkpoints,
+    manifest_path,
+    manifest_text,
+    read_manifest,
+)
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
 
 logger = logging.getLogger("trainwell")
 
-FORMAT_VERSION = 1
-MANIFEST_SUFFIX = ".manifest.json"
+# 2: a trainer's state under "trainer", one entry per stateful part (1: flat keys, read by reliability.resume).
+FORMAT_VERSION = 2
 # Errors that no retry can fix: raised at once.
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a checkpoint's manifest says about it.
-
-    Attributes:
-        path: The checkpoint file.
-        sha256: Its SHA-256, hex.
-        size: Its size in bytes.
-        step: Optimizer steps taken when it was written (None when saved without one).
-        epoch: Epochs completed when it was written.
-        val_loss: The validation loss of the last completed epoch, when there was one.
-        kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
-            signal), or ``"manual"`` (:func:`save_checkpoint`).
-        healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
-    """
-
-    path: Path
-    sha256: str
-    size: int
-    step: int | None = None
-    epoch: int | None = None
-    val_loss: float | None = None
-    kind: str = "manual"
-    healthy: bool = True
-
-    @property
-    def order(self) -> tuple[int, int]:
-        """How recent it is: by step, then by completed epochs (an epoch's end follows its last step)."""
-        return (self.step if self.step is not None else -1, self.epoch if self.epoch is not None else -1)
-
-
-def manifest_path(path: Path) -> Path:
-    """Where the manifest of checkpoint ``path`` lives: ``step-12.pt`` -> ``step-12.manifest.json``."""
-    path = Path(path)
-    return path.with_name(path.stem + MANIFEST_SUFFIX)
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -169,20 +137,10 @@ def write_checkpoint(
     manifest_file = manifest_path(path)
     _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
     digest, size = _with_retry(
-        lambda: _write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
+        lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
     )
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "step": step,
-        "epoch": epoch,
-        "val_loss": val_loss if val_loss is None or math.isfinite(val_loss) else None,
-        "healthy": healthy,
-        "files": {path.name: {"sha256": digest, "bytes": size}},
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    text = json.dumps(manifest, indent=1).encode("utf-8")
-    _with_retry(lambda: _write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
+    text = manifest_text(path, digest, size, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
+    _with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
     return path
 
 
@@ -218,55 +176,6 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
         "plain data (numbers, strings, None, lists, tuples, dicts), so that it loads with weights_only=True "
         "and never runs code. Convert it, e.g. to a dict of its fields."
     )
-
-
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it (no second read of the file)."""
-
-    def __init__(self, file: Any) -> None:
-        self.file = file
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.file.write(data)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-
-def _write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]:
-    """Write through ``write(file)`` into a temporary file, fsync it, rename it to ``path``, fsync the directory."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as raw:
-            hashing = _HashingWriter(raw)
-            write(hashing)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        # Free the space (a disk-full error is retried) and leave nothing that looks complete.
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-    return hashing.sha256.hexdigest(), hashing.size
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and deletions in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 class _PermanentError(Exception):
@@ -306,33 +215,6 @@ def _with_retry(
 
 
 # ---------------------------------------------------------------------------------------- loading
-
-
-def read_manifest(path: Path) -> Manifest | None:
-    """The manifest of checkpoint ``path``, or None when it has none (not committed)."""
-    manifest_file = manifest_path(path)
-    try:
-        data = json.loads(manifest_file.read_text(encoding="utf-8"))
-        entry = data["files"].get(Path(path).name)
-        if entry is None:
-            raise KeyError(f"it does not list {Path(path).name}")
-        return Manifest(
-            path=Path(path),
-            sha256=str(entry["sha256"]),
-            size=int(entry["bytes"]),
-            step=data.get("step"),
-            epoch=data.get("epoch"),
-            val_loss=data.get("val_loss"),
-            kind=data.get("kind", "manual"),
-            healthy=bool(data.get("healthy", True)),
-        )
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"the manifest '{manifest_file}' of checkpoint '{path}' is unreadable ({error}): the checkpoint cannot be "
-            "verified. Resume from another checkpoint."
-        ) from error
 
 
 def verify(path: str | Path) -> Manifest | None:
@@ -496,28 +378,6 @@ def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], lim
 # ---------------------------------------------------------------------------------------- discovery
 
 
-def committed_checkpoints(directory: str | Path) -> list[Manifest]:
-    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    manifests = []
-    for manifest_file in directory.glob("*" + MANIFEST_SUFFIX):
-        stem = manifest_file.name[: -len(MANIFEST_SUFFIX)]
-        try:
-            names = [
-                name
-                for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"]
-                if Path(name).stem == stem
-            ]
-            found = [read_manifest(directory / name) for name in names]
-        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
-            logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)
-            continue
-        manifests.extend(manifest for manifest in found if manifest is not None)
-    return sorted(manifests, key=lambda m: m.order, reverse=True)
-
-
 def latest_checkpoint(
     directory: str | Path, on_bad: Callable[[Manifest, CheckpointError], None] | None = None
 ) -> tuple[Path, dict[str, Any]] | None:
@@ -540,46 +400,6 @@ def latest_checkpoint(
             if on_bad is not None:
                 on_bad(manifest, error)
     return None
-
-
-def checkpoint_directory(path: str | Path) -> Path:
-    """``path/checkpoints`` when ``path`` is a run directory that has one, else ``path``."""
-    path = Path(path)
-    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
-
-
-def set_aside(manifest: Manifest, suffix: str) -> None:
-    """Rename a checkpoint and its manifest out of discovery's way, keeping them for inspection."""
-    for file in (manifest_path(manifest.path), manifest.path):
-        if file.exists():
-            os.replace(file, file.with_name(file.name + suffix))
-    fsync_directory(manifest.path.parent)
-
-
-def prune(directory: Path, keep_last: int, keep_best: int, is_ours: Callable[[Path], bool]) -> list[Path]:
-    """Delete committed checkpoints beyond the ``keep_last`` newest and the ``keep_best`` by val_loss.
-
-    Also removes this writer's leftovers (temporary files, files whose manifest never got
-    written). Each manifest goes before its file. Only files for which ``is_ours`` holds are
-    touched. Returns the deleted checkpoint files.
-    """
-    manifests = [m for m in committed_checkpoints(directory) if is_ours(m.path)]
-    keep = {m.path for m in manifests[:keep_last]}
-    scored = [m for m in manifests if m.kind == "epoch" and m.val_loss is not None]
-    keep |= {m.path for m in sorted(scored, key=lambda m: (m.val_loss, [-x for x in m.order]))[:keep_best]}
-    deleted = []
-    for manifest in manifests:
-        if manifest.path not in keep:
-            manifest_path(manifest.path).unlink(missing_ok=True)
-            manifest.path.unlink(missing_ok=True)
-            deleted.append(manifest.path)
-    committed = {m.path for m in manifests}
-    for leftover in directory.iterdir():
-        temporary = leftover.name.startswith(".") and ".tmp-" in leftover.name
-        orphan = is_ours(leftover) and leftover not in committed and not manifest_path(leftover).exists()
-        if temporary or orphan:
-            leftover.unlink(missing_ok=True)
-    return deleted
 
 
 def first_line(error: BaseException) -> str:

@@ -1,21 +1,91 @@
-"""Run directories: where a run's config, metrics and log live.
+"""The run directory: every path of a run, named once, and the refusal to mix two runs in one.
 
-    <run_dir>/config.yaml     the resolved config (re-runnable as is)
-    <run_dir>/metrics.jsonl   one JSON object per epoch, and events (skipped steps, ...)
-    <run_dir>/train.log       the log at info level
-    <run_dir>/model.txt       the model's structure and parameter count
-    <run_dir>/data.json       what was learned from the data (trainwell.data.save_data_info)
+    <run_dir>/config.yaml       the resolved config (re-runnable as is)
+    <run_dir>/metrics.jsonl     one JSON object per step, epoch and event
+    <run_dir>/metrics.csv       the same as a table (loggers=["csv"])
+    <run_dir>/tensorboard/      TensorBoard event files (loggers=["tensorboard"])
+    <run_dir>/train.log         the log at info level
+    <run_dir>/model.txt         the model's layers, output shapes and parameter counts
+    <run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
+    <run_dir>/checkpoints/      exact-resume checkpoints, each committed by a manifest
+    <run_dir>/curves.png        learning curves
+    <run_dir>/confusion.json    the validation confusion matrix of the weights the run ended with
+    <run_dir>/report.html       the run at a glance, with the doctor's findings
+    <run_dir>/lr_find.png       the LR finder's curve (--lr auto)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import ConfigError
+from trainwell.files.atomic import write_yaml
 
-# Files whose presence means a directory already holds a run.
-RUN_FILES = ("metrics.jsonl", "config.yaml")
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each file of the run directory ``root`` lives.
+
+    Example:
+        >>> RunPaths(Path("runs/exp1")).metrics.as_posix()
+        'runs/exp1/metrics.jsonl'
+    """
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def model_summary(self) -> Path:
+        return self.root / "model.txt"
+
+    @property
+    def data_info(self) -> Path:
+        return self.root / "data.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def confusion(self) -> Path:
+        return self.root / "confusion.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def lr_find(self) -> Path:
+        return self.root / "lr_find.png"
+
+    def holds_a_run(self) -> list[Path]:
+        """The files whose presence means the directory already holds a run."""
+        return [path for path in (self.metrics, self.config) if path.exists()]
 
 
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = False) -> Path:
@@ -31,7 +101,8 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = Fals
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"run_dir='{run_dir}' is a file: expected a directory (new or empty).")
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    paths = RunPaths(run_dir)
+    existing = [path.name for path in paths.holds_a_run()]
     if existing and not resuming:
         raise ConfigError(
             f"run_dir='{run_dir}' already holds a run ({', '.join(existing)}): choose a new directory "
@@ -39,26 +110,5 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = Fals
             "To continue that run from its last checkpoint, pass resume='auto' (--resume auto)."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(run_dir / "config.yaml", config)
+    write_yaml(paths.config, config)
     return run_dir
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as YAML, atomically."""
-    import yaml
-
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file renamed into place, so a crash never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` through a temporary file renamed into place (an image, a report)."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)

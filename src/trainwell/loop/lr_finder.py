@@ -29,13 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell.data import batches
 from trainwell.config import TrainConfig
+from trainwell.data import batches
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.loop.optimizers import build_optimizer
 from trainwell.loop.precision import Precision
-from trainwell.system import resolve_device
+from trainwell.loop.state import TrainState
+from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import infer_task
+from trainwell.reliability.divergence import NonFiniteGuard
+from trainwell.system import resolve_device
 
 logger = logging.getLogger("trainwell")
 
@@ -69,7 +72,7 @@ class LRFinderResult:
 
         from matplotlib.figure import Figure
 
-        from trainwell.files.rundir import write_bytes
+        from trainwell.files.atomic import write_bytes
 
         figure = Figure(figsize=(7, 4.5), dpi=100)
         figure.subplots_adjust(left=0.11, right=0.97, bottom=0.12, top=0.9)
@@ -166,21 +169,7 @@ def find_lr(
         model.train()
         precision = Precision(config.precision, device)
         optimizer = optimizer or build_optimizer(model, config, start_lr)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        result = _range_test(
-            model,
-            train_loader,
-            optimizer,
-            precision,
-            parameters,
-            config,
-            device,
-            start_lr,
-            end_lr,
-            num_steps,
-            smoothing,
-            diverge_factor,
-        )
+        result = _range_test(model, train_loader, optimizer, precision, config, start_lr, end_lr, num_steps, smoothing, diverge_factor)
     _suggest(result, divisor)
     logger.info(
         "LR finder: %d steps from lr %.2g to %.2g%s; lowest smoothed loss at lr %s; suggested lr %s.",
@@ -195,41 +184,51 @@ def find_lr(
 
 
 def _range_test(
-    model,
-    train_loader,
-    optimizer,
-    precision,
-    parameters,
-    config,
-    device,
-    start_lr,
-    end_lr,
-    num_steps,
-    smoothing,
-    diverge_factor,
+    model: nn.Module,
+    train_loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    config: TrainConfig,
+    start_lr: float,
+    end_lr: float,
+    num_steps: int,
+    smoothing: float,
+    diverge_factor: float,
 ) -> LRFinderResult:
+    """Steps at rising lrs, taken as training takes them (:class:`~trainwell.loop.step.StepRunner`), until the loss diverges."""
     result = LRFinderResult()
     task = None
+
+    def train_step(batch: tuple[Any, Any]) -> torch.Tensor:
+        nonlocal task
+        inputs, targets = batch
+        outputs = batches.forward(model, inputs)
+        if task is None:
+            task = infer_task(config.task, config.loss_fn, outputs, targets)
+        return task.loss(outputs, targets)
+
+    # The finder reads every loss itself and stops at the first bad one: the guard only keeps a bad
+    # step's update from being applied, as in training.
+    guard = NonFiniteGuard(max_consecutive=num_steps + 1, on_skip=lambda *args, **kwargs: None)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    step = StepRunner(
+        train_step,
+        optimizer,
+        precision,
+        parameters,
+        state=TrainState(),
+        guard=guard,
+        max_grad_norm=config.max_grad_norm,
+        split_on_oom=config.split_batch_on_oom,
+    )
     average, best = 0.0, math.inf
     growth = (end_lr / start_lr) ** (1 / (num_steps - 1))
-    for step, batch in enumerate(_cycle(train_loader, num_steps)):
-        lr = start_lr * growth**step
+    for index, batch in enumerate(_cycle(train_loader, num_steps)):
+        lr = start_lr * growth**index
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = batches.move_to(batches.split_batch(batch), device)
-        with precision.autocast():
-            outputs = batches.forward(model, inputs)
-            if task is None:
-                task = infer_task(config.task, config.loss_fn, outputs, targets)
-            loss = task.loss(outputs, targets)
-        precision.backward(loss)
-        if config.max_grad_norm is not None:
-            precision.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-        value = loss.item()
-        if math.isfinite(value):
-            precision.step(optimizer)
-        optimizer.zero_grad(set_to_none=True)
+        inputs, targets = batches.move_to(batches.split_batch(batch), precision.device)
+        value = step(inputs, targets).item()
         result.lrs.append(lr)
         result.losses.append(value if math.isfinite(value) else math.nan)
         if not math.isfinite(value):
@@ -237,9 +236,9 @@ def _range_test(
             break
         # The running (one-way, bias-corrected) average only decides when to stop.
         average = smoothing * average + (1 - smoothing) * value
-        running = average / (1 - smoothing ** (step + 1))
+        running = average / (1 - smoothing ** (index + 1))
         best = min(best, running)
-        if step > 0 and running > diverge_factor * best:
+        if index > 0 and running > diverge_factor * best:
             result.stopped_early = True
             break
     result.smoothed = _without_lag(result.losses, smoothing)

@@ -7,6 +7,7 @@ message instead of deep inside the loop, and costs nothing per step.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,12 +15,13 @@ from torch import nn
 
 from trainwell.data import batches
 from trainwell.exceptions import DataError, ModelError
+from trainwell.loop.tasks import infer_task
 from trainwell.models.summarize import summary
 from trainwell.reliability.oom import forward_fitting, free_memory, split
-from trainwell.loop.tasks import infer_task
 
 if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+    from trainwell.loop.precision import Precision
+    from trainwell.loop.tasks import Task
 
 
 def check_inputs(model: Any, train_loader: Any, val_loader: Any) -> None:
@@ -70,32 +72,70 @@ def loader_length(loader: Any) -> int | None:
         return None
 
 
-def probe(trainer: Trainer, loader: Iterable[Any], source: str) -> tuple[int, Any]:
+@dataclass
+class FirstBatch:
+    """What the first batch of a loader told.
+
+    Attributes:
+        samples: Its sample count (the loader's batch size).
+        inputs: Its inputs, on the device (for the model summary).
+        task: The task decided from it (None for a custom step whose model returns no tensor).
+    """
+
+    samples: int
+    inputs: Any
+    task: Task | None
+
+
+def probe(
+    module: nn.Module,
+    loader: Iterable[Any],
+    source: str,
+    *,
+    device: torch.device,
+    precision: Precision,
+    task: Task | None,
+    requested_task: str,
+    loss_fn: Any,
+    custom_step: bool,
+) -> FirstBatch:
     """Check the first batch of ``loader`` against the model, and decide the task from it.
 
     The forward pass runs in eval mode without gradients, so no statistics or parameters change,
     and under ``fork_rng``: a DataLoader draws its shuffling seed from torch's global RNG when
     iterated, and the probe must not change what training then sees.
 
+    Args:
+        module: The model.
+        loader: The loader to take the first batch of.
+        source: The loader's name, for messages.
+        device: Where the model is.
+        precision: The run's precision (the forward pass runs under its autocast).
+        task: The task decided already (from the training batches), which validation batches
+            are checked against; None decides it here.
+        requested_task: The config's ``task``.
+        loss_fn: The config's ``loss_fn``.
+        custom_step: Whether the trainer's ``train_step`` is overridden (then outputs that are not
+            a tensor are the step's business).
+
     Returns:
-        The batch's sample count and its inputs (on the device).
+        A :class:`FirstBatch`.
 
     Raises:
         DataError: no batches, not ``(inputs, targets)``, the model fails on the inputs, or the
             targets do not fit the outputs.
     """
-    with torch.random.fork_rng(devices=trainer._rng_devices):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
             first = next(iter(loader))
         except StopIteration:
             raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
     inputs, targets = batches.split_batch(first, source)
-    inputs, targets = batches.move_to((inputs, targets), trainer.device)
-    module = trainer.module
+    inputs, targets = batches.move_to((inputs, targets), device)
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad(), trainer.precision.autocast():
+        with torch.no_grad(), precision.autocast():
             outputs, targets = forward_fitting(module, inputs, targets)
     except (RuntimeError, TypeError, ValueError) as error:
         raise DataError(
@@ -104,16 +144,11 @@ def probe(trainer: Trainer, loader: Iterable[Any], source: str) -> tuple[int, An
         ) from error
     finally:
         module.train(was_training)
-    from trainwell.loop.trainer import Trainer
-
-    custom_step = type(trainer).train_step is not Trainer.train_step
     if not (custom_step and not isinstance(outputs, torch.Tensor)):
         # The validation batches are checked against the task the training batches decided.
-        requested = trainer.task.name if trainer.task is not None else trainer.config.task
-        task = infer_task(requested, trainer.config.loss_fn, outputs, targets, source)
-        if trainer.task is None:
-            trainer.task = task
-    return batches.count_samples(inputs), inputs
+        decided = infer_task(task.name if task is not None else requested_task, loss_fn, outputs, targets, source)
+        task = task or decided
+    return FirstBatch(batches.count_samples(inputs), inputs, task)
 
 
 def summarize(module: nn.Module, inputs: Any, device: torch.device) -> str:

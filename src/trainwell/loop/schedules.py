@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainwell.exceptions import DataError
 
 if TYPE_CHECKING:
+    import torch
+
     from trainwell.config import TrainConfig
 
 # The one-cycle policy starts at peak/25 and ends at peak/(25 * 1e4), as in Smith & Topin (2019)
@@ -124,6 +126,59 @@ def schedule_for(config: TrainConfig, steps_per_epoch: int | None) -> LRSchedule
             )
         return lambda step: 1.0
     return build_schedule(config.schedule, steps_per_epoch * config.epochs, config.warmup_fraction)
+
+
+class LearningRate:
+    """The optimizer's learning rates over the run: each group's peak rate times the schedule at the step.
+
+    The peak rates start as the optimizer's (one per parameter group) and change only when a
+    rollback cuts them; they are this part's state in a checkpoint. The schedule is a pure function
+    of the step, so nothing else needs saving.
+
+    Args:
+        optimizer: The optimizer whose groups' ``lr`` is set.
+        schedule: The multiplier of the peak rate at each step.
+        per_step: Whether the rate changes from step to step (False for a constant rate without
+            warm-up, which then costs nothing per step).
+
+    Example:
+        >>> import torch
+        >>> optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> rates = LearningRate(optimizer, cosine(total_steps=10), per_step=True)
+        >>> rates.before_step(5)
+        >>> round(optimizer.param_groups[0]["lr"], 3)
+        0.05
+        >>> rates.cut(0.5, step=5)
+        >>> round(optimizer.param_groups[0]["lr"], 3), rates.peak_lrs
+        (0.025, [0.05])
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: LRSchedule, per_step: bool) -> None:
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.per_step = per_step
+        self.peak_lrs = [group["lr"] for group in optimizer.param_groups]
+
+    def before_step(self, step: int) -> None:
+        """Set the rates for optimizer step ``step`` (counted from 0)."""
+        if self.per_step:
+            self.apply(step)
+
+    def apply(self, step: int) -> None:
+        scale = self.schedule(step)
+        for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
+            group["lr"] = peak * scale
+
+    def cut(self, factor: float, step: int) -> None:
+        """Multiply every peak rate by ``factor`` and set the rates for step ``step`` (a rollback's lr cut)."""
+        self.peak_lrs = [lr * factor for lr in self.peak_lrs]
+        self.apply(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"peak_lrs": list(self.peak_lrs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.peak_lrs = list(state["peak_lrs"])
 
 
 def _check_total(total_steps: int) -> None:

@@ -1,79 +1,48 @@
 """The training loop: ``Trainer`` and ``fit``.
 
-The Trainer owns *when* things run (ordering, schedules, validation, callbacks); what one step
-computes lives in :meth:`Trainer.train_step` and :meth:`Trainer.eval_step`, which users may
-override.
+The Trainer owns *when* things run (ordering, schedules, validation, callbacks) and composes the
+run's stateful parts; what one step computes lives in :meth:`Trainer.train_step` and
+:meth:`Trainer.eval_step`, which users may override, and how a step is taken in
+:mod:`trainwell.loop.step`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainwell.data import batches
-from trainwell.distributed import session as distributed
-from trainwell.loop import preflight
-from trainwell.reliability import resume as resuming
-from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
+from trainwell.callbacks import Callback, CallbackList, EarlyStopping
 from trainwell.callbacks.checkpointing import Checkpointing
-from trainwell.callbacks.process_sync import ProcessSync
-from trainwell.callbacks.run_dir import run_dir_callbacks
 from trainwell.config import TrainConfig
-from trainwell.reliability.divergence import judged_on_device
-from trainwell.exceptions import ConfigError, DataError
-from trainwell.reliability.healing import build_guard, divergence_advice
-from trainwell.observe.logs import format_epoch, log_run_start, log_to_file, setup_console_logging
-from trainwell.loop.metrics import ValidationMetrics
-from trainwell.reliability.oom import MicroBatching
-from trainwell.loop.optimizers import build_optimizer, scaled_lr
+from trainwell.data import batches
+from trainwell.distributed.session import Session, is_primary, joined, on_primary, start_in
+from trainwell.exceptions import ConfigError
+from trainwell.files.rundir import RunPaths, prepare_run_dir
+from trainwell.loop import preflight
+from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
-from trainwell.reliability.preemption import SignalCatcher, stop_on_signal
-from trainwell.files.rundir import prepare_run_dir, write_text
-from trainwell.loop.schedules import schedule_for
-from trainwell.system import memory_metrics, reset_peak_memory, resolve_device, seed_everything
+from trainwell.loop.result import FitResult
+from trainwell.loop.setup import assemble
+from trainwell.loop.state import FromState, TrainState, load_parts
+from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import Task
+from trainwell.loop.validation import evaluation_pass
+from trainwell.observe.logs import format_epoch, log_to_file, setup_console_logging
+from trainwell.observe.monitor import Monitor
+from trainwell.reliability.divergence import judged_on_device
+from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher, stop_on_signal
+from trainwell.reliability.resume import checkpoint_of, continues_in, trainer_state_of, warn_about_changed_options
+from trainwell.reliability.rng import RandomState
+from trainwell.system import memory_metrics, reset_peak_memory
 
 logger = logging.getLogger("trainwell")
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns.
-
-    Attributes:
-        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy, val_f1,
-            val_precision, val_recall (classification) or val_mae, val_rmse, val_r2
-            (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s, samples_per_s,
-            nonfinite_steps.
-        best: The best epoch's row by val_loss (by train_loss without validation).
-        stopped_early: Whether early stopping ended training.
-        run_dir: Where the run's files are, or None.
-        model: The trained model (with the best weights when ``restore_best_weights``).
-        best_checkpoint: The committed checkpoint of the best epoch by val_loss (the newest
-            without validation), or None without a run directory.
-    """
-
-    history: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    stopped_early: bool
-    run_dir: Path | None
-    model: nn.Module | None = field(default=None, repr=False)
-    best_checkpoint: Path | None = None
-
-    @property
-    def final(self) -> dict[str, Any]:
-        """The last epoch's row."""
-        return self.history[-1] if self.history else {}
-
 
 class Trainer:
     """Trains a model with the best practices on by default.
@@ -88,24 +57,37 @@ class Trainer:
         model: The module the loop calls (wrapped for DDP or compilation when in use).
         module: The plain ``nn.Module`` being trained (for ``state_dict``).
         optimizer, precision, task, device: The resolved training machinery.
-        epoch: The current epoch, numbered from 1 (0 before training).
-        global_step: Optimizer steps taken so far.
-        history: Per-epoch metric rows.
+        state: The loop's :class:`~trainwell.loop.state.TrainState`; its counters are also
+            attributes here: ``epoch`` (numbered from 1; 0 before training), ``global_step``,
+            ``batch_in_epoch``, ``history`` (per-epoch metric rows), ``events``, ``should_stop``,
+            ``epoch_samples``.
         run_info: Versions, device, precision, threads, batch size, peak lr (set by ``fit``).
         last_grad_norm: The last step's pre-clipping gradient norm, a device tensor (reading syncs).
         last_validation: The last validation pass's :class:`~trainwell.loop.metrics.ValidationMetrics`.
         model_summary: The model's layers, output shapes on the first batch and parameter
             counts (:func:`trainwell.models.summary`), also written to ``model.txt``.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
+        monitor: Which epoch is best (:class:`~trainwell.observe.monitor.Monitor`: val_loss, or
+            train_loss without validation): ``FitResult.best``, the best checkpoint, the rollback target.
         checkpointing: The :class:`~trainwell.callbacks.checkpointing.Checkpointing` callback that
             writes the run's checkpoints (None without a run directory).
         distributed: Under torchrun, this process's :class:`~trainwell.distributed.session.Session`
             (rank, world_size, device); None in one process.
 
+    The run's state is its parts' states, composed by :meth:`state_dict` (ARCHITECTURE.md).
+
     Example:
         >>> trainer = Trainer(epochs=3, lr=3e-3)
         >>> result = trainer.fit(model, train_loader, val_loader)  # doctest: +SKIP
     """
+
+    epoch = FromState()
+    global_step = FromState()
+    batch_in_epoch = FromState()
+    history = FromState()
+    events = FromState()
+    should_stop = FromState()
+    epoch_samples = FromState()
 
     def __init__(self, config: TrainConfig | None = None, callbacks: Iterable[Callback] = (), **options: Any) -> None:
         if config is not None and not isinstance(config, TrainConfig):
@@ -113,6 +95,7 @@ class Trainer:
         config = config or TrainConfig()
         self.config = config.replace(**options) if options else config
         self.user_callbacks = list(callbacks)
+        self.state = TrainState()
         self.model: nn.Module | None = None
         self.module: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -120,21 +103,16 @@ class Trainer:
         self.task: Task | None = None
         self.device: torch.device | None = None
         self.callbacks = CallbackList()
-        self.epoch = 0
-        self.global_step = 0
         self.steps_per_epoch: int | None = None
-        self.history: list[dict[str, Any]] = []
         self.model_summary: str | None = None
-        self.events: list[dict[str, Any]] = []
-        self.last_validation: ValidationMetrics | None = None
-        self.last_grad_norm: torch.Tensor | None = None
+        self.last_validation: Any = None
         self.run_info: dict[str, Any] = {}
-        self.should_stop = False
         self.peak_lr = self.config.lr
+        self.monitor = Monitor("val_loss")
         self.checkpointing: Checkpointing | None = None
-        self.distributed: distributed.Session | None = None
+        self.distributed: Session | None = None
+        self.runner: StepRunner | None = None
         self._signals = SignalCatcher()
-        self._resume_position: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -150,20 +128,20 @@ class Trainer:
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
-            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed.py)
-            if resuming: restore model, optimizer, scaler, RNGs, counters, callbacks, loader position
-            for epoch in start_epoch..epochs:
+            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed/)
+            build the parts: optimizer, precision, schedule, guard + healer, step runner, callbacks
+            if resuming: load_state_dict(checkpoint)         # every part's state, RNGs last
+            while epochs remain and not should_stop:
                 for batch in train_loader (from the saved batch when resuming inside the epoch):
-                    with autocast: loss = train_step(batch)     # out of memory -> micro-batches
-                    backward (scaled for fp16); clip grad norm
-                    non-finite loss/grad -> skip the update; K in a row -> roll back, lr x 0.5;
-                        M rollbacks -> DivergenceError
-                    optimizer step; lr = peak_lr * schedule(global_step)
+                    lr = peak_lr * schedule(global_step)
+                    loss = step(batch)                          # loop/step.py: autocast, train_step,
+                                                                # backward, clip, judge, optimizer step
+                    non-finite loss/grad -> update skipped; K in a row -> roll back, lr x 0.5;
+                        M rollbacks -> DivergenceError          # reliability/healing.py
                     every checkpoint_every_steps: checkpoint; SIGTERM/SIGINT: checkpoint and stop
-                metrics = evaluate(val_loader)                # val_loss, val_accuracy / val_mae
+                metrics = evaluate(val_loader)                # loop/validation.py: val_loss, val_accuracy ...
                 callbacks.on_epoch_end(metrics)               # log, metrics.jsonl, early stopping, checkpoint
-                if should_stop: break
-            restore the best weights; return FitResult
+            restore the best weights (early stopping); return FitResult
 
         Args:
             model: Any ``nn.Module`` with trainable parameters; it is trained in place.
@@ -192,17 +170,29 @@ class Trainer:
         preflight.check_inputs(model, train_loader, val_loader)
         # Under torchrun: join the other processes and train on this one's share of the data (in one
         # process, nothing changes); rank 0 alone writes the run directory, and picks the checkpoint.
-        with distributed.data_parallel(self, train_loader, val_loader) as (train_loader, val_loader):
-            run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
-            if run_dir is None:
-                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, None))
-            resumes = resuming.continues_in(resume, run_dir)
-            distributed.on_primary(self.distributed, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
-            # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
-            signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-            log_file = log_to_file(run_dir / "train.log") if distributed.is_primary(self.distributed) else contextlib.nullcontext()
-            with log_file, signals:
-                return self._fit(model, train_loader, val_loader, distributed.start_in(self.distributed, resume, run_dir))
+        with joined(self.config) as session:
+            self.distributed = session
+            self._signals = SignalCatcher() if session is None else SharedSignalCatcher()
+            if session is not None:
+                self.config, train_loader, val_loader = session.share(self.config, train_loader, val_loader)
+            try:
+                return self._fit_in_run_dir(model, train_loader, val_loader, resume)
+            finally:
+                if session is not None:
+                    self.model = self.module  # the DDP wrapper goes with the process group
+
+    def _fit_in_run_dir(self, model: nn.Module, train_loader: Any, val_loader: Any, resume: Any) -> FitResult:
+        session = self.distributed
+        if self.config.run_dir is None:
+            return self._fit(model, train_loader, val_loader, start_in(session, resume, None))
+        run_dir = Path(self.config.run_dir)
+        resumes = continues_in(resume, run_dir)
+        on_primary(session, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
+        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
+        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
+        log_file = log_to_file(RunPaths(run_dir).log) if is_primary(session) else contextlib.nullcontext()
+        with log_file, signals:
+            return self._fit(model, train_loader, val_loader, start_in(session, resume, run_dir))
 
     def _fit(
         self,
@@ -212,28 +202,30 @@ class Trainer:
         checkpoint: tuple[Path, dict[str, Any]] | None = None,
     ) -> FitResult:
         self._setup(model, train_loader, val_loader)
-        self._resume_from(checkpoint, train_loader)
+        if checkpoint is not None:
+            self._resume_from(*checkpoint)
+        self.healer.remember()  # the first good state to roll back to
+        state = self.state
         try:
             self.callbacks.call("on_train_begin", self)
-            while self.epoch < self.config.epochs and not self.should_stop:
-                self.epoch += 1
-                self.callbacks.call("on_epoch_begin", self, epoch=self.epoch)
+            while state.completed_epochs < self.config.epochs and not state.should_stop:
+                if state.batch_in_epoch is None:  # else a resumed epoch goes on from its saved batch
+                    state.begin_epoch(self.guard.skipped)
+                self.callbacks.call("on_epoch_begin", self, epoch=state.epoch)
                 started = time.perf_counter()
-                row = {"epoch": self.epoch, **self._train_epoch(train_loader)}
+                row = {"epoch": state.epoch, **self._train_epoch(train_loader)}
                 if val_loader is not None:
-                    # Validation must not change training's randomness (a DataLoader draws a seed
-                    # from the global RNG whenever it is iterated): with or without it, training
-                    # sees the same dropout masks and batch order.
-                    with torch.random.fork_rng(devices=self._rng_devices), distributed.evaluating(self):
-                        val_metrics = self.evaluate(val_loader)
+                    val_metrics = self._validate(val_loader)
                     self.callbacks.call("on_eval_end", self, metrics=val_metrics)
                     row.update(val_metrics)
                 row.update(memory_metrics(self.device))
                 row["epoch_time_s"] = time.perf_counter() - started
-                self.history.append(row)
+                state.history.append(row)
                 logger.info(format_epoch(row, self.config.epochs))
-                self.callbacks.call("on_epoch_end", self, epoch=self.epoch, metrics=row)
-                self._after_epoch()
+                self.callbacks.call("on_epoch_end", self, epoch=state.epoch, metrics=row)
+                self.healer.on_epoch_end()
+                if self._signals.received is not None:
+                    self._stop_on_signal()
             self.callbacks.call("on_train_end", self)
         except BaseException as error:
             self.callbacks.call("on_exception", self, error=error)
@@ -241,68 +233,50 @@ class Trainer:
         return self._result()
 
     def _train_epoch(self, train_loader: Iterable[Any]) -> dict[str, Any]:
-        """One pass over the training data; returns the epoch's training metrics."""
+        """One pass over the training data (the rest of it, when resuming inside the epoch); returns its metrics."""
         self.model.train()
         set_epoch = getattr(train_loader, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(self.epoch - 1)
         reset_peak_memory(self.device)
-        # Resuming inside an epoch starts at the saved batch with the epoch's sums restored.
-        train_batches, first_batch = resuming.begin_epoch(self, train_loader)
-        log_every = self.config.log_every_steps
+        state, log_every = self.state, self.config.log_every_steps
+        first = state.batch_in_epoch
         started = time.perf_counter()
-        for batch_index, batch in enumerate(train_batches, start=first_batch):
+        for batch_index, batch in enumerate(self.loader_position.begin_epoch(first), start=first):
             self.callbacks.on_batch_begin(self, batch_index)
             inputs, targets = batches.split_batch(batch)
-            self.epoch_samples += batches.count_samples(inputs)
+            state.epoch_samples += batches.count_samples(inputs)
             if self._move_batches:
                 inputs, targets = batches.move_to((inputs, targets), self.device, non_blocking=True)
             if self._channels_last:
                 inputs = batches.channels_last(inputs)
-            if self._scheduled:
-                self._set_lr(self.global_step)
-            loss = self._step(inputs, targets)
-            self.global_step += 1
-            if self._device_checks and self.global_step % log_every == 0:
-                self.guard.flush(self.global_step)
+            self.learning_rates.before_step(state.global_step)
+            loss = self._compiled_first_step(inputs, targets) if self._compiling else self.runner(inputs, targets)
+            state.global_step += 1
+            state.batch_in_epoch = batch_index + 1
+            if self._device_checks and state.global_step % log_every == 0:
+                self.guard.flush(state.global_step)
             self.callbacks.on_batch_end(self, batch_index, loss)
             if self._signals.received is not None:
-                stop_on_signal(self, batch_in_epoch=batch_index + 1)
+                self._stop_on_signal()
         # Compilation is reported on its own (a "compile" event), not as slow training.
         elapsed = time.perf_counter() - started - self._compile_seconds
         self._compile_seconds = 0.0
-        self.guard.flush(self.global_step)
-        samples = self.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
+        self.guard.flush(state.global_step)
+        state.batch_in_epoch = None
+        samples = state.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
         return {
             "train_loss": self.running_loss(),
             "lr": self.optimizer.param_groups[0]["lr"],
             "samples_per_s": samples / elapsed if elapsed > 0 else float("nan"),
-            "nonfinite_steps": self.guard.skipped - self._nonfinite_at_epoch_start,
+            "nonfinite_steps": self.guard.skipped - state.skipped_at_epoch_start,
         }
-
-    def _step(self, inputs: Any, targets: Any) -> torch.Tensor:
-        """Forward, backward and optimizer step on one batch; out of memory, as micro-batches (oom.py)."""
-        if self._compiling:
-            return self._compiled_first_step(inputs, targets)
-        if self._micro_batching.chunks > 1:
-            return self._micro_batching.step(self, inputs, targets)
-        try:
-            with self.precision.autocast():
-                loss = _loss_of(self.train_step((inputs, targets)))
-            self._backward_and_step(loss)
-            return loss
-        except torch.OutOfMemoryError:
-            if not self.config.split_batch_on_oom:
-                raise
-            loss = None
-        # Retried only here, after the except block, once the failed attempt's tensors are released.
-        return self._micro_batching.recover(self, inputs, targets)
 
     def _compiled_first_step(self, inputs: Any, targets: Any) -> torch.Tensor:
         """The first step under ``torch.compile``, timed: it carries the compilation."""
         self._compiling = False
         started = time.perf_counter()
-        loss = self._step(inputs, targets)
+        loss = self.runner(inputs, targets)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
@@ -310,45 +284,27 @@ class Trainer:
         self.record_event("compile", message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.", compile_time_s=seconds)
         return loss
 
-    def _backward_and_step(self, loss: torch.Tensor, backward: bool = True) -> None:
-        """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
-        if backward:
-            self.precision.backward(loss)
-        if self.distributed is not None:
-            # Every process judges the step by the same number: the mean loss of the global batch.
-            loss = self.distributed.mean(loss)
-        grad_norm = None
-        if self.config.max_grad_norm is not None:
-            self.precision.unscale_(self.optimizer)
-            grad_norm = nn.utils.clip_grad_norm_(self._parameters, self.config.max_grad_norm)
-            # Kept on the device; loggers read it only at their logging interval.
-            self.last_grad_norm = grad_norm
-        scaled = self.precision.scaler is not None
-        # Under fp16 a GradScaler skips steps with overflowing gradients and lowers its scale;
-        # that is calibration, not divergence, so only the loss itself is judged there.
-        judge_norm = grad_norm is not None and not scaled
-        if self._device_checks:
-            bad = ~torch.isfinite(loss.detach() + grad_norm if judge_norm else loss.detach())
-            if self._spikes is not None:
-                bad = self._spikes.spikes_on_device(loss, bad)
-            if not scaled:
-                self.optimizer.found_inf = bad.float()
-            self.precision.step(self.optimizer)
-            self.guard.observe_on_device(bad)
-            self._loss_sum = self._loss_sum + torch.where(bad, 0.0, loss.detach().float())
-            self._loss_count = self._loss_count + (~bad).to(self._loss_count.dtype)
-        else:
-            loss_value = loss.item()
-            finite = math.isfinite(loss_value) and (not judge_norm or math.isfinite(grad_norm.item()))
-            spike = self._spikes.check(loss_value) if finite and self._spikes is not None else None
-            good = finite and spike is None
-            if good or scaled:
-                self.precision.step(self.optimizer)
-            if good:
-                self._loss_sum += loss_value
-                self._loss_count += 1
-            self.guard.observe(good, self.global_step, reason=spike or "Non-finite loss or gradient")
-        self.optimizer.zero_grad(set_to_none=True)
+    def _validate(self, val_loader: Iterable[Any]) -> dict[str, float]:
+        # Validation must not change training's randomness (a DataLoader draws a seed from the
+        # global RNG whenever it is iterated): with or without it, training sees the same dropout
+        # masks and batch order.
+        with torch.random.fork_rng(devices=self._rng_devices):
+            if self.distributed is None:
+                return self.evaluate(val_loader)
+            # Several processes validate on the plain module, with rank 0's buffers (distributed/session.py).
+            self.distributed.broadcast_buffers(self.module)
+            wrapped, self.model = self.model, self.module
+            try:
+                return self.evaluate(val_loader)
+            finally:
+                self.model = wrapped
+
+    def _stop_on_signal(self) -> None:
+        """Commit a checkpoint of the state after the step (or epoch) that just finished, then raise TrainingInterrupted."""
+        save = lambda: self.checkpointing.save(self, kind="interrupt")  # noqa: E731
+        stop_on_signal(self._signals.received, save, self.state, self.config.run_dir, self.distributed)
+
+    # ------------------------------------------------------------------ what a step computes
 
     def train_step(self, batch: tuple[Any, Any]) -> dict[str, torch.Tensor]:
         """What one training step computes: the loss of one batch (already on the device).
@@ -369,7 +325,6 @@ class Trainer:
         outputs = batches.forward(self.model, inputs)
         return {"loss": self.task.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
-    @torch.no_grad()
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
         """Mean loss and task metrics over ``loader``, weighted by batch size (no per-batch host sync).
 
@@ -378,38 +333,96 @@ class Trainer:
             (classification) or ``val_mae``, ``val_rmse``, ``val_r2`` (regression); the pass's
             predictions stay in ``trainer.last_validation`` (with a confusion matrix).
         """
-        was_training = self.model.training
-        self.model.eval()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        samples = 0
-        metric_sums: dict[str, torch.Tensor] = {}
-        details = ValidationMetrics(self.task) if self.task is not None else None
-        for batch in loader:
-            inputs, targets = batches.split_batch(batch, "val_loader")
-            count = batches.count_samples(inputs)
-            batch = batches.move_to((inputs, targets), self.device, non_blocking=True)
-            with self.precision.autocast():
-                out = self.eval_step(batch)
-            loss_sum += _loss_of(out).detach().double() * count
-            samples += count
-            if self.task is not None and "outputs" in out:
-                for name, value in self.task.metric_sums(out["outputs"], out["targets"]).items():
-                    metric_sums[name] = metric_sums[name] + value if name in metric_sums else value
-                details.update(out["outputs"], out["targets"])
-        self.model.train(was_training)
-        names = list(metric_sums)
-        totals = torch.stack([loss_sum, *(metric_sums[n].double() for n in names)])
-        if self.distributed is not None:
-            totals, samples = distributed.reduce_validation(self.distributed, totals, samples, details)
-        values = totals.tolist()
-        metrics = {"val_loss": values[0] / max(samples, 1)}
-        if self.task is not None and names:
-            metrics.update(self.task.summarize(dict(zip(names, values[1:]))))
-            metrics.update(details.compute())
-        self.last_validation = details
-        return metrics
+        result = evaluation_pass(
+            self.model,
+            loader,
+            self.eval_step,
+            task=lambda: self.task,
+            device=self.device,
+            source="val_loader",
+            autocast=self.precision.autocast,
+            session=self.distributed,
+        )
+        self.last_validation = result.details
+        return result.metrics
+
+    # ------------------------------------------------------------------ the run's state
+
+    def parts(self) -> dict[str, Any]:
+        """Every stateful part of the run (inside ``fit``), by its key in a checkpoint, in restore order.
+
+        The random generators come last, so that nothing draws from them after they are restored.
+        A new stateful part is added here, and nowhere else, to be checkpointed and resumed; a
+        subclass adds its own by extending the dict (any object with ``state_dict``/``load_state_dict``).
+        """
+        parts = {
+            "model": self.module,
+            "optimizer": self.optimizer,
+            "precision": self.precision,
+            "schedule": self.learning_rates,
+            "state": self.state,
+            "step": self.runner,
+            "guard": self.guard,
+            "spikes": self.spikes,
+            "healer": self.healer,
+            "micro_batching": self.runner.micro_batching,
+            "callbacks": self.callbacks,
+            "loader": self.loader_position,
+            "rng": RandomState(self.device),
+        }
+        return {name: part for name, part in parts.items() if part is not None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state of the run inside ``fit``: every part's ``state_dict()``, by part."""
+        self.guard.flush(self.global_step)  # device mode: the verdicts of the steps so far are read
+        return {name: part.state_dict() for name, part in self.parts().items()}
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "the state") -> None:
+        """Put the run back in a :meth:`state_dict`'s state (inside ``fit``; parts it lacks start afresh).
+
+        Raises:
+            CheckpointMismatchError: the state is of another architecture or optimizer grouping.
+            ConfigError: it was trained in another precision.
+        """
+        load_parts(self.parts(), state, source)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What a checkpoint file of the run as it stands holds: :meth:`state_dict` with the config and classic keys."""
+        history = self.state.history
+        return checkpoint_of(
+            self.state_dict(),
+            epoch=self.state.completed_epochs,
+            step=self.global_step,
+            batch_in_epoch=self.batch_in_epoch,
+            val_loss=next((row["val_loss"] for row in reversed(history) if "val_loss" in row), None),
+            config=self.config.to_yaml_dict(),
+            world_size=self.distributed.world_size if self.distributed is not None else 1,
+        )
+
+    def is_healthy(self) -> bool:
+        """Whether the current state is worth returning to: no step of its epoch went bad (reads device verdicts)."""
+        self.guard.flush(self.global_step)
+        return self.healer.is_good()
+
+    def _resume_from(self, path: Path, checkpoint: dict[str, Any]) -> None:
+        source = f"checkpoint '{path}'"
+        parts = trainer_state_of(checkpoint, source)
+        warn_about_changed_options(checkpoint.get("config") or {}, self.config.to_yaml_dict())
+        self.load_state_dict(parts, source)
+        batch, epoch = self.batch_in_epoch, self.epoch
+        where = f"epoch {epoch} after {batch} of its batches" if batch is not None else f"the end of epoch {epoch}"
+        self.record_event("resumed", logging.INFO, f"Resumed from {path} at step {self.global_step} ({where}).", checkpoint=str(path))
 
     # ------------------------------------------------------------------ helpers
+
+    @property
+    def last_grad_norm(self) -> torch.Tensor | None:
+        """The last step's gradient norm before clipping, a device tensor (reading it syncs)."""
+        return self.runner.last_grad_norm if self.runner is not None else None
+
+    def running_loss(self) -> float:
+        """Mean training loss of the finite steps so far in this epoch (syncs the device)."""
+        return self.state.running_loss()
 
     def record_event(self, event: str, level: int = logging.INFO, message: str | None = None, **fields: Any) -> None:
         """Record something that happened during training (a skipped step, a rollback, ...).
@@ -417,125 +430,22 @@ class Trainer:
         The event is logged and kept in ``trainer.events``; with a run directory it is also
         written to metrics.jsonl as ``{"event": event, "epoch": ..., "step": ..., **fields}``.
         """
-        record = {"event": event, "epoch": self.epoch, "step": self.global_step, **fields}
-        self.events.append(record)
-        logger.log(level, message if message is not None else str(record))
+        self.state.record_event(event, level, message, **fields)
 
-    def _resume_from(self, checkpoint: tuple[Path, dict[str, Any]] | None, train_loader: Iterable[Any]) -> None:
-        """Restore the state a checkpoint recorded (when resuming), and keep it as the first good state."""
-        if checkpoint is not None:
-            resuming.restore(self, *checkpoint, train_loader)
-        self.healer.remember(self)
-
-    def _after_epoch(self) -> None:
-        """Keep the good state to roll back to up to date, and stop here if a signal arrived during the epoch."""
-        self.healer.on_epoch_end(self)
-        if self._signals.received is not None:
-            stop_on_signal(self, batch_in_epoch=None)
+    def _checks_on_device(self) -> bool:
+        """Whether non-finite steps are judged on the device, with no per-step sync (reliability/divergence.py)."""
+        return judged_on_device(self.device, self.precision.scaler is not None, is_fused(self.optimizer))
 
     def _record_skip(self, message: str, *args: Any, skipped: int) -> None:
         self.record_event("nonfinite_skip", logging.WARNING, message % args, skipped=skipped)
 
-    def running_loss(self) -> float:
-        """Mean training loss of the finite steps so far in this epoch (syncs the device)."""
-        count = float(self._loss_count)
-        return float(self._loss_sum) / count if count else float("nan")
-
-    def _reset_running_loss(self) -> None:
-        if self._device_checks:
-            self._loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
-            self._loss_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        else:
-            self._loss_sum, self._loss_count = 0.0, 0
-
-    def _set_lr(self, step: int) -> None:
-        scale = self.schedule(step)
-        for group, peak in zip(self.optimizer.param_groups, self._peak_lrs):
-            group["lr"] = peak * scale
-
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
-        config = self.config
-        self.epoch, self.global_step, self.history, self.events, self.should_stop, self.task = 0, 0, [], [], False, None
-        self.last_grad_norm = None
-        self._resume_position, self._train_loader, self._epoch_start, self._nonfinite_at_epoch_start = None, train_loader, None, 0
-        if config.seed is not None:
-            seed_everything(config.seed)
-        self.device = self.distributed.device if self.distributed is not None else resolve_device(config.device)
-        self.precision = Precision(config.precision, self.device)
-        self._rng_devices = [self.device] if self.device.type == "cuda" else []
-        self.module = model.to(self.device)
-        self._channels_last = _wants_channels_last(config.channels_last, self.module, self.device)
-        if self._channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
-        self.model = self.module
-        self._parameters = [p for p in self.module.parameters() if p.requires_grad]
-        self.steps_per_epoch = preflight.loader_length(train_loader)
-        batch_size, first_inputs = preflight.probe(self, train_loader, "train_loader")
-        if val_loader is not None:
-            preflight.probe(self, val_loader, "val_loader")
-        else:
-            logger.warning(
-                "No val_loader given: training without validation, so there is no val_loss, no early "
-                "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
-            )
-        # Under torchrun the lr is scaled for the global batch (every process's batch together).
-        global_batch = self.distributed.check_batches(batch_size, self.steps_per_epoch) if self.distributed else batch_size
-        self.peak_lr = scaled_lr(config, global_batch)
-        self.optimizer = build_optimizer(self.module, config, self.peak_lr)
-        self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self._device_checks = self._checks_on_device()
-        self.healer, self._spikes, self.guard = build_guard(self, advice=divergence_advice(config, self.peak_lr, self.precision.name))
-        self._micro_batching = MicroBatching()
-        self.schedule = schedule_for(config, self.steps_per_epoch)
-        # A constant rate without warm-up needs no per-step update; CPU batches need no move.
-        self._scheduled = not (config.schedule == "constant" and not config.warmup_fraction)
-        self._move_batches = self.device.type != "cpu"
-        # Checkpointing runs last, so that every other callback's state at this point is in the checkpoint.
-        self.checkpointing = Checkpointing.for_config(config)
-        saver = [self.checkpointing] if self.checkpointing is not None else []
-        if self.distributed is not None:
-            # After every callback that may set should_stop, before the checkpoint that records it.
-            saver.insert(0, ProcessSync(self.distributed))
-        self.callbacks = CallbackList(self._builtin_callbacks(val_loader) + self.user_callbacks + saver)
-        self.model_summary = preflight.summarize(self.module, first_inputs, self.device)
-        self._compiling, self._compile_seconds = config.compile, 0.0
-        if self.distributed is not None:
-            self.model = self.distributed.wrap(self.module)
-        if config.compile:
-            self.model = torch.compile(self.model)
-        self.run_info = log_run_start(self, batch_size)
-        if config.run_dir is not None and distributed.is_primary(self.distributed):
-            write_text(Path(config.run_dir) / "model.txt", self.model_summary + "\n")
-
-    def _checks_on_device(self) -> bool:
-        """Whether non-finite steps are judged on the device, with no per-step sync (divergence.judged_on_device)."""
-        return judged_on_device(self.device, self.precision, self.optimizer)
-
-    def _builtin_callbacks(self, val_loader: Iterable[Any] | None) -> list[Callback]:
-        config = self.config
-        builtins: list[Callback] = []
-        if val_loader is not None and (config.early_stopping_patience is not None or config.restore_best_weights):
-            builtins.append(
-                EarlyStopping(
-                    patience=config.early_stopping_patience,
-                    min_delta=config.early_stopping_min_delta,
-                    restore_best_weights=config.restore_best_weights,
-                )
-            )
-        # Under torchrun, rank 0 alone shows progress and writes the run directory.
-        primary = distributed.is_primary(self.distributed)
-        if config.progress and primary:
-            builtins.append(ProgressBar())
-        if config.run_dir is not None:
-            builtins += run_dir_callbacks(Path(config.run_dir), config.loggers) if primary else []
-        elif config.loggers:
-            logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
-        return builtins
+        """Build the run's parts for ``model`` and the loaders (a fresh state: resuming loads into it)."""
+        assemble(self, model, train_loader, val_loader)
 
     def _result(self) -> FitResult:
-        key = "val_loss" if any("val_loss" in row for row in self.history) else "train_loss"
-        finite = [row for row in self.history if isinstance(row.get(key), float) and math.isfinite(row[key])]
-        best = min(finite, key=lambda row: row[key]) if finite else None
+        index = self.monitor.best_index([row.get(self.monitor.metric) for row in self.history])
+        best = self.history[index] if index is not None else None
         stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch is not None for c in self.callbacks)
         run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
         best_checkpoint = self.checkpointing.best_path if self.checkpointing is not None else None
@@ -587,20 +497,3 @@ def fit(
         2
     """
     return Trainer(config, callbacks=callbacks, **options).fit(model, train_loader, val_loader, resume=resume)
-
-
-def _loss_of(out: Any) -> torch.Tensor:
-    loss = out["loss"] if isinstance(out, dict) else out
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        raise DataError(
-            f"the step returned {batches.describe(loss)} as its loss: expected a scalar tensor, "
-            "either alone or as {'loss': tensor}."
-        )
-    return loss
-
-
-def _wants_channels_last(setting: bool | None, module: nn.Module, device: torch.device) -> bool:
-    """Channels-last layout: as asked, or (None) on CUDA for models with 2-D convolutions."""
-    if setting is not None:
-        return setting
-    return device.type == "cuda" and any(isinstance(layer, nn.Conv2d) for layer in module.modules())

@@ -13,10 +13,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from trainwell.files.atomic import write_bytes
+from trainwell.files.rundir import RunPaths
 from trainwell.observe.records import RunRecords, read_run
-from trainwell.files.rundir import write_bytes
-
-CURVES_FILE = "curves.png"
 
 # Validation metrics the middle panel shows, in order of preference, with their titles.
 METRIC_PANELS = (
@@ -110,7 +109,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     """
     runs = [read_run(run_dir) for run_dir in run_dirs]
     if out is None:
-        out = runs[0].path / CURVES_FILE if len(runs) == 1 else Path(CURVES_FILE)
+        out = RunPaths(runs[0].path).curves if len(runs) == 1 else Path(RunPaths(Path()).curves.name)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(out, render_curves(runs))

@@ -1,4 +1,4 @@
-"""Logging under the ``trainwell`` logger: info level by default, a run's ``train.log``, and what a run logs."""
+"""Logging under the ``trainwell`` logger: info level by default, a run's ``train.log``, and the epoch line."""
 
 from __future__ import annotations
 
@@ -42,39 +42,6 @@ def log_to_file(path: Path) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         handler.close()
-
-
-def log_run_start(trainer: Any, batch_size: int) -> dict[str, Any]:
-    """Log what is about to be trained, how, and on what; return it as the run's ``run_info``."""
-    from trainwell.loop.optimizers import is_fused
-    from trainwell.system import system_info
-
-    params = sum(p.numel() for p in trainer._parameters)
-    optimizer = type(trainer.optimizer).__name__ + (" (fused)" if is_fused(trainer.optimizer) else "")
-    steps = trainer.steps_per_epoch if trainer.steps_per_epoch is not None else "?"
-    task = trainer.task.name if trainer.task else "custom"
-    logger.info(
-        "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of batch %d, %s, "
-        "lr %.3g (%s schedule), task %s.",
-        type(trainer.module).__name__,
-        f"{params:,}",
-        trainer.device,
-        trainer.precision.name,
-        trainer.config.epochs,
-        steps,
-        batch_size,
-        optimizer,
-        trainer.peak_lr,
-        trainer.config.schedule,
-        task,
-    )
-    info = system_info(trainer.device, trainer.precision.name)
-    logger.info("Model:\n%s\nSystem: %s", trainer.model_summary, ", ".join(f"{key} {value}" for key, value in info.items()))
-    run = {"batch_size": batch_size, "steps_per_epoch": trainer.steps_per_epoch, "peak_lr": trainer.peak_lr, "parameters": params}
-    session = getattr(trainer, "distributed", None)
-    if session is not None:  # under torchrun: batch_size is per process
-        run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)
-    return {**info, **run, "task": task}
 
 
 def format_epoch(row: dict[str, Any], epochs: int) -> str:

@@ -1,9 +1,19 @@
-"""Monitor: the pure decision behind early stopping and best-checkpoint selection."""
+"""Monitor: which value of a metric is the best, the one decision behind early stopping, the best
+checkpoint, the weights a run ends with, the state a rollback returns to and ``FitResult.best``.
+
+Every place that asks "which epoch is best?" asks a :class:`Monitor`, so that they can never
+disagree: a value is an improvement when it beats the best so far by more than ``min_delta``
+(lower for ``mode="min"``, higher for ``mode="max"``); between equal values the earlier one stays
+the best.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+Item = TypeVar("Item")
 
 
 class Monitor:
@@ -59,6 +69,43 @@ class Monitor:
     def exhausted(self) -> bool:
         return self.patience is not None and self.bad_updates >= self.patience
 
+    def best_index(self, values: Sequence[float | None]) -> int | None:
+        """The index of the best of ``values`` (in the order they happened), by this monitor's rule.
+
+        Non-finite and missing values never count. The monitor itself is left as it is.
+
+        Example:
+            >>> Monitor("val_loss").best_index([0.9, 0.5, None, 0.5, 0.7])
+            1
+            >>> Monitor("val_accuracy", mode="max").best_index([0.8, 0.95, 0.9])
+            1
+        """
+        replay = Monitor(self.metric, self.mode, self.min_delta)
+        best = None
+        for index, value in enumerate(values):
+            if _is_number(value) and replay.update(float(value)):
+                best = index
+        return best
+
+    def ranked(self, items: Sequence[Item], value: Callable[[Item], float | None]) -> list[Item]:
+        """``items`` (in the order they happened) that have a value, best first.
+
+        The first is the one :meth:`best_index` picks; the others follow by value, earlier first
+        between equal values.
+
+        Example:
+            >>> Monitor("val_loss").ranked([0.3, None, 0.1, 0.2], value=lambda v: v)
+            [0.1, 0.2, 0.3]
+        """
+        values = [value(item) for item in items]
+        best = self.best_index(values)
+        sign = 1.0 if self.mode == "min" else -1.0
+        others = sorted(
+            (index for index, v in enumerate(values) if _is_number(v) and index != best),
+            key=lambda index: (sign * float(values[index]), index),
+        )
+        return [items[index] for index in ([best] if best is not None else []) + others]
+
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_updates": self.bad_updates}
 
@@ -66,3 +113,21 @@ class Monitor:
         self.best = state["best"]
         self.best_epoch = state["best_epoch"]
         self.bad_updates = state["bad_updates"]
+
+
+def run_monitor(min_delta: float = 0.0, validated: bool = True) -> Monitor:
+    """The monitor that decides a run's best epoch: the lowest val_loss (train_loss without validation).
+
+    Args:
+        min_delta: The run's ``early_stopping_min_delta``: smaller improvements do not count.
+        validated: Whether the run validates (else its training loss is all there is).
+
+    Example:
+        >>> run_monitor().metric, run_monitor(validated=False).metric
+        ('val_loss', 'train_loss')
+    """
+    return Monitor("val_loss" if validated else "train_loss", "min", min_delta)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

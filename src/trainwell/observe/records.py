@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import ConfigError, DataError
-
-METRICS_FILE = "metrics.jsonl"
+from trainwell.files.rundir import RunPaths
 
 
 @dataclass
@@ -92,14 +91,14 @@ def read_run(run_dir: str | Path) -> RunRecords:
         >>> run.series("val_loss")  # doctest: +SKIP
     """
     path = Path(run_dir)
-    metrics = path / METRICS_FILE
+    metrics = RunPaths(path).metrics
     if not path.is_dir():
         raise ConfigError(
             f"RUN_DIR '{path}' is not a directory: give the run directory that trainwell train or fit(run_dir=...) wrote."
         )
     if not metrics.is_file():
         raise ConfigError(
-            f"RUN_DIR '{path}' holds no {METRICS_FILE}: it is not a run directory, or its run has not finished an "
+            f"RUN_DIR '{path}' holds no {metrics.name}: it is not a run directory, or its run has not finished an "
             "epoch yet. Give the directory that trainwell train or fit(run_dir=...) wrote."
         )
     lines = metrics.read_text(encoding="utf-8").splitlines()
@@ -124,7 +123,7 @@ def read_run(run_dir: str | Path) -> RunRecords:
 def _read_config(path: Path) -> dict[str, Any]:
     import yaml
 
-    config_file = path / "config.yaml"
+    config_file = RunPaths(path).config
     if not config_file.is_file():
         return {}
     try:

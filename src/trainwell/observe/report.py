@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trainwell.files.atomic import write_text
+from trainwell.files.rundir import RunPaths
 from trainwell.observe.doctor import Finding, diagnose
 from trainwell.observe.records import RunRecords, read_run
-from trainwell.files.rundir import write_text
-
-REPORT_FILE = "report.html"
 
 # The metrics the summary table shows, in order, when the run has them.
 SUMMARY_METRICS = (
@@ -80,7 +79,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, findings: S
         PosixPath('runs/20250101-120000/report.html')
     """
     run = read_run(run_dir)
-    out = Path(out) if out is not None else run.path / REPORT_FILE
+    out = Path(out) if out is not None else RunPaths(run.path).report
     page = render_report(run, diagnose(run) if findings is None else list(findings))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page)
@@ -106,7 +105,7 @@ def render_report(run: RunRecords, findings: Sequence[Finding]) -> str:
         sections += ["<h2>Events</h2>", _events(run.events)]
     sections += ["<h2>System</h2>", _key_values(run.run_info) or '<p class="muted">No system information recorded.</p>']
     sections += ["<h2>Configuration</h2>", _key_values(run.config) or '<p class="muted">No config.yaml.</p>']
-    model = _read(run.path / "model.txt")
+    model = _read(RunPaths(run.path).model_summary)
     sections += ["<h2>Model</h2>", f"<pre>{_e(model)}</pre>" if model else '<p class="muted">No model.txt.</p>']
     body = "\n".join(sections)
     return (
@@ -163,7 +162,7 @@ def _summary(run: RunRecords) -> str:
 
 
 def _curves(run: RunRecords) -> str:
-    png = run.path / "curves.png"
+    png = RunPaths(run.path).curves
     if png.is_file():
         data = png.read_bytes()
     else:
@@ -175,7 +174,7 @@ def _curves(run: RunRecords) -> str:
 
 
 def _confusion(run_dir: Path) -> str:
-    text = _read(run_dir / "confusion.json")
+    text = _read(RunPaths(run_dir).confusion)
     if not text:
         return ""
     try:

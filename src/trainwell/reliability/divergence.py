@@ -116,6 +116,14 @@ class NonFiniteGuard:
         self.on_diverged(run, step)
         self.consecutive = 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """The counts (call :meth:`flush` first in device mode: a checkpoint needs the verdicts read)."""
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped = state["skipped"]
+        self.consecutive = state["consecutive"]
+
     def describe(self, run: int, step: int) -> str:
         """What went wrong, for a DivergenceError: how many bad steps in a row, up to which step."""
         return (
@@ -124,17 +132,90 @@ class NonFiniteGuard:
         )
 
 
-def judged_on_device(device: torch.device, precision: Any, optimizer: torch.optim.Optimizer) -> bool:
+def judged_on_device(device: torch.device, scaled: bool, fused: bool) -> bool:
     """Whether non-finite steps are judged on the device (no per-step sync) or on the host.
 
     On the CPU a host read costs nothing, so the host decides. On accelerators the verdict
     stays on the device when the update can be skipped there: by a fused optimizer's
-    ``found_inf`` input, or by the GradScaler under fp16.
-    """
-    from trainwell.loop.optimizers import is_fused
+    ``found_inf`` input (``fused``), or by the GradScaler under fp16 (``scaled``).
 
-    return device.type != "cpu" and (precision.scaler is not None or is_fused(optimizer))
+    Example:
+        >>> judged_on_device(torch.device("cpu"), scaled=False, fused=True)
+        False
+    """
+    return device.type != "cpu" and (scaled or fused)
 
 
 def _log_skip(message: str, *args: Any, skipped: int) -> None:
     logger.warning(message, *args)
+
+
+class LossSpikeDetector:
+    """Flags a loss above ``factor`` times the running mean of the good losses before it.
+
+    The running mean is an exponential moving average over roughly the last 50 good steps; the
+    first ``warmup_steps`` good steps are never flagged, while the mean settles. Both a host
+    version (CPU, where reading the loss is free) and a device version (no synchronisation) exist.
+
+    Args:
+        factor: How many times the running mean counts as a spike (> 1).
+        warmup_steps: Good steps observed before any is flagged.
+        device: Where device mode keeps its running mean (for a restored state).
+
+    Example:
+        >>> detector = LossSpikeDetector(factor=3.0, warmup_steps=2)
+        >>> [detector.check(v) for v in (1.0, 1.0, 1.1)]
+        [None, None, None]
+        >>> detector.check(9.0)
+        'Loss spike (9, over 3x its running mean)'
+    """
+
+    DECAY = 0.98
+
+    def __init__(self, factor: float, warmup_steps: int = 20, device: torch.device | None = None) -> None:
+        self.factor = factor
+        self.device = device
+        self.warmup_steps = warmup_steps
+        self.mean: float | None = None
+        self.seen = 0
+        self._device_mean: torch.Tensor | None = None
+        self._device_seen: torch.Tensor | None = None
+
+    def check(self, loss: float) -> str | None:
+        """Host mode: why ``loss`` counts as a spike, or None; a loss that does not spike updates the running mean."""
+        if self.mean is not None and self.seen >= self.warmup_steps and loss > self.factor * self.mean:
+            return f"Loss spike ({loss:.4g}, over {self.factor:g}x its running mean)"
+        self.mean = loss if self.mean is None else self.DECAY * self.mean + (1 - self.DECAY) * loss
+        self.seen += 1
+        return None
+
+    def spikes_on_device(self, loss: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+        """Device mode: ``bad`` or'ed with whether ``loss`` spikes, without a host synchronisation."""
+        loss = loss.detach().float()
+        if self._device_mean is None:
+            self._device_mean = torch.zeros((), device=loss.device)
+            self._device_seen = torch.zeros((), dtype=torch.int64, device=loss.device)
+        settled = self._device_seen >= self.warmup_steps
+        spike = settled & (loss > self.factor * self._device_mean)
+        bad = bad | spike
+        good = ~bad
+        first = self._device_seen == 0
+        updated = torch.where(first, loss, self.DECAY * self._device_mean + (1 - self.DECAY) * loss)
+        self._device_mean = torch.where(good, updated, self._device_mean)
+        self._device_seen = self._device_seen + good.to(torch.int64)
+        return bad
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running mean of either mode, so that a resumed run flags the same spikes."""
+        device = None
+        if self._device_mean is not None:
+            device = {"mean": self._device_mean.detach().cpu(), "seen": self._device_seen.detach().cpu()}
+        return {"mean": self.mean, "seen": self.seen, "device": device}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.seen = state["mean"], state["seen"]
+        saved = state["device"]
+        if saved is None:
+            self._device_mean = self._device_seen = None
+        else:
+            self._device_mean, self._device_seen = saved["mean"].to(self.device), saved["seen"].to(self.device)

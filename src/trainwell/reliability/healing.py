@@ -30,87 +30,146 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-from trainwell.files.checkpoint import Manifest, committed_checkpoints, read_checkpoint
-from trainwell.reliability.divergence import NonFiniteGuard
 from trainwell.exceptions import CheckpointError, DivergenceError
-
-if TYPE_CHECKING:
-    from trainwell.config import TrainConfig
-    from trainwell.loop.trainer import Trainer
+from trainwell.files.checkpoint import read_checkpoint
+from trainwell.files.manifest import Manifest, committed_checkpoints, epoch_checkpoints
+from trainwell.observe.monitor import Monitor
+from trainwell.reliability.divergence import NonFiniteGuard
+from trainwell.reliability.resume import trainer_state_of
 
 logger = logging.getLogger("trainwell")
 
 
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+class LearningRates(Protocol):
+    """The schedule part a rollback cuts (:class:`trainwell.loop.schedules.LearningRate`)."""
+
+    peak_lrs: list[float]
+
+    def cut(self, factor: float, step: int) -> None: ...
+
+
+class LoopState(Protocol):
+    """What the healer reads of the loop's state (:class:`trainwell.loop.state.TrainState`)."""
+
+    epoch: int
+    global_step: int
+    history: list[dict[str, Any]]
+    skipped_at_epoch_start: int
+
+    def record_event(self, event: str, level: int = ..., message: str | None = ..., **fields: Any) -> None: ...
+
+
 class Healer:
-    """Rolls a trainer back to its last good state and cuts the learning rate, a limited number of times.
+    """Rolls a run back to its last good state and cuts the learning rate, a limited number of times.
+
+    Built with the parts it repairs: the model, optimizer and precision whose states it puts back,
+    the learning rates it cuts, and the loop state it reads (step, history) and records events in.
 
     Args:
         max_rollbacks: Rollbacks allowed in a run; the next divergence raises DivergenceError. 0
             never rolls back.
         lr_factor: Each rollback multiplies the learning rate by this.
         checkpoints: The directory of the run's committed checkpoints, or None without one.
+        module, optimizer, precision: The parts whose states a rollback restores.
+        learning_rates: The schedule part whose peak rates a rollback cuts.
+        state: The loop's state.
+        guard: The guard whose runs of bad steps call :meth:`on_diverged`.
+        monitor: Which epoch is best (the one a rollback prefers to return to).
+        peak_lr: The peak lr training started with (for the DivergenceError message).
 
     Example:
-        >>> healer = Healer(max_rollbacks=3, lr_factor=0.5)
+        >>> from trainwell.loop.state import TrainState
+        >>> healer = Healer(3, 0.5, None, module=torch.nn.Linear(1, 1), optimizer=None, precision=None,
+        ...                 learning_rates=None, state=TrainState(), guard=NonFiniteGuard(5), monitor=Monitor("val_loss"))
         >>> healer.rollbacks
         0
     """
 
-    def __init__(self, max_rollbacks: int, lr_factor: float, checkpoints: Path | None = None) -> None:
+    def __init__(
+        self,
+        max_rollbacks: int,
+        lr_factor: float,
+        checkpoints: Path | None,
+        *,
+        module: torch.nn.Module,
+        optimizer: Stateful | None,
+        precision: Stateful | None,
+        learning_rates: LearningRates | None,
+        state: LoopState,
+        guard: NonFiniteGuard,
+        monitor: Monitor,
+        peak_lr: float | None = None,
+    ) -> None:
         self.max_rollbacks = max_rollbacks
         self.lr_factor = lr_factor
         self.checkpoints = checkpoints
+        self.module = module
+        self.optimizer = optimizer
+        self.precision = precision
+        self.learning_rates = learning_rates
+        self.state = state
+        self.guard = guard
+        self.monitor = monitor
+        self.peak_lr = peak_lr
         self.rollbacks = 0
         self.good_step: int | None = None
         self._snapshot: dict[str, Any] | None = None
-        self._snapshot_val_loss: float | None = None
+        self._snapshot_history: list[float | None] = []
 
-    def remember(self, trainer: Trainer, val_loss: float | None = None) -> None:
-        """Keep a host copy of the trainer's state as the good state to roll back to (only without checkpoints)."""
+    def is_good(self) -> bool:
+        """Whether the current state is worth rolling back to: no bad step in its epoch so far."""
+        return self.guard.consecutive == 0 and self.guard.skipped == self.state.skipped_at_epoch_start
+
+    def remember(self) -> None:
+        """Keep a host copy of the current state as the good state to roll back to (only without checkpoints)."""
         if self.max_rollbacks == 0:
             return
         self._snapshot = {
-            "model": _to_host(trainer.module.state_dict()),
-            "optimizer": _to_host(trainer.optimizer.state_dict()),
-            "precision": _to_host(trainer.precision.state_dict()),
-            "step": trainer.global_step,
+            "model": _to_host(self.module.state_dict()),
+            "optimizer": _to_host(self.optimizer.state_dict()),
+            "precision": _to_host(self.precision.state_dict()),
+            "step": self.state.global_step,
         }
-        self._snapshot_val_loss = val_loss
 
     def on_good_checkpoint(self) -> None:
         """A good checkpoint is committed: roll back to checkpoints from now on and free the host copy."""
         self._snapshot = None
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        """Without checkpoints, copy a good epoch's state if it is the best so far by val_loss (or there is no validation)."""
-        if self.checkpoints is not None or not is_good(trainer):
+    def on_epoch_end(self) -> None:
+        """Without checkpoints, copy a good epoch's state if it is the best so far (or there is no validation)."""
+        if self.checkpoints is not None or not self.is_good():
             return
-        val_loss = trainer.history[-1].get("val_loss") if trainer.history else None
-        if val_loss is not None and not math.isfinite(val_loss):
+        value = self.state.history[-1].get(self.monitor.metric) if self.state.history else None
+        if value is not None and not math.isfinite(value):
             return
-        if val_loss is None or self._snapshot_val_loss is None or val_loss <= self._snapshot_val_loss:
-            self.remember(trainer, val_loss)
+        self._snapshot_history.append(value)
+        if value is None or self.monitor.best_index(self._snapshot_history) == len(self._snapshot_history) - 1:
+            self.remember()
 
-    def on_diverged(self, trainer: Trainer, run: int, step: int) -> None:
+    def on_diverged(self, run: int, step: int) -> None:
         """Roll back and cut the learning rate, or raise DivergenceError when the rollbacks are used up."""
-        guard = trainer.guard
         if self.rollbacks >= self.max_rollbacks:
-            raise DivergenceError(f"{guard.describe(run, step)} {self._what_was_tried(trainer)}{guard.advice}")
-        before = trainer.optimizer.param_groups[0]["lr"]
-        state = self._good_state(trainer, run, step)
-        trainer.module.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.precision.load_state_dict(state["precision"])
-        trainer._peak_lrs = [lr * self.lr_factor for lr in trainer._peak_lrs]
-        trainer._set_lr(trainer.global_step)
+            raise DivergenceError(f"{self.guard.describe(run, step)} {self._what_was_tried()}{self.guard.advice}")
+        before = self.optimizer.param_groups[0]["lr"]
+        state = self._good_state(run, step)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.precision.load_state_dict(state["precision"])
+        self.learning_rates.cut(self.lr_factor, self.state.global_step)
         self.rollbacks += 1
         self.good_step = state["step"]
-        after = trainer.optimizer.param_groups[0]["lr"]
-        trainer.record_event(
+        after = self.optimizer.param_groups[0]["lr"]
+        self.state.record_event(
             "rollback",
             logging.WARNING,
             f"{run} bad steps in a row up to step {step}: rolled back to the state of step {self.good_step} and cut "
@@ -121,40 +180,44 @@ class Healer:
             rollbacks=self.rollbacks,
         )
 
-    def _good_state(self, trainer: Trainer, run: int, step: int) -> dict[str, Any]:
-        """The best good state by val_loss: a good checkpoint (the best epoch, else the newest), else the host copy."""
-        for manifest in self._good_checkpoints(trainer):
+    def _good_state(self, run: int, step: int) -> dict[str, Any]:
+        """The best good state: a good checkpoint (the best epoch, else the newest), else the host copy."""
+        for manifest in self._good_checkpoints():
             try:
                 checkpoint = read_checkpoint(manifest.path)
+                parts = trainer_state_of(checkpoint, f"checkpoint '{manifest.path}'")
             except CheckpointError as error:
                 logger.warning("Cannot roll back to %s: %s", manifest.path.name, error)
                 continue
             return {
-                "model": checkpoint["model_state_dict"],
-                "optimizer": checkpoint["optimizer_state_dict"],
-                "precision": checkpoint["precision"],
+                "model": parts["model"],
+                "optimizer": parts["optimizer"],
+                "precision": parts["precision"],
                 "step": checkpoint["step"],
             }
         if self._snapshot is None:
             raise DivergenceError(
-                f"{trainer.guard.describe(run, step)} There is no good state to roll back to. {trainer.guard.advice}"
+                f"{self.guard.describe(run, step)} There is no good state to roll back to. {self.guard.advice}"
             )
         return self._snapshot
 
-    def _good_checkpoints(self, trainer: Trainer) -> list[Manifest]:
+    def _good_checkpoints(self) -> list[Manifest]:
+        """Healthy committed checkpoints up to now: the end-of-epoch ones best first, then the others newest first."""
         if self.checkpoints is None:
             return []
-        now = (trainer.global_step, trainer.epoch)
+        now = (self.state.global_step, self.state.epoch)
         good = [m for m in committed_checkpoints(self.checkpoints) if m.healthy and m.order <= now]
-        scored = sorted((m for m in good if m.kind == "epoch" and m.val_loss is not None), key=lambda m: m.val_loss)
+        scored = self.monitor.ranked(epoch_checkpoints(good), value=lambda m: m.val_loss)
         return scored + [m for m in good if m not in scored]
 
-    def _what_was_tried(self, trainer: Trainer) -> str:
+    def _what_was_tried(self) -> str:
         if self.max_rollbacks == 0:
             return "Rollbacks are off (max_rollbacks=0). "
+        now = self.learning_rates.peak_lrs[0] if self.learning_rates is not None else math.nan
+        started = self.peak_lr if self.peak_lr is not None else math.nan
         return (
             f"Tried: skipping each bad step, then {self.rollbacks} rollbacks to the last good state (step {self.good_step}), "
-            f"cutting the learning rate by {self.lr_factor:g} each time (peak lr {trainer.peak_lr:.3g} -> {trainer._peak_lrs[0]:.3g}); "
+            f"cutting the learning rate by {self.lr_factor:g} each time (peak lr {started:.3g} -> {now:.3g}); "
             "the steps still went bad. "
         )
 
@@ -165,91 +228,15 @@ class Healer:
         self.rollbacks = state["rollbacks"]
 
 
-def build_guard(trainer: Trainer, advice: str) -> tuple[Healer, LossSpikeDetector | None, NonFiniteGuard]:
-    """The trainer's divergence machinery from its config: the healer, the spike detector (or None) and the guard."""
-    config = trainer.config
-    checkpoints = (
-        Path(config.run_dir) / "checkpoints" if config.run_dir is not None and config.save_checkpoints else None
-    )
-    healer = Healer(config.max_rollbacks, config.rollback_lr_factor, checkpoints)
-    spikes = LossSpikeDetector(config.loss_spike_factor) if config.loss_spike_factor is not None else None
-    guard = NonFiniteGuard(
-        config.max_nonfinite_steps,
-        advice=advice,
-        on_skip=trainer._record_skip,
-        on_diverged=lambda run, step: healer.on_diverged(trainer, run, step),
-        bad="non-finite or spiking" if spikes is not None else "non-finite",
-    )
-    return healer, spikes, guard
-
-
-def divergence_advice(config: TrainConfig, peak_lr: float, precision: str) -> str:
+def divergence_advice(max_grad_norm: float | None, peak_lr: float, precision: str) -> str:
     """What to change when training diverges, for the DivergenceError message."""
-    clip = config.max_grad_norm
     advice = [f"Lower lr (now {peak_lr:.3g}; try {peak_lr / 10:.3g})"]
-    advice.append("enable gradient clipping (max_grad_norm=1.0)" if clip is None else f"clip harder (max_grad_norm={clip / 10:g})")
+    advice.append(
+        "enable gradient clipping (max_grad_norm=1.0)" if max_grad_norm is None else f"clip harder (max_grad_norm={max_grad_norm / 10:g})"
+    )
     if precision != "fp32":
         advice.append("try precision='fp32'")
     return "; ".join(advice) + ", and check the data for NaN or inf values."
-
-
-def is_good(trainer: Trainer) -> bool:
-    """Whether the trainer's current state is worth rolling back to: no bad step in its epoch so far."""
-    return trainer.guard.consecutive == 0 and trainer.guard.skipped == trainer._nonfinite_at_epoch_start
-
-
-class LossSpikeDetector:
-    """Flags a loss above ``factor`` times the running mean of the good losses before it.
-
-    The running mean is an exponential moving average over roughly the last 50 good steps; the
-    first ``warmup_steps`` good steps are never flagged, while the mean settles. Both a host
-    version (CPU, where reading the loss is free) and a device version (no synchronisation) exist.
-
-    Args:
-        factor: How many times the running mean counts as a spike (> 1).
-        warmup_steps: Good steps observed before any is flagged.
-
-    Example:
-        >>> detector = LossSpikeDetector(factor=3.0, warmup_steps=2)
-        >>> [detector.check(v) for v in (1.0, 1.0, 1.1)]
-        [None, None, None]
-        >>> detector.check(9.0)
-        'Loss spike (9, over 3x its running mean)'
-    """
-
-    DECAY = 0.98
-
-    def __init__(self, factor: float, warmup_steps: int = 20) -> None:
-        self.factor = factor
-        self.warmup_steps = warmup_steps
-        self.mean: float | None = None
-        self.seen = 0
-        self._device_mean: torch.Tensor | None = None
-        self._device_seen: torch.Tensor | None = None
-
-    def check(self, loss: float) -> str | None:
-        """Host mode: why ``loss`` counts as a spike, or None; a loss that does not spike updates the running mean."""
-        if self.mean is not None and self.seen >= self.warmup_steps and loss > self.factor * self.mean:
-            return f"Loss spike ({loss:.4g}, over {self.factor:g}x its running mean)"
-        self.mean = loss if self.mean is None else self.DECAY * self.mean + (1 - self.DECAY) * loss
-        self.seen += 1
-        return None
-
-    def spikes_on_device(self, loss: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
-        """Device mode: ``bad`` or'ed with whether ``loss`` spikes, without a host synchronisation."""
-        loss = loss.detach().float()
-        if self._device_mean is None:
-            self._device_mean = torch.zeros((), device=loss.device)
-            self._device_seen = torch.zeros((), dtype=torch.int64, device=loss.device)
-        settled = self._device_seen >= self.warmup_steps
-        spike = settled & (loss > self.factor * self._device_mean)
-        bad = bad | spike
-        good = ~bad
-        first = self._device_seen == 0
-        updated = torch.where(first, loss, self.DECAY * self._device_mean + (1 - self.DECAY) * loss)
-        self._device_mean = torch.where(good, updated, self._device_mean)
-        self._device_seen = self._device_seen + good.to(torch.int64)
-        return bad
 
 
 def _to_host(value: Any) -> Any:

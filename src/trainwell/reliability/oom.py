@@ -17,85 +17,115 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from trainwell.data import batches
 from trainwell.exceptions import OutOfMemoryError
 
-if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
-
 logger = logging.getLogger("trainwell")
 
 
 class MicroBatching:
-    """How many micro-batches each training batch is split into (1 until memory runs out).
+    """How many micro-batches each training batch is split into (1 until memory runs out), and the split itself.
+
+    The step's mechanics come from the caller: ``accumulate(inputs, targets, weight, last)`` runs
+    one micro-batch's forward and backward with its loss weighted by ``weight`` (gradients
+    synchronised across processes only with the ``last``) and returns the weighted loss, detached;
+    ``finish(loss)`` clips, judges and steps on the accumulated gradients.
 
     Example:
-        >>> MicroBatching().chunks
-        1
+        >>> splitting = MicroBatching()
+        >>> splitting.chunks = 2
+        >>> seen = []
+        >>> loss = splitting.step(
+        ...     torch.arange(5.0), torch.arange(5.0),
+        ...     accumulate=lambda x, y, weight, last: seen.append((len(x), weight, last)) or x.mean() * weight,
+        ...     finish=lambda loss: None,
+        ... )
+        >>> seen, float(loss)
+        ([(3, 0.6, False), (2, 0.4, True)], 2.0)
     """
 
     def __init__(self) -> None:
         self.chunks = 1
 
-    def step(self, trainer: Trainer, inputs: Any, targets: Any) -> torch.Tensor:
+    def step(
+        self,
+        inputs: Any,
+        targets: Any,
+        accumulate: Callable[[Any, Any, float, bool], torch.Tensor],
+        finish: Callable[[torch.Tensor], None],
+    ) -> torch.Tensor:
         """One optimizer step over the batch, as ``chunks`` micro-batches with accumulated gradients.
 
         Returns:
             The batch's loss (the size-weighted mean of the micro-batch losses), detached.
         """
-        from trainwell.distributed.session import accumulating
-        from trainwell.loop.trainer import _loss_of
-
         total = batches.count_samples(inputs)
         loss_sum = None
         parts = list(zip(split(inputs, self.chunks), split(targets, self.chunks)))
         for index, (part_inputs, part_targets) in enumerate(parts):
             weight = batches.count_samples(part_inputs) / total
-            # Under DDP, gradients are averaged across processes once, with the last micro-batch's backward.
-            with accumulating(trainer, last=index == len(parts) - 1):
-                with trainer.precision.autocast():
-                    loss = _loss_of(trainer.train_step((part_inputs, part_targets)))
-                trainer.precision.backward(loss * weight)
-            part = loss.detach().float() * weight
+            part = accumulate(part_inputs, part_targets, weight, index == len(parts) - 1)
             loss_sum = part if loss_sum is None else loss_sum + part
-            del loss
-        trainer._backward_and_step(loss_sum, backward=False)
+        finish(loss_sum)
         return loss_sum
 
-    def recover(self, trainer: Trainer, inputs: Any, targets: Any) -> torch.Tensor:
+    def recover(
+        self,
+        inputs: Any,
+        targets: Any,
+        accumulate: Callable[[Any, Any, float, bool], torch.Tensor],
+        finish: Callable[[torch.Tensor], None],
+        *,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        step: int,
+        record_event: Callable[..., None],
+    ) -> torch.Tensor:
         """Retry a step that ran out of memory with twice as many micro-batches, until it fits.
+
+        Args:
+            inputs, targets: The batch that did not fit.
+            accumulate, finish: As for :meth:`step`.
+            optimizer: Its gradients are dropped before each attempt.
+            device: Where training runs (its cached memory is released).
+            step: The optimizer step, for the event.
+            record_event: Records each split (``oom_split``), as ``TrainState.record_event``.
 
         Raises:
             OutOfMemoryError: micro-batches of a single sample do not fit either.
         """
         total = batches.count_samples(inputs)
         while True:
-            free_memory(trainer.optimizer, trainer.device)
+            free_memory(optimizer, device)
             if self.chunks >= total:
                 raise OutOfMemoryError(
-                    _single_sample_message(
-                        trainer.device, inputs, f"with the batch of {total} split into micro-batches of 1 sample"
-                    )
+                    _single_sample_message(device, inputs, f"with the batch of {total} split into micro-batches of 1 sample")
                 )
             self.chunks = min(self.chunks * 2, total)
-            trainer.record_event(
+            record_event(
                 "oom_split",
                 logging.WARNING,
-                f"Out of memory on {trainer.device} at step {trainer.global_step}: retrying the batch of {total} as "
+                f"Out of memory on {device} at step {step}: retrying the batch of {total} as "
                 f"{self.chunks} micro-batches with gradient accumulation (same effective batch).",
                 micro_batches=self.chunks,
                 batch_size=total,
             )
             try:
-                return self.step(trainer, inputs, targets)
+                return self.step(inputs, targets, accumulate, finish)
             except torch.OutOfMemoryError:
                 # Leave the except block first, so that the failed attempt's tensors can be freed.
                 pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"chunks": self.chunks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.chunks = state["chunks"]
 
 
 def free_memory(optimizer: torch.optim.Optimizer | None, device: torch.device | None) -> None:

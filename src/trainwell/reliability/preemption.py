@@ -13,14 +13,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, NoReturn
 
 from trainwell.exceptions import TrainingInterrupted
-
-if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
 
 logger = logging.getLogger("trainwell")
 
@@ -98,34 +96,46 @@ class SharedSignalCatcher(SignalCatcher):
         )
 
 
-def stop_on_signal(trainer: Trainer, batch_in_epoch: int | None) -> None:
-    """Commit a checkpoint of the state after the step that just finished, then raise TrainingInterrupted.
+def stop_on_signal(number: int, save: Callable[[], Any], state: Any, run_dir: Any, session: Any = None) -> NoReturn:
+    """Commit a checkpoint, record the interruption and raise TrainingInterrupted naming how to resume.
 
     Args:
-        trainer: The trainer, between two steps (or at the end of an epoch).
-        batch_in_epoch: Batches done in the current epoch; None at the end of an epoch.
+        number: The signal received.
+        save: Commits a checkpoint of the state after the step (or epoch) that just finished; returns its path.
+        state: The loop state (epoch, step; the ``interrupted`` event is recorded in it).
+        run_dir: The run directory to resume in.
+        session: Under torchrun, the process's session: every process names rank 0's checkpoint.
 
     Raises:
-        TrainingInterrupted: always, naming the checkpoint and how to resume.
+        TrainingInterrupted: always.
     """
-    number = trainer._signals.received
-    name = signal.Signals(number).name
-    path = trainer.checkpointing.save(trainer, batch_in_epoch=batch_in_epoch, kind="interrupt")
-    if getattr(trainer, "distributed", None) is not None:
+    path = save()
+    if session is not None:
         # Several processes stop together: each waits for rank 0's checkpoint and names it.
-        path = trainer.distributed.broadcast(path)
-    run_dir = trainer.config.run_dir
-    trainer.record_event(
+        path = session.broadcast(path)
+    name = signal.Signals(number).name
+    state.record_event(
         "interrupted",
         logging.WARNING,
-        f"Stopped by {name} at step {trainer.global_step}; checkpoint {path} is committed.",
+        f"Stopped by {name} at step {state.global_step}; checkpoint {path} is committed.",
         signal=name,
         checkpoint=str(path),
     )
-    raise TrainingInterrupted(
-        f"training stopped by {name} at epoch {trainer.epoch}, step {trainer.global_step}; checkpoint '{path}' is committed. "
+    raise interruption(number, state.epoch, state.global_step, path, run_dir)
+
+
+def interruption(number: int, epoch: int, step: int, checkpoint: Any, run_dir: Any) -> TrainingInterrupted:
+    """The error that ends a run stopped by signal ``number`` after committing ``checkpoint``, saying how to resume.
+
+    Example:
+        >>> interruption(15, epoch=2, step=40, checkpoint="runs/a/checkpoints/step-000000040.pt", run_dir="runs/a").signal_number
+        15
+    """
+    name = signal.Signals(number).name
+    return TrainingInterrupted(
+        f"training stopped by {name} at epoch {epoch}, step {step}; checkpoint '{checkpoint}' is committed. "
         f"Resume with: trainwell train --resume auto --out {run_dir} (command line), or fit(..., run_dir='{run_dir}', resume='auto').",
         signal_number=number,
-        checkpoint=path,
+        checkpoint=checkpoint,
         run_dir=Path(run_dir),
     )

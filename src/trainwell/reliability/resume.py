@@ -1,56 +1,32 @@
-"""Exact resume: what a trainer's checkpoint holds, and how a trainer is put back in that state.
+"""Exact resume: which checkpoint a run continues from, and what a trainer's checkpoint holds.
 
 A run stopped after any step and resumed in a new process takes the same steps as the run that
-was never stopped: the checkpoint holds the model, optimizer, GradScaler, the peak learning rates
-(the schedule itself is a function of the step), every random number generator (Python, NumPy,
-torch CPU and CUDA), the counters (epoch, global step, batch position in the epoch), the epoch's
-running sums, the callbacks' states (early stopping with its best weights), the history and
-events, and the resolved config.
-
-Resuming inside an epoch jumps to the saved batch without training on the batches before it:
-
-- a loader with a ``start_at(batch_index)`` method (trainwell's ``TensorLoader``) starts its
-  next pass there, from the same order (a function of its seed and the epoch);
-- a ``torch.utils.data.DataLoader`` over a map-style dataset is repositioned by its sampler: the
-  epoch's index order is redrawn from the random state saved when the epoch began and the
-  indices already used are skipped without loading their samples. Exact with ``num_workers=0``;
-  with workers the order and the workers' base seed are exact, but randomness drawn inside the
-  workers (random augmentation) differs from the uninterrupted run;
-- any other iterable (a list of batches, an ``IterableDataset``) is replayed from the start of
-  the epoch under the saved random state and the batches already used are discarded (loaded,
-  never trained on).
+was never stopped. The checkpoint holds the trainer's whole state, one entry per stateful part
+(:meth:`trainwell.Trainer.state_dict`: model, optimizer, precision with its GradScaler, schedule,
+loop state, guard, healer, micro-batching, callbacks, loader position, random generators), under
+``"trainer"``, beside the classic keys that plain ``torch.load`` readers know
+(``model_state_dict``, ``optimizer_state_dict``, ``epoch``, ``step``, ``val_loss``) and the
+resolved config. Checkpoints of format 1 (trainwell 0.1 before the parts had their own states)
+are read too: :func:`trainer_state_of` turns their flat keys into the parts' states.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
-import random
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-
-from trainwell.files.checkpoint import (
-    FORMAT_VERSION,
-    committed_checkpoints,
-    latest_checkpoint,
-    load_model_state,
-    read_checkpoint,
-    set_aside,
-    versions,
-)
-from trainwell.exceptions import CheckpointError, CheckpointMismatchError, ConfigError
-
-if TYPE_CHECKING:
-    from trainwell.loop.trainer import Trainer
+from trainwell.exceptions import CheckpointError, ConfigError
+from trainwell.files.checkpoint import FORMAT_VERSION, latest_checkpoint, read_checkpoint, versions
+from trainwell.files.manifest import committed_checkpoints, set_aside
+from trainwell.files.rundir import RunPaths
 
 logger = logging.getLogger("trainwell")
 
-# What resuming a trainer needs; checkpoints saved with save_checkpoint() hold only weights and extras.
-_TRAINER_KEYS = (
+# The parts of a trainer's state, under "trainer" in a checkpoint of format 2.
+TRAINER_KEY = "trainer"
+# What a format-1 checkpoint needs to resume; checkpoints saved with save_checkpoint() hold only weights and extras.
+_FORMAT_1_KEYS = (
     "model_state_dict",
     "optimizer_state_dict",
     "step",
@@ -94,7 +70,7 @@ def locate(resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | N
                 "resume='auto' needs run_dir: the run directory whose checkpoints to continue from "
                 "(e.g. run_dir='runs/exp1', or --out runs/exp1 on the command line)."
             )
-        directory = Path(run_dir) / "checkpoints"
+        directory = RunPaths(Path(run_dir)).checkpoints
 
         def set_aside_corrupt(manifest: Any, error: CheckpointError) -> None:
             set_aside(manifest, ".corrupt")
@@ -151,12 +127,10 @@ def start_in(resume: Any, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
     if found is not None:
         if continues_in(found[0], run_dir):
             supersede_newer(found[0])
-    elif resume == "auto" and (run_dir / "metrics.jsonl").exists():
-        logger.warning(
-            "Dropping %s: the attempt that wrote it left no checkpoint, so training starts over.",
-            run_dir / "metrics.jsonl",
-        )
-        (run_dir / "metrics.jsonl").unlink()
+    elif resume == "auto" and RunPaths(run_dir).metrics.exists():
+        metrics = RunPaths(run_dir).metrics
+        logger.warning("Dropping %s: the attempt that wrote it left no checkpoint, so training starts over.", metrics)
+        metrics.unlink()
     return found
 
 
@@ -183,108 +157,98 @@ def supersede_newer(path: Path) -> None:
 # ------------------------------------------------------------------------- what a checkpoint holds
 
 
-def capture(trainer: Trainer, batch_in_epoch: int | None) -> dict[str, Any]:
-    """The trainer's whole state as a checkpoint dictionary (tensors and plain data only).
+def checkpoint_of(
+    trainer_state: dict[str, Any],
+    *,
+    epoch: int,
+    step: int,
+    batch_in_epoch: int | None,
+    val_loss: float | None,
+    config: dict[str, Any],
+    world_size: int,
+) -> dict[str, Any]:
+    """The dictionary a checkpoint file holds for a trainer's state.
 
     Args:
-        trainer: A trainer inside ``fit``.
-        batch_in_epoch: Batches done in the current epoch, or None at the end of an epoch.
+        trainer_state: :meth:`trainwell.Trainer.state_dict`, one entry per stateful part.
+        epoch: Epochs completed.
+        step: Optimizer steps taken.
+        batch_in_epoch: Batches done in the epoch under way; None at the end of an epoch.
+        val_loss: The last completed epoch's validation loss, if any.
+        config: The resolved config, as plain data.
+        world_size: How many processes shared the data (a position inside an epoch means nothing for another number).
     """
-    completed = trainer.epoch if batch_in_epoch is None else trainer.epoch - 1
-    last_val = next((row["val_loss"] for row in reversed(trainer.history) if "val_loss" in row), None)
-    checkpoint = {
+    return {
         "format_version": FORMAT_VERSION,
         "versions": versions(),
-        "epoch": completed,
-        "val_loss": last_val,
-        "model_state_dict": trainer.module.state_dict(),
-        "optimizer_state_dict": trainer.optimizer.state_dict(),
-        "step": trainer.global_step,
+        "epoch": epoch,
+        "step": step,
         "batch_in_epoch": batch_in_epoch or 0,
-        "precision": trainer.precision.state_dict(),
-        "peak_lrs": list(trainer._peak_lrs),
-        "rng": rng_state(trainer.device),
-        "loader": {
-            "state": _own_state(trainer._train_loader),
-            "generators": _generator_states(trainer._train_loader),
-            "epoch_start": trainer._epoch_start if batch_in_epoch is not None else None,
-        },
-        "epoch_progress": _epoch_progress(trainer) if batch_in_epoch is not None else None,
-        "callbacks": {key: callback.state_dict() for key, callback in _keyed(trainer.callbacks)},
-        "guard": {"skipped": trainer.guard.skipped, "consecutive": trainer.guard.consecutive},
-        "healing": trainer.healer.state_dict(),
-        "micro_batches": trainer._micro_batching.chunks,
-        "should_stop": trainer.should_stop,
-        "history": to_plain(trainer.history),
-        "events": to_plain(trainer.events),
-        "config": trainer.config.to_yaml_dict(),
-        # How many processes shared the data: a position inside an epoch means nothing for another number.
-        "world_size": trainer.distributed.world_size if getattr(trainer, "distributed", None) is not None else 1,
+        "val_loss": val_loss,
+        # The classic names of plain torch.save checkpoints, for readers that know only those: the same
+        # objects as the trainer's entries, which pickling stores once.
+        "model_state_dict": trainer_state["model"],
+        "optimizer_state_dict": trainer_state["optimizer"],
+        TRAINER_KEY: trainer_state,
+        "config": config,
+        "world_size": world_size,
     }
-    return checkpoint
 
 
-def restore(trainer: Trainer, path: Path, checkpoint: dict[str, Any], train_loader: Any) -> None:
-    """Put a freshly set-up trainer back in the state ``checkpoint`` recorded.
+def trainer_state_of(checkpoint: dict[str, Any], source: str) -> dict[str, Any]:
+    """The trainer's state a checkpoint holds, one entry per part (a format-1 checkpoint's flat keys converted).
 
     Raises:
-        CheckpointMismatchError: the checkpoint comes from another architecture or optimizer.
-        CheckpointError: it is not a trainer checkpoint (no counters or random states).
-        ConfigError: it was trained in another precision.
+        CheckpointError: the checkpoint cannot resume training (saved with ``save_checkpoint``:
+            weights only), naming what it lacks.
     """
-    source = f"checkpoint '{path}'"
-    missing = [key for key in _TRAINER_KEYS if checkpoint.get(key) is None]
+    if checkpoint.get("format_version", 1) >= 2:
+        if isinstance(checkpoint.get(TRAINER_KEY), dict):
+            return checkpoint[TRAINER_KEY]
+        missing = [f"the trainer's state ({TRAINER_KEY!r})"]
+    else:
+        missing = [key for key in _FORMAT_1_KEYS if checkpoint.get(key) is None]
     if missing:
         raise CheckpointError(
             f"{source} cannot resume training: it lacks {', '.join(missing)}. It was not written by trainwell's "
             "trainer; load its weights with trainwell.load_checkpoint(path, model) and train from there."
         )
-    _warn_about_changed_options(checkpoint.get("config") or {}, trainer.config.to_yaml_dict())
-    load_model_state(trainer.module, checkpoint["model_state_dict"], source)
-    try:
-        trainer.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    except (ValueError, KeyError) as error:
-        raise CheckpointMismatchError(
-            f"{source} holds the state of another optimizer or parameter grouping ({error}): resume with the "
-            "optimizer and weight-decay settings the run was started with."
-        ) from error
-    trainer.precision.load_state_dict(checkpoint["precision"])
-    trainer._peak_lrs = list(checkpoint["peak_lrs"])
-    trainer.epoch = checkpoint["epoch"]
-    trainer.global_step = checkpoint["step"]
-    trainer.should_stop = checkpoint["should_stop"]
-    trainer.history = list(checkpoint["history"])
-    trainer.events = list(checkpoint["events"])
-    trainer.guard.skipped = checkpoint["guard"]["skipped"]
-    trainer.guard.consecutive = checkpoint["guard"]["consecutive"]
-    trainer.healer.load_state_dict(checkpoint["healing"])
-    trainer._micro_batching.chunks = checkpoint.get("micro_batches", 1)
-    saved_callbacks = checkpoint["callbacks"]
-    for key, callback in _keyed(trainer.callbacks):
-        if key in saved_callbacks:
-            callback.load_state_dict(saved_callbacks[key])
-        elif callback.state_dict():
-            logger.warning("Checkpoint has no state for callback %s: it starts afresh.", key)
-    loader = checkpoint["loader"]
-    if loader["state"] is not None and callable(getattr(train_loader, "load_state_dict", None)):
-        train_loader.load_state_dict(loader["state"])
-    if checkpoint["batch_in_epoch"]:
-        trainer._resume_position = {
-            "batch": checkpoint["batch_in_epoch"],
-            "epoch_start": loader["epoch_start"],
-            "progress": checkpoint["epoch_progress"],
-        }
-    # Last: nothing above may draw random numbers after the generators are restored.
-    set_rng_state(checkpoint["rng"], trainer.device)
-    _set_generator_states(train_loader, loader["generators"])
-    batch = checkpoint["batch_in_epoch"]
-    where = f"epoch {trainer.epoch + 1} after {batch} of its batches" if batch else f"the end of epoch {trainer.epoch}"
-    trainer.record_event(
-        "resumed", logging.INFO, f"Resumed from {path} at step {trainer.global_step} ({where}).", checkpoint=str(path)
-    )
+    return _format_1_parts(checkpoint)
 
 
-def _warn_about_changed_options(saved: dict[str, Any], current: dict[str, Any]) -> None:
+def _format_1_parts(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 checkpoint's flat keys as the parts' states (parts it did not know start afresh)."""
+    inside = bool(checkpoint["batch_in_epoch"])
+    progress = checkpoint.get("epoch_progress") or {}
+    return {
+        "model": checkpoint["model_state_dict"],
+        "optimizer": checkpoint["optimizer_state_dict"],
+        "precision": checkpoint["precision"],
+        "schedule": {"peak_lrs": checkpoint["peak_lrs"]},
+        "state": {
+            # Format 1 counted completed epochs; the loop state counts the epoch under way.
+            "epoch": checkpoint["epoch"] + 1 if inside else checkpoint["epoch"],
+            "global_step": checkpoint["step"],
+            "batch_in_epoch": checkpoint["batch_in_epoch"] if inside else None,
+            "should_stop": checkpoint["should_stop"],
+            "history": checkpoint["history"],
+            "events": checkpoint["events"],
+            "loss_sum": progress.get("loss_sum", 0.0),
+            "loss_count": progress.get("loss_count", 0),
+            "epoch_samples": progress.get("samples", 0),
+            "skipped_at_epoch_start": progress.get("nonfinite_at_start", 0),
+        },
+        "guard": checkpoint["guard"],
+        "healer": checkpoint["healing"],
+        "micro_batching": {"chunks": checkpoint.get("micro_batches", 1)},
+        "callbacks": checkpoint["callbacks"],
+        "loader": checkpoint["loader"],
+        "rng": checkpoint["rng"],
+    }
+
+
+def warn_about_changed_options(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Warn, naming them, when options that change the training differ from those the checkpoint was written with."""
     changed = [
         f"{name} {saved[name]!r} -> {current[name]!r}"
         for name in current
@@ -296,262 +260,3 @@ def _warn_about_changed_options(saved: dict[str, Any], current: dict[str, Any]) 
             "with the original options.",
             "; ".join(changed),
         )
-
-
-def _keyed(callbacks: Iterable[Any]) -> list[tuple[str, Any]]:
-    """Callbacks with stable keys for their states: the class name, numbered when it repeats."""
-    seen: dict[str, int] = {}
-    keyed = []
-    for callback in callbacks:
-        name = type(callback).__name__
-        seen[name] = seen.get(name, 0) + 1
-        keyed.append((name if seen[name] == 1 else f"{name}#{seen[name]}", callback))
-    return keyed
-
-
-def _epoch_progress(trainer: Trainer) -> dict[str, Any]:
-    def plain(value: Any) -> Any:
-        return value.detach().cpu() if isinstance(value, torch.Tensor) else value
-
-    return {
-        "loss_sum": plain(trainer._loss_sum),
-        "loss_count": plain(trainer._loss_count),
-        "samples": trainer.epoch_samples,
-        "nonfinite_at_start": trainer._nonfinite_at_epoch_start,
-    }
-
-
-def to_plain(value: Any) -> Any:
-    """``value`` with NumPy scalars and other number-likes turned into Python numbers, anything else odd into text."""
-    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, dict):
-        return {to_plain(key): to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(item) for item in value]
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            pass
-    return repr(value)
-
-
-# ------------------------------------------------------------------------- random number generators
-
-
-def rng_state(device: torch.device | None = None) -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's generators (CUDA's when training on CUDA)."""
-    import numpy
-
-    numpy_state = numpy.random.get_state(legacy=False)
-    state = {
-        "python": random.getstate(),
-        "numpy": {
-            "bit_generator": numpy_state["bit_generator"],
-            "key": torch.from_numpy(numpy_state["state"]["key"].astype("int64")),
-            "pos": int(numpy_state["state"]["pos"]),
-            "has_gauss": int(numpy_state["has_gauss"]),
-            "gauss": float(numpy_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device is not None and device.type == "cuda" else None,
-    }
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
-    """Restore what :func:`rng_state` returned."""
-    import numpy
-
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    saved = state["numpy"]
-    numpy.random.set_state(
-        {
-            "bit_generator": saved["bit_generator"],
-            "state": {"key": saved["key"].numpy().astype("uint32"), "pos": saved["pos"]},
-            "has_gauss": saved["has_gauss"],
-            "gauss": saved["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if cuda and device is not None and device.type == "cuda":
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        else:
-            logger.warning(
-                "The checkpoint has CUDA random states for %d devices, this machine has %d: CUDA randomness "
-                "(dropout on the GPU) will differ from the uninterrupted run.",
-                len(cuda),
-                torch.cuda.device_count(),
-            )
-
-
-# ------------------------------------------------------------------------- the loader's position
-
-
-def begin_epoch(trainer: Trainer, train_loader: Any) -> tuple[Iterable[Any], int]:
-    """Start an epoch: reset its running sums (or restore them when resuming inside it) and position the loader.
-
-    Returns:
-        The epoch's batches and the index of the first one.
-    """
-    position, trainer._resume_position = trainer._resume_position, None
-    if position is None:
-        trainer._reset_running_loss()
-        trainer.epoch_samples = 0
-        trainer._nonfinite_at_epoch_start = trainer.guard.skipped
-        # Once per epoch, a few kilobytes: what a checkpoint inside this epoch needs to reposition the loader.
-        trainer._epoch_start = {"torch": torch.get_rng_state(), "generators": _generator_states(train_loader)}
-        return train_loader, 0
-    restore_epoch_progress(trainer, position["progress"])
-    trainer._epoch_start = position["epoch_start"]
-    return epoch_batches(train_loader, position["batch"], position["epoch_start"]), position["batch"]
-
-
-def _own_state(train_loader: Any) -> Any:
-    """The loader's own ``state_dict()`` (trainwell's TensorLoader: its seed), if it has one and is not a DataLoader."""
-    if _is_dataloader(train_loader) or not callable(getattr(train_loader, "load_state_dict", None)):
-        return None
-    state_dict = getattr(train_loader, "state_dict", None)
-    return state_dict() if callable(state_dict) else None
-
-
-def epoch_batches(train_loader: Any, start: int, epoch_start: dict[str, Any] | None) -> Iterable[Any]:
-    """The epoch's batches from batch ``start`` on, as the uninterrupted run would have drawn them.
-
-    Args:
-        train_loader: The training loader.
-        start: Batches of the epoch already trained on before the checkpoint.
-        epoch_start: The random state saved when the epoch began (see :func:`loader_state_at_epoch_start`).
-    """
-    if start == 0:
-        return train_loader
-    start_at = getattr(train_loader, "start_at", None)
-    if callable(start_at):
-        start_at(start)
-        return train_loader
-    if epoch_start is None:
-        raise CheckpointError(
-            "the checkpoint lacks the random state of its epoch's start, which resuming mid-epoch needs."
-        )
-    if _is_dataloader(train_loader) and _is_map_style(train_loader):
-        return _dataloader_from(train_loader, start, epoch_start)
-    return _replayed(train_loader, start, epoch_start)
-
-
-def _dataloader_from(loader: Any, start: int, epoch_start: dict[str, Any]) -> Iterable[Any]:
-    """A DataLoader iterator positioned at batch ``start``, without loading the skipped samples.
-
-    The uninterrupted run's iterator drew, from the state the epoch began with, first the
-    workers' base seed and then the sampler's order; both are drawn again here in that order, the
-    used indices are skipped, and a loader over the rest of the same sampler iterator is started
-    under that state.
-    """
-    from torch.utils.data import DataLoader
-
-    from trainwell.data.loader import dataloader_options
-
-    index_source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
-    with _at_epoch_start(loader, epoch_start):
-        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)  # the base seed
-        indices = iter(index_source)
-        for _ in itertools.islice(indices, start):
-            pass
-        # The sampler's own iterator goes on: whatever it draws later (a sampler may draw again when
-        # it runs out) comes from the generators' states at that time, as in the uninterrupted run.
-        remaining = _Continuing(indices, len(index_source) - start)
-        _rewind(loader, epoch_start)
-        options = dataloader_options(loader)
-        if loader.batch_sampler is not None:
-            rest = DataLoader(loader.dataset, batch_sampler=remaining, **options)
-        else:
-            rest = DataLoader(loader.dataset, sampler=remaining, batch_size=None, **options)
-        return iter(rest)
-
-
-class _Continuing:
-    """A sampler that continues an iterator already under way (DataLoader iterates it once)."""
-
-    def __init__(self, iterator: Iterator[Any], length: int) -> None:
-        self.iterator = iterator
-        self.length = length
-
-    def __iter__(self) -> Iterator[Any]:
-        return self.iterator
-
-    def __len__(self) -> int:
-        return self.length
-
-
-def _replayed(loader: Iterable[Any], start: int, epoch_start: dict[str, Any]) -> Iterable[Any]:
-    """An iterator over ``loader`` past its first ``start`` batches, drawn under the epoch's starting random state."""
-    with _at_epoch_start(loader, epoch_start):
-        iterator = iter(loader)
-        for _ in itertools.islice(iterator, start):
-            pass
-    return iterator
-
-
-@contextlib.contextmanager
-def _at_epoch_start(loader: Any, epoch_start: dict[str, Any]) -> Iterator[None]:
-    """Run a block with the random state the epoch began with, then put back the current one."""
-    current = _generator_states(loader)
-    with torch.random.fork_rng(devices=[]):
-        _rewind(loader, epoch_start)
-        yield
-    _set_generator_states(loader, current)
-
-
-def _rewind(loader: Any, epoch_start: dict[str, Any]) -> None:
-    torch.set_rng_state(epoch_start["torch"])
-    _set_generator_states(loader, epoch_start.get("generators"))
-
-
-def _generator_states(loader: Any) -> list[torch.Tensor] | None:
-    generators = _generators(loader)
-    return [generator.get_state() for generator in generators] if generators else None
-
-
-def _set_generator_states(loader: Any, states: list[torch.Tensor] | None) -> None:
-    if not states:
-        return
-    for generator, state in zip(_generators(loader), states):
-        generator.set_state(state)
-
-
-def _generators(loader: Any) -> list[torch.Generator]:
-    """The loader's and its sampler's own generators, if they have any (each counted once)."""
-    found: list[torch.Generator] = []
-    for owner in (loader, getattr(loader, "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    return found
-
-
-def _is_dataloader(loader: Any) -> bool:
-    from torch.utils.data import DataLoader
-
-    return isinstance(loader, DataLoader)
-
-
-def _is_map_style(loader: Any) -> bool:
-    from torch.utils.data import IterableDataset
-
-    return not isinstance(loader.dataset, IterableDataset)
-
-
-def restore_epoch_progress(trainer: Trainer, progress: dict[str, Any]) -> None:
-    """Put back the running sums of an epoch that a checkpoint interrupted."""
-
-    def on_device(value: Any) -> Any:
-        return value.to(trainer.device) if isinstance(value, torch.Tensor) else value
-
-    trainer._loss_sum = on_device(progress["loss_sum"])
-    trainer._loss_count = on_device(progress["loss_count"])
-    trainer.epoch_samples = progress["samples"]
-    trainer._nonfinite_at_epoch_start = progress["nonfinite_at_start"]

@@ -61,7 +61,7 @@ class Evaluation:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON, atomically; return the path."""
-        from trainwell.files.rundir import write_text
+        from trainwell.files.atomic import write_text
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,52 +136,36 @@ def evaluate(
     from torch import nn
 
     from trainwell.data import batches
-    from trainwell.loop.metrics import ValidationMetrics
     from trainwell.loop.tasks import infer_task
+    from trainwell.loop.validation import evaluation_pass
 
     if not isinstance(model, nn.Module):
         raise ModelError(f"model is a {type(model).__name__}: expected a torch.nn.Module (an instance, not the class).")
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    samples = 0
-    sums: dict[str, torch.Tensor] = {}
     decided = None
-    details = None
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                inputs, targets = batches.move_to(batches.split_batch(batch, "loader"), device)
-                try:
-                    outputs = batches.forward(model, inputs)
-                except (RuntimeError, TypeError, ValueError) as error:
-                    raise DataError(
-                        f"the model failed on a batch of the loader (inputs: {batches.describe(inputs)}): {error}. "
-                        "Check that the inputs are prepared as in training (trainwell.load_model(run_dir).prepare does it)."
-                    ) from error
-                if decided is None:
-                    decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
-                    details = ValidationMetrics(decided)
-                count = batches.count_samples(inputs)
-                loss_sum += decided.loss(outputs, targets).detach().double() * count
-                samples += count
-                for name, value in decided.metric_sums(outputs, targets).items():
-                    sums[name] = sums[name] + value if name in sums else value
-                details.update(outputs, targets)
-    finally:
-        model.train(was_training)
+
+    def step(batch: tuple[Any, Any]) -> dict[str, Any]:
+        nonlocal decided
+        inputs, targets = batch
+        try:
+            outputs = batches.forward(model, inputs)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise DataError(
+                f"the model failed on a batch of the loader (inputs: {batches.describe(inputs)}): {error}. "
+                "Check that the inputs are prepared as in training (trainwell.load_model(run_dir).prepare does it)."
+            ) from error
+        if decided is None:
+            decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
+        return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
+
+    measured = evaluation_pass(model, loader, step, task=lambda: decided, device=torch.device(device), source="loader")
     if decided is None:
         raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
-    names = list(sums)
-    values = torch.stack([loss_sum, *(sums[name].double() for name in names)]).tolist()
-    measured = {"val_loss": values[0] / max(samples, 1), **decided.summarize(dict(zip(names, values[1:])))}
-    measured.update(details.compute())
-    metrics = {name.removeprefix("val_"): value for name, value in measured.items()}
-    result = Evaluation(task=decided.name, samples=samples, metrics=metrics)
+    metrics = {name.removeprefix("val_"): value for name, value in measured.metrics.items()}
+    result = Evaluation(task=decided.name, samples=measured.samples, metrics=metrics)
+    details = measured.details
     scores = details.per_class()
     if scores is not None:
         count = len(scores["f1"])

@@ -17,8 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from trainwell.files.checkpoint import describe_mismatch, first_line, fsync_directory
 from trainwell.exceptions import CheckpointError, CheckpointMismatchError, DependencyError, ExportError
+from trainwell.files.atomic import fsync_directory
+from trainwell.files.checkpoint import describe_mismatch, first_line
 
 
 def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] | None = None) -> Path:
@@ -337,8 +338,8 @@ def export_run(
         (PosixPath('runs/digits/model.onnx'), 1.2e-06)
     """
     from trainwell.exceptions import ConfigError
-    from trainwell.use.inference import load_model
     from trainwell.recipes import build_model
+    from trainwell.use.inference import load_model
 
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"format={format!r} is not a valid choice: expected one of {', '.join(map(repr, EXPORT_FORMATS))}.")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainwell.exceptions import CheckpointError, ConfigError, DataError
+from trainwell.files.rundir import RunPaths
 
 if TYPE_CHECKING:
     import torch
@@ -115,8 +116,8 @@ def load_model(
     Args:
         run_dir: A run directory written by ``trainwell train`` (or by ``fit(..., run_dir=...)``,
             then with ``model`` given).
-        checkpoint: ``"best"`` (the end-of-epoch checkpoint with the lowest val_loss: the weights
-            the run ended with when it restored its best epoch), ``"last"`` (the newest), or the
+        checkpoint: ``"best"`` (the best end-of-epoch checkpoint by the run's monitor, the lowest
+            val_loss: the weights the run ended with when it restored its best epoch), ``"last"`` (the newest), or the
             path of a checkpoint file.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         model: The module to load the weights into, for runs trained with ``trainwell.fit`` on
@@ -138,8 +139,8 @@ def load_model(
         >>> loaded.predict("new_digits.csv").classes[:3]  # doctest: +SKIP
         ['3', '8', '1']
     """
-    from trainwell.files.checkpoint import load_model_state, read_checkpoint
     from trainwell.data import load_data_info
+    from trainwell.files.checkpoint import load_model_state, read_checkpoint
     from trainwell.system import resolve_device
 
     run_dir = Path(run_dir)
@@ -160,7 +161,7 @@ def load_model(
 
         model = build_model(config, info)
     else:
-        info = load_data_info(run_dir) if (run_dir / "data.json").is_file() else None
+        info = load_data_info(run_dir) if RunPaths(run_dir).data_info.is_file() else None
         config = None
     path = find_checkpoint(run_dir, checkpoint)
     saved = read_checkpoint(path)
@@ -179,7 +180,8 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
         CheckpointError: no committed checkpoint, or the path does not exist.
     """
     from trainwell.callbacks.checkpointing import Checkpointing
-    from trainwell.files.checkpoint import checkpoint_directory, committed_checkpoints
+    from trainwell.files.manifest import checkpoint_directory, committed_checkpoints
+    from trainwell.observe.monitor import run_monitor
 
     if str(which) not in ("best", "last"):
         path = Path(which)
@@ -197,8 +199,11 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
         )
     if str(which) == "last":
         return committed[0].path
-    # The Checkpointing callback's own choice, so "best" is the checkpoint training kept as best.
-    return Checkpointing(directory).best_path or committed[0].path
+    # The Checkpointing callback's own choice by the run's own monitor, so "best" is the checkpoint
+    # training kept as best (and whose weights it ended with).
+    options = _read_config(run_dir) if RunPaths(run_dir).config.is_file() else {}
+    monitor = run_monitor(options.get("early_stopping_min_delta") or 0.0)
+    return Checkpointing(directory, monitor=monitor).best_path or committed[0].path
 
 
 def run_config(options: dict[str, Any], run_dir: Path) -> Any:
@@ -276,7 +281,7 @@ def evaluate_tensors(
 def _read_config(run_dir: Path) -> dict[str, Any]:
     import yaml
 
-    path = run_dir / "config.yaml"
+    path = RunPaths(run_dir).config
     if not path.is_file():
         raise ConfigError(
             f"'{run_dir}' has no config.yaml: it is not a run directory written by trainwell train or fit(run_dir=...)."

@@ -161,7 +161,7 @@ def write_predictions(
     Raises:
         ConfigError: an unknown format, or a suffix that names none.
     """
-    from trainwell.files.rundir import write_text
+    from trainwell.files.atomic import write_text
 
     chosen = format or (output_format(Path(path)) if path is not None else "csv")
     if chosen not in OUTPUT_FORMATS:

@@ -21,15 +21,22 @@ format the run cannot read.
 
 from __future__ import annotations
 
-import difflib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainwell.exceptions import DataError
+from trainwell.use.prepared import Prepared, encode_targets, row_ids
+from trainwell.use.tables import (
+    as_columns,
+    encode_table,
+    features_from_columns,
+    read_features,
+    read_table_rows,
+    require_columns,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -37,23 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trainwell")
 
 SKLEARN_BUNDLED = ("digits", "iris", "wine", "breast_cancer")
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 TEXT_RECORD_SUFFIXES = (".jsonl", ".json", ".ndjson")
-
-
-@dataclass
-class Prepared:
-    """Inputs ready for the model, with what identifies each sample and, when the file had them, labels.
-
-    Attributes:
-        inputs: The model's inputs, ``(N, ...)``, prepared as in training.
-        ids: One name per sample: a row number, a file path relative to the input, a line number.
-        targets: Labels (class indices, int64) or values (float32) when the input carried them, else None.
-    """
-
-    inputs: torch.Tensor
-    ids: list[str]
-    targets: torch.Tensor | None = None
 
 
 def input_kind(info: Any) -> str:
@@ -102,11 +93,11 @@ def read_inputs(path: str | Path, info: Any) -> Prepared:
         raise DataError(f"input '{path}' does not exist: give an existing file or folder.")
     kind = input_kind(info)
     readers = {
-        "tabular": _read_table_rows,
+        "tabular": read_table_rows,
         "images": _read_images,
         "idx": _read_idx,
         "text": _read_texts,
-        "features": _read_features,
+        "features": read_features,
         "words": _read_words,
     }
     if kind not in readers:
@@ -141,16 +132,16 @@ def prepare(values: Any, info: Any) -> torch.Tensor:
         return check_tensor(torch.as_tensor(values), info)
     if kind == "tabular":
         if isinstance(values, dict):
-            return _encode_table(_as_columns(values), info, "the columns given")
+            return encode_table(as_columns(values), info, "the columns given")
         if isinstance(values, (list, tuple)) and all(isinstance(row, dict) for row in values):
             names = list(dict.fromkeys(name for row in values for name in row))
-            return _encode_table({name: [row.get(name) for row in values] for name in names}, info, "the rows given")
+            return encode_table({name: [row.get(name) for row in values] for name in names}, info, "the rows given")
     if kind in ("text", "words") and isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
         return _encode_strings(list(values), info)
     if kind == "images" and isinstance(values, (list, tuple)) and all(isinstance(v, (str, Path)) for v in values):
         return torch.stack([_decode_image(Path(v), info) for v in values])
     if kind == "features" and isinstance(values, dict):
-        return _features_from_columns(_as_columns(values), info, "the columns given")
+        return features_from_columns(as_columns(values), info, "the columns given")
     raise DataError(
         f"cannot prepare a {type(values).__name__} for a model trained on {kind} data ({info.name!r}): "
         f"expected {_accepted(kind)}, or a tensor of shape (N, {', '.join(map(str, info.input_shape))})."
@@ -175,165 +166,6 @@ def check_tensor(inputs: torch.Tensor, info: Any) -> torch.Tensor:
     if not tokens and not inputs.is_floating_point():
         inputs = inputs.to(torch.float32)
     return inputs
-
-
-# ------------------------------------------------------------------------------- tables
-
-
-def _read_table_rows(path: Path, info: Any) -> Prepared:
-    columns = _read_table(path)
-    inputs = _encode_table(columns, info, f"'{path}'")
-    target = info.preprocessing.get("target")
-    targets = _targets(columns[target], info, f"column {target!r} of '{path}'") if target in columns else None
-    return Prepared(inputs, _row_ids(len(inputs)), targets)
-
-
-def _read_table(path: Path) -> dict[str, list[Any]]:
-    from trainwell.data.tabular import read_columns
-
-    if path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES:
-        raise DataError(
-            f"input '{path}' is not a table: the run was trained on rows of features, so it reads .csv, .tsv or "
-            ".parquet files with the training columns."
-        )
-    return read_columns(path)
-
-
-def _encode_table(columns: dict[str, list[Any]], info: Any, source: str) -> torch.Tensor:
-    """Features of raw table columns, with the training split's medians, categories and statistics."""
-    import math
-
-    import torch
-
-    from trainwell.data.tabular import MISSING_TOKENS, encode_columns
-
-    preprocessing = info.preprocessing
-    specs = preprocessing["columns"]
-    _require_columns(columns, [spec["name"] for spec in specs], source, preprocessing.get("target"))
-    policy = preprocessing.get("missing", "impute")
-    cleaned: dict[str, list[Any]] = {}
-    unseen: dict[str, int] = {}
-    for spec in specs:
-        name = spec["name"]
-        values = [
-            None if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS) else value
-            for value in columns[name]
-        ]
-        values = [None if isinstance(value, float) and math.isnan(value) else value for value in values]
-        holes = [row for row, value in enumerate(values) if value is None]
-        if holes and policy != "impute":
-            raise DataError(
-                f"{source} has a missing value at row {holes[0]}, column {name!r} ({len(holes)} in that column), but the "
-                f"run was trained with missing={policy!r}, so it never learned a value for holes: fill the cells."
-            )
-        if spec["kind"] == "numeric":
-            values = [_number(value, row, name, source) for row, value in enumerate(values)]
-        else:
-            known = set(spec["categories"])
-            count = sum(value is not None and str(value).strip() not in known for value in values)
-            if count:
-                unseen[name] = count
-            values = [None if value is None else str(value).strip() for value in values]
-        cleaned[name] = values
-    if unseen:
-        logger.warning(
-            "%s: categories unseen in training encode as all zeros, as in training's validation: %s.",
-            source,
-            ", ".join(f"{count} in {name!r}" for name, count in unseen.items()),
-        )
-    return torch.from_numpy(encode_columns(cleaned, preprocessing, info.normalization))
-
-
-def _number(value: Any, row: int, column: str, source: str) -> float | None:
-    import math
-
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DataError(
-            f"{source} has {value!r} at row {row}, column {column!r}, which was numeric in training: give a number "
-            "(or leave the cell empty for a missing value)."
-        ) from None
-    if math.isinf(number):
-        raise DataError(
-            f"{source} has an infinite value at row {row}, column {column!r}: give a finite number or leave it empty."
-        )
-    return number
-
-
-def _require_columns(columns: dict[str, Any], required: list[str], source: str, target: str | None = None) -> None:
-    missing = [name for name in required if name not in columns]
-    if not missing:
-        return
-    # Suggest only columns the model does not already read: a misspelt name, not a neighbour.
-    spare = [name for name in columns if name not in set(required) and name != target]
-    hints = []
-    for name in missing[:3]:
-        close = difflib.get_close_matches(name, spare, n=1)
-        if close:
-            hints.append(f"{close[0]!r} for {name!r}?")
-    hint = f" Did you mean {' '.join(hints)}" if hints else ""
-    target_note = f" (the target column {target!r} is optional)" if target else ""
-    raise DataError(
-        f"{source} lacks {len(missing)} column(s) that the model was trained on: {_some(missing)}; it has {_some(list(columns))}. "
-        f"Give every training feature column{target_note}.{hint}"
-    )
-
-
-def _some(names: list[str], limit: int = 8) -> str:
-    shown = ", ".join(repr(name) for name in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _as_columns(values: dict[str, Any]) -> dict[str, list[Any]]:
-    return {
-        str(name): list(column) if isinstance(column, (list, tuple, np.ndarray)) else [column]
-        for name, column in values.items()
-    }
-
-
-# ------------------------------------------------------------------------------- scikit-learn bundled features
-
-
-def _read_features(path: Path, info: Any) -> Prepared:
-    columns = _read_table(path)
-    inputs = _features_from_columns(columns, info, f"'{path}'")
-    targets = _targets(columns["target"], info, f"column 'target' of '{path}'") if "target" in columns else None
-    return Prepared(inputs, _row_ids(len(inputs)), targets)
-
-
-def feature_names(name: str) -> list[str]:
-    """The feature names of a scikit-learn bundled set, in the order training used them."""
-    from trainwell.data.bundled import _sklearn_loader
-
-    return [str(feature) for feature in _sklearn_loader(name)().feature_names]
-
-
-def _features_from_columns(columns: dict[str, list[Any]], info: Any, source: str) -> torch.Tensor:
-    import torch
-
-    names = feature_names(info.name)
-    _require_columns(columns, names, source, "target")
-    features = np.array(
-        [[_number(value, row, name, source) for row, value in enumerate(columns[name])] for name in names],
-        dtype=np.float64,
-    ).T
-    holes = np.argwhere(np.isnan(features))
-    if len(holes):
-        row, column = holes[0]
-        raise DataError(
-            f"{source} has no value at row {row}, column {names[column]!r}: the {info.name} features have no missing values."
-        )
-    # In float32, as training standardised them, so the results are bit-identical.
-    mean = torch.tensor(info.normalization["mean"], dtype=torch.float32)
-    std = torch.tensor(info.normalization["std"], dtype=torch.float32)
-    scaled = (torch.from_numpy(features).to(torch.float32) - mean) / std
-    return scaled.reshape(len(scaled), *info.input_shape)
-
-
-# ------------------------------------------------------------------------------- images
 
 
 def _read_images(path: Path, info: Any) -> Prepared:
@@ -443,7 +275,7 @@ def _read_idx(path: Path, info: Any) -> Prepared:
     if images.dtype != np.uint8:
         raise DataError(f"{source} holds {images.dtype} values: expected uint8 pixels (0-255), as in training.")
     pixels = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float() * info.preprocessing["scale"]
-    return Prepared(_standardize(pixels, info), _row_ids(len(pixels)), targets)
+    return Prepared(_standardize(pixels, info), row_ids(len(pixels)), targets)
 
 
 # ------------------------------------------------------------------------------- texts and words
@@ -495,7 +327,7 @@ def _read_strings(path: Path, info: Any, text_column: str, label_column: str) ->
         from trainwell.data.tabular import read_columns
 
         columns = read_columns(path)
-        _require_columns(columns, [text_column], f"'{path}'", label_column)
+        require_columns(columns, [text_column], f"'{path}'", label_column)
         records = [
             (row + 2, {name: columns[name][row] for name in columns}) for row in range(len(columns[text_column]))
         ]
@@ -517,7 +349,7 @@ def _read_strings(path: Path, info: Any, text_column: str, label_column: str) ->
         texts.append(text)
     if all(record.get(label_column) not in (None, "") for _, record in records):
         labels = [record[label_column] for _, record in records]
-    targets = _targets(labels, info, f"the {label_column!r} labels of '{path}'") if labels is not None else None
+    targets = encode_targets(labels, info, f"the {label_column!r} labels of '{path}'") if labels is not None else None
     return Prepared(_encode_strings(texts, info), [str(number) for number, _ in records], targets)
 
 
@@ -530,42 +362,6 @@ def _encode_strings(texts: list[str], info: Any) -> torch.Tensor:
     from trainwell.data.text import encode_texts
 
     return encode_texts(texts, preprocessing)
-
-
-# ------------------------------------------------------------------------------- labels
-
-
-def _targets(values: list[Any], info: Any, source: str) -> torch.Tensor:
-    """Class indices of labels given by name (or by index), or float values for regression."""
-    import torch
-
-    if info.task != "classification":
-        try:
-            return torch.tensor([float(value) for value in values], dtype=torch.float32)
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{source} holds values that are not numbers: regression targets must be numbers."
-            ) from None
-    index = {name: position for position, name in enumerate(info.class_names)}
-    labels = []
-    for row, value in enumerate(values):
-        text = "" if value is None else str(value).strip()
-        if text not in index:
-            try:
-                text = f"{float(text):g}"
-            except ValueError:
-                pass
-        if text not in index:
-            raise DataError(
-                f"{source} has the label {value!r} at row {row}, which is not a class of the run: its classes are "
-                f"{info.class_names}."
-            )
-        labels.append(index[text])
-    return torch.tensor(labels, dtype=torch.int64)
-
-
-def _row_ids(count: int) -> list[str]:
-    return [str(row) for row in range(count)]
 
 
 def _accepted(kind: str) -> str:

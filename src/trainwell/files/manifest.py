@@ -1,0 +1,191 @@
+"""Checkpoint manifests: what commits a checkpoint, and how the committed ones are found, set aside and pruned.
+
+A checkpoint counts only once its manifest (``<name>.manifest.json``, beside it) is written: the
+file's SHA-256 and size, the step and epoch it was taken at, its kind, whether the state was
+healthy, and its ``val_loss``. Discovery therefore never sees a half-written checkpoint, and
+"latest" means the highest committed step, never the newest modification time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainwell.exceptions import CheckpointError
+from trainwell.files.atomic import fsync_directory
+
+logger = logging.getLogger("trainwell")
+
+MANIFEST_SUFFIX = ".manifest.json"
+# The layout of the manifest itself (a checkpoint's contents have their own format_version).
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a checkpoint's manifest says about it.
+
+    Attributes:
+        path: The checkpoint file.
+        sha256: Its SHA-256, hex.
+        size: Its size in bytes.
+        step: Optimizer steps taken when it was written (None when saved without one).
+        epoch: Epochs completed when it was written.
+        val_loss: The validation loss of the last completed epoch, when there was one.
+        kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
+            signal), or ``"manual"`` (:func:`save_checkpoint`).
+        healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    step: int | None = None
+    epoch: int | None = None
+    val_loss: float | None = None
+    kind: str = "manual"
+    healthy: bool = True
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """How recent it is: by step, then by completed epochs (an epoch's end follows its last step)."""
+        return (self.step if self.step is not None else -1, self.epoch if self.epoch is not None else -1)
+
+
+def manifest_path(path: Path) -> Path:
+    """Where the manifest of checkpoint ``path`` lives: ``step-12.pt`` -> ``step-12.manifest.json``."""
+    path = Path(path)
+    return path.with_name(path.stem + MANIFEST_SUFFIX)
+
+
+def manifest_text(
+    path: Path, digest: str, size: int, *, step: int | None, epoch: int | None, val_loss: float | None, kind: str, healthy: bool
+) -> bytes:
+    """The manifest that commits checkpoint ``path`` (its SHA-256 ``digest`` and ``size``), as JSON bytes."""
+    manifest = {
+        "format_version": MANIFEST_FORMAT,
+        "kind": kind,
+        "step": step,
+        "epoch": epoch,
+        "val_loss": val_loss if val_loss is None or math.isfinite(val_loss) else None,
+        "healthy": healthy,
+        "files": {path.name: {"sha256": digest, "bytes": size}},
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return json.dumps(manifest, indent=1).encode("utf-8")
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The manifest of checkpoint ``path``, or None when it has none (not committed)."""
+    manifest_file = manifest_path(path)
+    try:
+        data = json.loads(manifest_file.read_text(encoding="utf-8"))
+        entry = data["files"].get(Path(path).name)
+        if entry is None:
+            raise KeyError(f"it does not list {Path(path).name}")
+        return Manifest(
+            path=Path(path),
+            sha256=str(entry["sha256"]),
+            size=int(entry["bytes"]),
+            step=data.get("step"),
+            epoch=data.get("epoch"),
+            val_loss=data.get("val_loss"),
+            kind=data.get("kind", "manual"),
+            healthy=bool(data.get("healthy", True)),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"the manifest '{manifest_file}' of checkpoint '{path}' is unreadable ({error}): the checkpoint cannot be "
+            "verified. Resume from another checkpoint."
+        ) from error
+
+
+def committed_checkpoints(directory: str | Path) -> list[Manifest]:
+    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    manifests = []
+    for manifest_file in directory.glob("*" + MANIFEST_SUFFIX):
+        stem = manifest_file.name[: -len(MANIFEST_SUFFIX)]
+        try:
+            names = [
+                name
+                for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"]
+                if Path(name).stem == stem
+            ]
+            found = [read_manifest(directory / name) for name in names]
+        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+            logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)
+            continue
+        manifests.extend(manifest for manifest in found if manifest is not None)
+    return sorted(manifests, key=lambda m: m.order, reverse=True)
+
+
+def checkpoint_directory(path: str | Path) -> Path:
+    """``path/checkpoints`` when ``path`` is a run directory that has one, else ``path``."""
+    path = Path(path)
+    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+
+
+def set_aside(manifest: Manifest, suffix: str) -> None:
+    """Rename a checkpoint and its manifest out of discovery's way, keeping them for inspection."""
+    for file in (manifest_path(manifest.path), manifest.path):
+        if file.exists():
+            os.replace(file, file.with_name(file.name + suffix))
+    fsync_directory(manifest.path.parent)
+
+
+def epoch_checkpoints(manifests: list[Manifest]) -> list[Manifest]:
+    """The end-of-epoch checkpoints among ``manifests``, oldest first: what a ranking by a validation metric compares."""
+    return sorted((m for m in manifests if m.kind == "epoch"), key=lambda m: m.order)
+
+
+def prune(
+    directory: Path,
+    keep_last: int,
+    keep_best: int,
+    is_ours: Callable[[Path], bool],
+    best_first: Callable[[list[Manifest]], list[Manifest]],
+) -> list[Path]:
+    """Delete committed checkpoints beyond the ``keep_last`` newest and the ``keep_best`` best.
+
+    Also removes this writer's leftovers (temporary files, files whose manifest never got
+    written). Each manifest goes before its file. Only files for which ``is_ours`` holds are
+    touched.
+
+    Args:
+        directory: The checkpoint directory.
+        keep_last: How many of the newest to keep.
+        keep_best: How many of the best end-of-epoch checkpoints to keep as well.
+        is_ours: Which files this writer owns.
+        best_first: Ranks end-of-epoch checkpoints (given oldest first), best first
+            (:meth:`trainwell.observe.monitor.Monitor.ranked`).
+
+    Returns:
+        The deleted checkpoint files.
+    """
+    manifests = [m for m in committed_checkpoints(directory) if is_ours(m.path)]
+    keep = {m.path for m in manifests[:keep_last]}
+    keep |= {m.path for m in best_first(epoch_checkpoints(manifests))[:keep_best]}
+    deleted = []
+    for manifest in manifests:
+        if manifest.path not in keep:
+            manifest_path(manifest.path).unlink(missing_ok=True)
+            manifest.path.unlink(missing_ok=True)
+            deleted.append(manifest.path)
+    committed = {m.path for m in manifests}
+    for leftover in directory.iterdir():
+        temporary = leftover.name.startswith(".") and ".tmp-" in leftover.name
+        orphan = is_ours(leftover) and leftover not in committed and not manifest_path(leftover).exists()
+        if temporary or orphan:
+            leftover.unlink(missing_ok=True)
+    return deleted

@@ -1,0 +1,40 @@
+"""What ``fit`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: One dict per epoch: epoch, train_loss, val_loss, val_accuracy, val_f1,
+            val_precision, val_recall (classification) or val_mae, val_rmse, val_r2
+            (regression), lr, gpu_memory (CUDA) or memory (CPU), epoch_time_s, samples_per_s,
+            nonfinite_steps.
+        best: The best epoch's row by the run's monitor: the lowest val_loss (train_loss without
+            validation), improvements smaller than ``early_stopping_min_delta`` not counting.
+        stopped_early: Whether early stopping ended training.
+        run_dir: Where the run's files are, or None.
+        model: The trained model (with the best weights when ``restore_best_weights``).
+        best_checkpoint: The committed checkpoint of the best epoch by the same monitor (the
+            newest without validation), or None without a run directory.
+    """
+
+    history: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    stopped_early: bool
+    run_dir: Path | None
+    model: nn.Module | None = field(default=None, repr=False)
+    best_checkpoint: Path | None = None
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's row."""
+        return self.history[-1] if self.history else {}
