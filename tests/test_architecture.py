@@ -25,7 +25,10 @@ LAYERS = [
     ("models", ["trainwell.models"]),
     ("data", ["trainwell.data"]),
     ("files", ["trainwell.files"]),
-    ("leaves", ["trainwell.config", "trainwell.exceptions", "trainwell.system", "trainwell.version", "trainwell.extras"]),
+    (
+        "leaves",
+        ["trainwell.config", "trainwell.exceptions", "trainwell.system", "trainwell.version", "trainwell.extras"],
+    ),
 ]
 MAX_LINES = 500
 MAX_CYCLE = 3

@@ -29,7 +29,12 @@ def test_a_format_1_checkpoint_resumes_to_the_weights_of_the_uninterrupted_run(t
         for name in (make.STEP_FILE, make.STEP_FILE.replace(".pt", ".manifest.json")):
             shutil.copy(FIXTURE / name, checkpoints / name)
         trainwell.fit(
-            model, train_loader, val_loader, run_dir=tmp_path / "new", resume=checkpoints / make.STEP_FILE, **make.OPTIONS
+            model,
+            train_loader,
+            val_loader,
+            run_dir=tmp_path / "new",
+            resume=checkpoints / make.STEP_FILE,
+            **make.OPTIONS,
         )
     finally:
         torch.set_num_threads(threads)

@@ -185,3 +185,69 @@ def test_spike_detector_waits_for_its_warm_up_and_ignores_what_it_flags():
     for value in (1.0, 10.0, 1.0, 100.0, 1.0):
         flags.append(bool(device.spikes_on_device(torch.tensor(value), torch.tensor(False))))
     assert flags == [False, False, False, True, False]
+
+
+# ---------------------------------------------------------------- the healer alone, without a trainer
+
+
+def _healer(max_rollbacks=2):
+    from trainwell.loop.precision import Precision
+    from trainwell.loop.schedules import LearningRate, constant
+    from trainwell.loop.state import TrainState
+    from trainwell.observe.monitor import Monitor
+    from trainwell.reliability.divergence import NonFiniteGuard
+    from trainwell.reliability.healing import Healer
+
+    torch.manual_seed(0)
+    module = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    rates = LearningRate(optimizer, constant(100), per_step=False)
+    state, guard = TrainState(), NonFiniteGuard(3, advice="Lower lr.")
+    healer = Healer(
+        max_rollbacks,
+        0.5,
+        None,
+        module=module,
+        optimizer=optimizer,
+        precision=Precision("fp32", torch.device("cpu")),
+        learning_rates=rates,
+        state=state,
+        guard=guard,
+        monitor=Monitor("val_loss"),
+        peak_lr=0.1,
+    )
+    return healer, module, optimizer, state
+
+
+def test_a_healer_rolls_back_to_its_copy_and_halves_the_lr_until_its_rollbacks_are_used_up():
+    healer, module, optimizer, state = _healer()
+    initial = module.weight.detach().clone()
+    healer.remember()
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    state.global_step = 5
+    healer.on_diverged(run=3, step=5)
+    assert torch.equal(module.weight, initial) and optimizer.param_groups[0]["lr"] == 0.05
+    assert state.events[-1] == {
+        "event": "rollback", "epoch": 0, "step": 5, "to_step": 0, "lr": 0.05, "lr_before": 0.1, "rollbacks": 1
+    }
+    healer.on_diverged(run=3, step=6)
+    with pytest.raises(DivergenceError, match=r"2 rollbacks to the last good state \(step 0\).*peak lr 0.1 -> 0.025"):
+        healer.on_diverged(run=3, step=7)
+    fresh, *_ = _healer()
+    fresh.load_state_dict(healer.state_dict())
+    assert fresh.rollbacks == 2
+
+
+def test_without_checkpoints_the_healer_keeps_the_best_good_epoch_by_its_monitor():
+    healer, module, _, state = _healer()
+    kept = []
+    for val_loss, bad_step in ((0.9, False), (0.5, False), (0.7, False), (0.4, True)):
+        with torch.no_grad():
+            module.weight.add_(1.0)
+        state.history.append({"val_loss": val_loss})
+        healer.guard.skipped += bad_step  # an epoch with a skipped step is no state to return to
+        healer.on_epoch_end()
+        kept.append(healer._snapshot["model"]["weight"].clone())
+    # Epoch 3 (0.7) is worse than epoch 2 and epoch 4 had a bad step: both keep epoch 2's copy.
+    assert torch.equal(kept[2], kept[1]) and torch.equal(kept[3], kept[1]) and not torch.equal(kept[1], kept[0])

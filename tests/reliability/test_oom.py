@@ -112,3 +112,53 @@ def test_split_cuts_tensors_tuples_and_dicts_along_the_samples():
     parts = split(batch, 2)
     assert [p["tokens"].shape[0] for p in parts] == [3, 2]
     assert parts[1]["extra"][0].tolist() == [3, 4] and parts[1]["extra"][1] == "keep"
+
+
+# ---------------------------------------------------------------- the splitting policy alone
+
+
+def test_the_split_doubles_until_the_batch_fits_and_gives_up_at_single_samples():
+    from trainwell.exceptions import OutOfMemoryError
+    from trainwell.reliability.oom import MicroBatching
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    sizes, finished, events = [], [], []
+
+    def accumulate(inputs, targets, weight, last):
+        if len(inputs) > 3:
+            raise torch.OutOfMemoryError("simulated")
+        sizes.append((len(inputs), last))
+        return inputs.mean() * weight
+
+    splitting = MicroBatching()
+    loss = splitting.recover(
+        torch.arange(10.0),
+        torch.arange(10.0),
+        accumulate,
+        finished.append,
+        optimizer=optimizer,
+        device=torch.device("cpu"),
+        step=7,
+        record_event=lambda *a, **fields: events.append(fields),
+    )
+    assert splitting.chunks == 4 and sizes == [(3, False), (3, False), (2, False), (2, True)]
+    assert [event["micro_batches"] for event in events] == [2, 4] and loss.item() == pytest.approx(4.5)
+    assert len(finished) == 1
+    restored = MicroBatching()
+    restored.load_state_dict(splitting.state_dict())
+    assert restored.chunks == 4
+
+    def never(*args):
+        raise torch.OutOfMemoryError("simulated")
+
+    with pytest.raises(OutOfMemoryError, match="single training sample does not fit"):
+        MicroBatching().recover(
+            torch.zeros(3, 1),
+            torch.zeros(3),
+            never,
+            finished.append,
+            optimizer=optimizer,
+            device=torch.device("cpu"),
+            step=0,
+            record_event=lambda *a, **k: None,
+        )

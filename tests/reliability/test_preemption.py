@@ -158,3 +158,19 @@ def test_a_shared_signal_waits_for_the_other_processes_before_it_counts():
     with catcher:
         os.kill(os.getpid(), signal.SIGTERM)
         assert catcher.pending == signal.SIGTERM and catcher.received is None
+
+
+def test_stopping_on_a_signal_commits_a_checkpoint_records_it_and_says_how_to_resume():
+    from pathlib import Path
+
+    from trainwell.loop.state import TrainState
+    from trainwell.reliability.preemption import stop_on_signal
+
+    state = TrainState(epoch=2, global_step=40)
+    committed = Path("runs/a/checkpoints/step-000000040.pt")
+    with pytest.raises(TrainingInterrupted, match=r"SIGTERM at epoch 2, step 40.*--resume auto --out runs/a") as caught:
+        stop_on_signal(signal.SIGTERM, lambda: committed, state, "runs/a")
+    assert caught.value.checkpoint == committed and caught.value.signal_number == signal.SIGTERM
+    assert state.events == [
+        {"event": "interrupted", "epoch": 2, "step": 40, "signal": "SIGTERM", "checkpoint": str(committed)}
+    ]

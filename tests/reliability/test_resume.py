@@ -1,21 +1,17 @@
 import json
 import logging
 import math
-import random
 
 import numpy
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 import trainwell
 from trainwell import CheckpointMismatchError, ConfigError
 from trainwell.callbacks import Callback
 from trainwell.data import TensorLoader
 from trainwell.files.checkpoint import committed_checkpoints
-from trainwell.reliability.loader_position import epoch_batches
-from trainwell.reliability.rng import rng_state, set_rng_state
 
 QUIET = {"progress": False}
 
@@ -224,81 +220,6 @@ def test_metrics_written_after_the_checkpoint_are_not_repeated(tmp_path):
 
 
 # ---------------------------------------------------------------- the pieces
-
-
-def test_random_states_round_trip():
-    random.seed(1)
-    numpy.random.seed(2)
-    torch.manual_seed(3)
-    saved = rng_state(torch.device("cpu"))
-    expected = (random.random(), numpy.random.rand(), numpy.random.randn(), torch.rand(1).item())
-    random.seed(9)
-    numpy.random.seed(9)
-    torch.manual_seed(9)
-    set_rng_state(saved, torch.device("cpu"))
-    assert (random.random(), numpy.random.rand(), numpy.random.randn(), torch.rand(1).item()) == expected
-
-
-def _epoch_start(loader):
-    from trainwell.reliability.loader_position import _generator_states
-
-    return {"torch": torch.get_rng_state(), "generators": _generator_states(loader)}
-
-
-@pytest.mark.parametrize("kind", ["dataloader", "dataloader_generator", "batch_size_none", "list"])
-def test_a_loader_is_positioned_mid_epoch_exactly_without_disturbing_the_random_state(kind):
-    inputs, targets = torch.arange(40.0).unsqueeze(1), torch.arange(40)
-    dataset = TensorDataset(inputs, targets)
-    if kind == "dataloader":
-        loader = DataLoader(dataset, batch_size=6, shuffle=True)
-    elif kind == "dataloader_generator":
-        loader = DataLoader(dataset, batch_size=6, shuffle=True, generator=torch.Generator().manual_seed(3))
-    elif kind == "batch_size_none":
-        loader = DataLoader(dataset, batch_size=None, shuffle=True)
-    else:
-        loader = [(inputs[i : i + 6], targets[i : i + 6]) for i in range(0, 40, 6)]
-    own = getattr(loader, "generator", None)
-
-    torch.manual_seed(0)
-    start = _epoch_start(loader)
-    iterator = iter(loader)
-    done = [next(iterator) for _ in range(3)]
-    at_checkpoint = (torch.get_rng_state(), own.get_state() if own is not None else None)
-    next_draws = torch.rand(3)  # what training draws after batch 3 (dropout masks ...)
-    rest = list(iterator)
-    own_after_epoch = own.get_state() if own is not None else None  # a sampler may draw when it runs out
-
-    torch.manual_seed(123)  # a new process is elsewhere until it restores the checkpoint's state
-    torch.set_rng_state(at_checkpoint[0])
-    if own is not None:
-        own.set_state(at_checkpoint[1])
-    resumed = list(epoch_batches(loader, 3, start))
-    assert torch.equal(torch.rand(3), next_draws)
-    if own is not None:
-        assert torch.equal(own.get_state(), own_after_epoch)
-    assert len(resumed) == len(rest) > 0
-    for (x, y), (rx, ry) in zip(rest, resumed):
-        assert torch.equal(x, rx) and torch.equal(y, ry)
-    seen = torch.cat([torch.as_tensor(y).flatten() for _, y in done + resumed])
-    assert sorted(seen.tolist()) == list(range(40))  # every sample once in the epoch
-
-
-def test_positioning_a_dataloader_does_not_load_the_skipped_samples():
-    loaded = []
-
-    class Recording(torch.utils.data.Dataset):
-        def __len__(self):
-            return 30
-
-        def __getitem__(self, index):
-            loaded.append(index)
-            return torch.tensor([float(index)]), index % 2
-
-    loader = DataLoader(Recording(), batch_size=5, shuffle=True)
-    torch.manual_seed(0)
-    start = _epoch_start(loader)
-    resumed = list(epoch_batches(loader, 4, start))
-    assert len(resumed) == 2 and len(loaded) == 10
 
 
 def test_running_sums_and_the_loader_seed_come_back_from_the_checkpoint(tmp_path):

@@ -148,7 +148,6 @@ class CallbackList:
         for callback in self._batch_end:
             callback.on_batch_end(trainer, batch_index=batch_index, loss=loss)
 
-
     def state_dict(self) -> dict[str, Any]:
         return {key: callback.state_dict() for key, callback in self._keyed()}
 

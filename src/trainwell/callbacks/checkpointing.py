@@ -129,7 +129,11 @@ class Checkpointing(Callback):
             return None
         inside = trainer.batch_in_epoch is not None
         completed = trainer.epoch - 1 if inside else trainer.epoch
-        name = f"step-{trainer.global_step:09d}.pt" if inside else f"epoch-{completed:04d}-step-{trainer.global_step:09d}.pt"
+        name = (
+            f"step-{trainer.global_step:09d}.pt"
+            if inside
+            else f"epoch-{completed:04d}-step-{trainer.global_step:09d}.pt"
+        )
         path = self.directory / name
         committed = _committed_manifest(path)
         if committed is not None and committed.order == (trainer.global_step, completed):

@@ -65,7 +65,15 @@ def manifest_path(path: Path) -> Path:
 
 
 def manifest_text(
-    path: Path, digest: str, size: int, *, step: int | None, epoch: int | None, val_loss: float | None, kind: str, healthy: bool
+    path: Path,
+    digest: str,
+    size: int,
+    *,
+    step: int | None,
+    epoch: int | None,
+    val_loss: float | None,
+    kind: str,
+    healthy: bool,
 ) -> bytes:
     """The manifest that commits checkpoint ``path`` (its SHA-256 ``digest`` and ``size``), as JSON bytes."""
     manifest = {

@@ -1,17 +1,17 @@
 """The run directory: every path of a run, named once, and the refusal to mix two runs in one.
 
-    <run_dir>/config.yaml       the resolved config (re-runnable as is)
-    <run_dir>/metrics.jsonl     one JSON object per step, epoch and event
-    <run_dir>/metrics.csv       the same as a table (loggers=["csv"])
-    <run_dir>/tensorboard/      TensorBoard event files (loggers=["tensorboard"])
-    <run_dir>/train.log         the log at info level
-    <run_dir>/model.txt         the model's layers, output shapes and parameter counts
-    <run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
-    <run_dir>/checkpoints/      exact-resume checkpoints, each committed by a manifest
-    <run_dir>/curves.png        learning curves
-    <run_dir>/confusion.json    the validation confusion matrix of the weights the run ended with
-    <run_dir>/report.html       the run at a glance, with the doctor's findings
-    <run_dir>/lr_find.png       the LR finder's curve (--lr auto)
+<run_dir>/config.yaml       the resolved config (re-runnable as is)
+<run_dir>/metrics.jsonl     one JSON object per step, epoch and event
+<run_dir>/metrics.csv       the same as a table (loggers=["csv"])
+<run_dir>/tensorboard/      TensorBoard event files (loggers=["tensorboard"])
+<run_dir>/train.log         the log at info level
+<run_dir>/model.txt         the model's layers, output shapes and parameter counts
+<run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
+<run_dir>/checkpoints/      exact-resume checkpoints, each committed by a manifest
+<run_dir>/curves.png        learning curves
+<run_dir>/confusion.json    the validation confusion matrix of the weights the run ended with
+<run_dir>/report.html       the run at a glance, with the doctor's findings
+<run_dir>/lr_find.png       the LR finder's curve (--lr auto)
 """
 
 from __future__ import annotations

@@ -169,7 +169,9 @@ def find_lr(
         model.train()
         precision = Precision(config.precision, device)
         optimizer = optimizer or build_optimizer(model, config, start_lr)
-        result = _range_test(model, train_loader, optimizer, precision, config, start_lr, end_lr, num_steps, smoothing, diverge_factor)
+        result = _range_test(
+            model, train_loader, optimizer, precision, config, start_lr, end_lr, num_steps, smoothing, diverge_factor
+        )
     _suggest(result, divisor)
     logger.info(
         "LR finder: %d steps from lr %.2g to %.2g%s; lowest smoothed loss at lr %s; suggested lr %s.",

@@ -51,7 +51,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.o
     if config.optimizer == "adamw":
         make = lambda **fast: torch.optim.AdamW(groups, lr=lr, **fast)  # noqa: E731
     else:
-        make = lambda **fast: torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0, **fast)  # noqa: E731
+        make = lambda **fast: torch.optim.SGD(
+            groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0, **fast
+        )  # noqa: E731
     try:
         return make(fused=True)
     except (RuntimeError, ValueError) as unsupported:
@@ -83,6 +85,11 @@ def scaled_lr(config: TrainConfig, batch_size: int) -> float:
         logger.warning("The %s-scaled lr %.3g exceeds 1; capping it at 1.", rule, scaled)
         scaled = 1.0
     logger.info(
-        "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.", batch_size, reference, config.lr, rule, scaled
+        "Batch size %d differs from the reference %d: lr %.3g scaled (%s rule) to %.3g.",
+        batch_size,
+        reference,
+        config.lr,
+        rule,
+        scaled,
     )
     return scaled

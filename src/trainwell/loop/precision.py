@@ -38,7 +38,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             f"({torch.cuda.get_device_name(device)}): it lacks native bf16. Use precision='fp16' or 'auto'."
         )
     if precision not in _DTYPES:
-        raise ConfigError(f"precision={precision!r} is not a valid choice: expected one of 'auto', 'fp32', 'bf16', 'fp16'.")
+        raise ConfigError(
+            f"precision={precision!r} is not a valid choice: expected one of 'auto', 'fp32', 'bf16', 'fp16'."
+        )
     return precision
 
 
@@ -105,4 +107,3 @@ class Precision:
 
     def __repr__(self) -> str:
         return f"Precision({self.name!r}, device='{self.device}')"
-

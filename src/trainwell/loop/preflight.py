@@ -129,7 +129,9 @@ def probe(
         try:
             first = next(iter(loader))
         except StopIteration:
-            raise DataError(f"{source} is empty: it yielded no batches. Pass a loader with at least one batch.") from None
+            raise DataError(
+                f"{source} is empty: it yielded no batches. Pass a loader with at least one batch."
+            ) from None
     inputs, targets = batches.split_batch(first, source)
     inputs, targets = batches.move_to((inputs, targets), device)
     was_training = module.training

@@ -36,8 +36,15 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         task,
     )
     info = system_info(trainer.device, trainer.precision.name)
-    logger.info("Model:\n%s\nSystem: %s", trainer.model_summary, ", ".join(f"{key} {value}" for key, value in info.items()))
-    run = {"batch_size": batch_size, "steps_per_epoch": trainer.steps_per_epoch, "peak_lr": trainer.peak_lr, "parameters": params}
+    logger.info(
+        "Model:\n%s\nSystem: %s", trainer.model_summary, ", ".join(f"{key} {value}" for key, value in info.items())
+    )
+    run = {
+        "batch_size": batch_size,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "peak_lr": trainer.peak_lr,
+        "parameters": params,
+    }
     session = getattr(trainer, "distributed", None)
     if session is not None:  # under torchrun: batch_size is per process
         run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)

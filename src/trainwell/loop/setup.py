@@ -103,6 +103,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     if config.run_dir is not None and is_primary(session):
         write_text(RunPaths(Path(config.run_dir)).model_summary, trainer.model_summary + "\n")
 
+
 def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.FirstBatch:
     """Check the loader's first batch against the model; the training batches decide the task."""
     first = preflight.probe(
@@ -114,23 +115,32 @@ def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.Fi
         task=trainer.task,
         requested_task=trainer.config.task,
         loss_fn=trainer.config.loss_fn,
-        custom_step=_overrides_train_step(trainer),
+        custom_step=trainer.overrides_train_step,
     )
     trainer.task = first.task
     return first
 
+
 def _build_guard(trainer: Trainer) -> None:
     """The divergence machinery: the spike detector (or None), the guard and the healer it calls."""
     config = trainer.config
-    trainer.spikes = LossSpikeDetector(config.loss_spike_factor, device=trainer.device) if config.loss_spike_factor is not None else None
+    trainer.spikes = (
+        LossSpikeDetector(config.loss_spike_factor, device=trainer.device)
+        if config.loss_spike_factor is not None
+        else None
+    )
     trainer.guard = NonFiniteGuard(
         config.max_nonfinite_steps,
         advice=divergence_advice(config.max_grad_norm, trainer.peak_lr, trainer.precision.name),
-        on_skip=trainer._record_skip,
+        on_skip=lambda message, *args, skipped: trainer.record_event(
+            "nonfinite_skip", logging.WARNING, message % args, skipped=skipped
+        ),
         on_diverged=lambda run, step: trainer.healer.on_diverged(run, step),
         bad="non-finite or spiking" if trainer.spikes is not None else "non-finite",
     )
-    checkpoints = RunPaths(Path(config.run_dir)).checkpoints if config.run_dir is not None and config.save_checkpoints else None
+    checkpoints = (
+        RunPaths(Path(config.run_dir)).checkpoints if config.run_dir is not None and config.save_checkpoints else None
+    )
     trainer.healer = Healer(
         config.max_rollbacks,
         config.rollback_lr_factor,
@@ -144,6 +154,7 @@ def _build_guard(trainer: Trainer) -> None:
         monitor=trainer.monitor,
         peak_lr=trainer.peak_lr,
     )
+
 
 def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader: Iterable[Any]) -> list[Callback]:
     """The built-in callbacks, the user's, then those that must see every other's state (checkpointing last)."""
@@ -161,9 +172,13 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
     if config.progress and is_primary(session):
         builtins.append(ProgressBar())
     if config.run_dir is not None:
-        builtins += run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor) if is_primary(session) else []
+        builtins += (
+            run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor) if is_primary(session) else []
+        )
     elif config.loggers:
-        logger.warning("loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers)
+        logger.warning(
+            "loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers
+        )
     trainer.checkpointing = Checkpointing.for_config(config, trainer.monitor, trainer.healer.on_good_checkpoint)
     last = [trainer.checkpointing] if trainer.checkpointing is not None else []
     if session is not None:
@@ -177,9 +192,3 @@ def _wants_channels_last(setting: bool | None, module: nn.Module, device: torch.
     if setting is not None:
         return setting
     return device.type == "cuda" and any(isinstance(layer, nn.Conv2d) for layer in module.modules())
-
-
-def _overrides_train_step(trainer: Trainer) -> bool:
-    from trainwell.loop.trainer import Trainer
-
-    return type(trainer).train_step is not Trainer.train_step

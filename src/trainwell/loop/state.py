@@ -115,7 +115,11 @@ class TrainState:
         """Restore :meth:`state_dict`'s values; the loss sums go to :attr:`sums_device`."""
 
         def placed(value: Any) -> Any:
-            return value.to(self.sums_device) if isinstance(value, torch.Tensor) and self.sums_device is not None else value
+            return (
+                value.to(self.sums_device)
+                if isinstance(value, torch.Tensor) and self.sums_device is not None
+                else value
+            )
 
         self.epoch = state["epoch"]
         self.global_step = state["global_step"]
@@ -143,16 +147,18 @@ class FromState:
 
 
 def load_parts(parts: dict[str, Any], state: dict[str, Any], source: str) -> None:
-    """Load each part's state from ``state`` (a ``Trainer.state_dict()``), in the parts' order; parts it lacks start afresh.
+    """Load each part's state from ``state`` (a ``Trainer.state_dict()``); parts it lacks start afresh.
 
-    The model and optimizer are refused, naming what differs, when the state is of another
-    architecture or parameter grouping.
+    The parts load in their order, except the random generators (``"rng"``), which always load
+    last so that nothing draws from them after they are restored. The model and optimizer are
+    refused, naming what differs, when the state is of another architecture or parameter grouping.
 
     Raises:
         CheckpointMismatchError: another architecture or optimizer grouping.
         ConfigError: another precision.
     """
-    for name, part in parts.items():
+    for name in sorted(parts, key=lambda name: name == "rng"):
+        part = parts[name]
         if name not in state:
             logger.debug("%s has no state for %s: it starts afresh.", source, name)
         elif name == "model":

@@ -156,7 +156,9 @@ def _classification(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, 
             )
         reshape = outputs.shape != targets.shape
         if reshape:
-            logger.info("Reshaping binary targets %s to the outputs' shape %s.", tuple(targets.shape), tuple(outputs.shape))
+            logger.info(
+                "Reshaping binary targets %s to the outputs' shape %s.", tuple(targets.shape), tuple(outputs.shape)
+            )
         return Task("classification", loss_fn or nn.BCEWithLogitsLoss(), "binary", reshape_targets=reshape)
     raise DataError(
         f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "

@@ -44,6 +44,7 @@ from trainwell.system import memory_metrics, reset_peak_memory
 
 logger = logging.getLogger("trainwell")
 
+
 class Trainer:
     """Trains a model with the best practices on by default.
 
@@ -281,7 +282,11 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
         self._compile_seconds += seconds
-        self.record_event("compile", message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.", compile_time_s=seconds)
+        self.record_event(
+            "compile",
+            message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.",
+            compile_time_s=seconds,
+        )
         return loss
 
     def _validate(self, val_loader: Iterable[Any]) -> dict[str, float]:
@@ -351,9 +356,9 @@ class Trainer:
     def parts(self) -> dict[str, Any]:
         """Every stateful part of the run (inside ``fit``), by its key in a checkpoint, in restore order.
 
-        The random generators come last, so that nothing draws from them after they are restored.
         A new stateful part is added here, and nowhere else, to be checkpointed and resumed; a
         subclass adds its own by extending the dict (any object with ``state_dict``/``load_state_dict``).
+        The random generators (``"rng"``) are restored last, wherever they stand.
         """
         parts = {
             "model": self.module,
@@ -388,16 +393,8 @@ class Trainer:
 
     def checkpoint(self) -> dict[str, Any]:
         """What a checkpoint file of the run as it stands holds: :meth:`state_dict` with the config and classic keys."""
-        history = self.state.history
-        return checkpoint_of(
-            self.state_dict(),
-            epoch=self.state.completed_epochs,
-            step=self.global_step,
-            batch_in_epoch=self.batch_in_epoch,
-            val_loss=next((row["val_loss"] for row in reversed(history) if "val_loss" in row), None),
-            config=self.config.to_yaml_dict(),
-            world_size=self.distributed.world_size if self.distributed is not None else 1,
-        )
+        world_size = self.distributed.world_size if self.distributed is not None else 1
+        return checkpoint_of(self.state_dict(), self.state, config=self.config.to_yaml_dict(), world_size=world_size)
 
     def is_healthy(self) -> bool:
         """Whether the current state is worth returning to: no step of its epoch went bad (reads device verdicts)."""
@@ -411,7 +408,9 @@ class Trainer:
         self.load_state_dict(parts, source)
         batch, epoch = self.batch_in_epoch, self.epoch
         where = f"epoch {epoch} after {batch} of its batches" if batch is not None else f"the end of epoch {epoch}"
-        self.record_event("resumed", logging.INFO, f"Resumed from {path} at step {self.global_step} ({where}).", checkpoint=str(path))
+        self.record_event(
+            "resumed", logging.INFO, f"Resumed from {path} at step {self.global_step} ({where}).", checkpoint=str(path)
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -425,19 +424,18 @@ class Trainer:
         return self.state.running_loss()
 
     def record_event(self, event: str, level: int = logging.INFO, message: str | None = None, **fields: Any) -> None:
-        """Record something that happened during training (a skipped step, a rollback, ...).
-
-        The event is logged and kept in ``trainer.events``; with a run directory it is also
-        written to metrics.jsonl as ``{"event": event, "epoch": ..., "step": ..., **fields}``.
-        """
+        """Log something that happened (a skipped step, a rollback ...) and keep it in ``trainer.events``
+        (and metrics.jsonl: ``{"event": event, "epoch": ..., "step": ..., **fields}``)."""
         self.state.record_event(event, level, message, **fields)
+
+    @property
+    def overrides_train_step(self) -> bool:
+        """Whether a subclass computes the step itself (then the model's outputs are its business)."""
+        return type(self).train_step is not Trainer.train_step
 
     def _checks_on_device(self) -> bool:
         """Whether non-finite steps are judged on the device, with no per-step sync (reliability/divergence.py)."""
         return judged_on_device(self.device, self.precision.scaler is not None, is_fused(self.optimizer))
-
-    def _record_skip(self, message: str, *args: Any, skipped: int) -> None:
-        self.record_event("nonfinite_skip", logging.WARNING, message % args, skipped=skipped)
 
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         """Build the run's parts for ``model`` and the loaders (a fresh state: resuming loads into it)."""

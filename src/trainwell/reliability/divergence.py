@@ -99,13 +99,19 @@ class NonFiniteGuard:
         """Device mode: read the counters (one sync) and raise if a run of bad steps was too long."""
         if self._device_bad_total is None:
             return
-        new_bad, longest, current = (int(v) for v in torch.stack(
-            [self._device_bad_total, self._device_longest_run, self._device_run]
-        ).tolist())
+        new_bad, longest, current = (
+            int(v) for v in torch.stack([self._device_bad_total, self._device_longest_run, self._device_run]).tolist()
+        )
         self._device_bad_total = self._device_run = self._device_longest_run = None
         if new_bad:
             self.skipped += new_bad
-            self.on_skip("%d steps with a %s loss or gradient were skipped up to step %d.", new_bad, self.bad, step, skipped=new_bad)
+            self.on_skip(
+                "%d steps with a %s loss or gradient were skipped up to step %d.",
+                new_bad,
+                self.bad,
+                step,
+                skipped=new_bad,
+            )
         self.consecutive = current
         if longest >= self.max_consecutive:
             self._diverged(longest, step)

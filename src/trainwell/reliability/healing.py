@@ -232,7 +232,9 @@ def divergence_advice(max_grad_norm: float | None, peak_lr: float, precision: st
     """What to change when training diverges, for the DivergenceError message."""
     advice = [f"Lower lr (now {peak_lr:.3g}; try {peak_lr / 10:.3g})"]
     advice.append(
-        "enable gradient clipping (max_grad_norm=1.0)" if max_grad_norm is None else f"clip harder (max_grad_norm={max_grad_norm / 10:g})"
+        "enable gradient clipping (max_grad_norm=1.0)"
+        if max_grad_norm is None
+        else f"clip harder (max_grad_norm={max_grad_norm / 10:g})"
     )
     if precision != "fp32":
         advice.append("try precision='fp32'")

@@ -52,7 +52,11 @@ class LoaderPosition:
         return epoch_batches(self.loader, batch_in_epoch, self.epoch_start)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"state": _own_state(self.loader), "generators": _generator_states(self.loader), "epoch_start": self.epoch_start}
+        return {
+            "state": _own_state(self.loader),
+            "generators": _generator_states(self.loader),
+            "epoch_start": self.epoch_start,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["state"] is not None and callable(getattr(self.loader, "load_state_dict", None)):

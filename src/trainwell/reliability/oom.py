@@ -104,7 +104,9 @@ class MicroBatching:
             free_memory(optimizer, device)
             if self.chunks >= total:
                 raise OutOfMemoryError(
-                    _single_sample_message(device, inputs, f"with the batch of {total} split into micro-batches of 1 sample")
+                    _single_sample_message(
+                        device, inputs, f"with the batch of {total} split into micro-batches of 1 sample"
+                    )
                 )
             self.chunks = min(self.chunks * 2, total)
             record_event(

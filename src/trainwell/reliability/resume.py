@@ -158,33 +158,24 @@ def supersede_newer(path: Path) -> None:
 
 
 def checkpoint_of(
-    trainer_state: dict[str, Any],
-    *,
-    epoch: int,
-    step: int,
-    batch_in_epoch: int | None,
-    val_loss: float | None,
-    config: dict[str, Any],
-    world_size: int,
+    trainer_state: dict[str, Any], state: Any, *, config: dict[str, Any], world_size: int
 ) -> dict[str, Any]:
     """The dictionary a checkpoint file holds for a trainer's state.
 
     Args:
         trainer_state: :meth:`trainwell.Trainer.state_dict`, one entry per stateful part.
-        epoch: Epochs completed.
-        step: Optimizer steps taken.
-        batch_in_epoch: Batches done in the epoch under way; None at the end of an epoch.
-        val_loss: The last completed epoch's validation loss, if any.
+        state: The loop state (:class:`trainwell.loop.state.TrainState`): where the run stands.
         config: The resolved config, as plain data.
         world_size: How many processes shared the data (a position inside an epoch means nothing for another number).
     """
+    last_val_loss = next((row["val_loss"] for row in reversed(state.history) if "val_loss" in row), None)
     return {
         "format_version": FORMAT_VERSION,
         "versions": versions(),
-        "epoch": epoch,
-        "step": step,
-        "batch_in_epoch": batch_in_epoch or 0,
-        "val_loss": val_loss,
+        "epoch": state.completed_epochs,
+        "step": state.global_step,
+        "batch_in_epoch": state.batch_in_epoch or 0,
+        "val_loss": last_val_loss,
         # The classic names of plain torch.save checkpoints, for readers that know only those: the same
         # objects as the trainer's entries, which pickling stores once.
         "model_state_dict": trainer_state["model"],
