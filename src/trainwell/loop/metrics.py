@@ -114,7 +114,7 @@ class ValidationMetrics:
         return {f"val_{name}": scores[name] for name in self.names if name in scores}
 
     def per_class(self) -> dict[str, list[float]] | None:
-        """Precision, recall, F1 and support of each class (binary: classes 0 and 1), after :meth:`compute`.
+        """Precision, recall, F1 and support of each class (binary: classes 0 and 1), of the counts :meth:`compute` read.
 
         Returns:
             ``{"precision": [...], "recall": [...], "f1": [...], "support": [...]}``, one entry per
@@ -133,10 +133,9 @@ class ValidationMetrics:
         """
         if "support" not in self._sizes:
             return None
-        counts = self._host if self._host is not None else None
-        if counts is None:
+        if self._host is None:
             self.compute()
-            counts = self._host
+        counts = self._host
         precision, recall, f1 = _class_scores(counts)
         return {
             "precision": precision.tolist(),
