@@ -104,3 +104,28 @@ def test_yaml_dict_names_callables_and_paths(tmp_path):
 def test_describe_allowed_covers_each_field():
     for name, info in TrainConfig.model_fields.items():
         assert describe_allowed(info.annotation, info.metadata), name
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (["acuracy"], "metrics=['acuracy']: 'acuracy' is not a known metric. Did you mean 'accuracy'?"),
+        (["val_f1"], "metrics=['val_f1']: 'val_f1' is not a known metric. Did you mean 'f1'?"),
+        (["accuracy", "RMSE"], "metrics=['accuracy', 'RMSE']: 'RMSE' is not a known metric. Did you mean 'rmse'?"),
+        (["top1"], "'top1' is the share of labels that are the top prediction: write 'accuracy'."),
+        (["loss"], "'loss' need not be asked for: val_loss is always computed."),
+        (["kappa"], "'kappa' is not a known metric. Known metrics: accuracy, f1, precision, recall, confusion_matrix"),
+        ("accuracy", "metrics='accuracy' has the wrong type: expected a list, each item a string or None."),
+    ],
+)
+def test_metric_names_are_checked_with_the_fix(metrics, message):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(metrics=metrics)
+    assert message in str(caught.value)
+
+
+def test_chosen_metrics_keep_their_order_without_duplicates():
+    assert TrainConfig().metrics is None  # the task's default set
+    assert TrainConfig(metrics=["top10", "f1", "top10", "perplexity"]).metrics == ["top10", "f1", "perplexity"]
+    assert TrainConfig(metrics=[]).metrics == []
+    assert TrainConfig(metrics=("mae", "r2")).to_yaml_dict()["metrics"] == ["mae", "r2"]

@@ -23,10 +23,12 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from trainwell.exceptions import ConfigError
 
@@ -40,6 +42,13 @@ Task = Literal["auto", "classification", "regression"]
 DEFAULT_WARMUP_FRACTION = {"onecycle": 0.3, "cosine": 0.0, "constant": 0.0}
 
 _DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+
+# The validation metrics `metrics=` may name, by task ("topK", any K from 2, is classification's
+# too). Each is reported as ``val_<name>``; which of them a task computes by default, and which
+# fit a given model, is decided from the first batch (trainwell.loop.metric_choice).
+CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall", "confusion_matrix", "perplexity")
+REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
+TOP_K_PATTERN = r"top([0-9]+)"
 
 
 class TrainConfig(BaseModel):
@@ -117,6 +126,16 @@ class TrainConfig(BaseModel):
             Under torchrun the rule applies to the global batch (batch size per process x processes).
         distributed_backend: The process group's backend under torchrun: ``"auto"`` (NCCL on CUDA,
             gloo on CPUs), ``"nccl"`` or ``"gloo"``. Unused in one process.
+        metrics: The validation metrics to compute, each reported as ``val_<name>`` beside
+            ``val_loss`` (which is always computed). Classification: ``"accuracy"``, ``"f1"``,
+            ``"precision"``, ``"recall"`` (macro averages over the classes; of the positive class
+            for one logit per target), ``"topK"`` (e.g. ``"top5"``: the share of labels among
+            the K highest logits), ``"perplexity"`` (exp of the mean cross-entropy per label) and
+            ``"confusion_matrix"`` (no ``val_`` column: ``confusion.json``, the report, and
+            ``trainwell.evaluate``; at most 100 classes). Regression: ``"mae"``, ``"mse"``,
+            ``"rmse"``, ``"r2"``. None (the default) computes the task's default set: accuracy,
+            f1, precision, recall and the confusion matrix up to 100 classes, accuracy alone
+            above; mae, rmse and r2 for regression. ``[]`` computes the loss alone.
 
     Raises:
         ConfigError: listing every invalid or unknown option.
@@ -168,6 +187,7 @@ class TrainConfig(BaseModel):
     reference_batch_size: Optional[StrictInt] = Field(None, ge=1)
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    metrics: Optional[list[StrictStr]] = None
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -189,6 +209,17 @@ class TrainConfig(BaseModel):
 
             require("tensorboard", "loggers=['tensorboard']", "tensorboard")
         return list(dict.fromkeys(loggers))
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str] | None) -> list[str] | None:
+        if metrics is None:
+            return None
+        for name in metrics:
+            problem = metric_name_problem(name)
+            if problem is not None:
+                raise PydanticCustomError("trainwell_choice", problem)
+        return list(dict.fromkeys(metrics))
 
     @model_validator(mode="after")
     def _resolve_schedule_defaults(self) -> TrainConfig:
@@ -216,6 +247,62 @@ class TrainConfig(BaseModel):
                 value = describe_callable(value)
             plain[name] = value
         return plain
+
+
+def metric_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as an item of ``metrics=`` (None: it is a known metric).
+
+    Example:
+        >>> metric_name_problem("acuracy")
+        "'acuracy' is not a known metric. Did you mean 'accuracy'?"
+    """
+    import re
+
+    known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+    if name in known:
+        return None
+    top_k = re.fullmatch(TOP_K_PATTERN, name)
+    if top_k is not None:
+        if int(top_k.group(1)) >= 2:
+            return None
+        return f"{name!r} is the share of labels that are the top prediction: write 'accuracy'."
+    if name in ("loss", "val_loss"):
+        return f"{name!r} need not be asked for: val_loss is always computed. List only the other metrics."
+    plain = name.lower().removeprefix("val_").replace("-", "_")
+    if plain in known or re.fullmatch(TOP_K_PATTERN, plain):
+        hint = f" Did you mean {plain!r}?"
+    else:
+        close = difflib.get_close_matches(plain, [*known, "top5"], n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else f" Known metrics: {', '.join(known)}, topK (e.g. 'top5')."
+    return f"{name!r} is not a known metric.{hint}"
+
+
+def check_metric_names(metrics: Any) -> list[str] | None:
+    """``metrics`` checked as ``TrainConfig(metrics=...)`` checks it (for APIs that take it alone), without duplicates.
+
+    Raises:
+        ConfigError: not a list of strings, or an unknown name.
+
+    Example:
+        >>> check_metric_names(("accuracy", "top5", "accuracy"))
+        ['accuracy', 'top5']
+    """
+    if metrics is None:
+        return None
+    if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Iterable):
+        raise ConfigError(
+            f"metrics={metrics!r} has the wrong type: expected a list of metric names, e.g. ['accuracy', 'top5']."
+        )
+    metrics = list(metrics)
+    for name in metrics:
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"metrics={metrics!r} holds {name!r}: expected metric names (strings), e.g. ['accuracy', 'top5']."
+            )
+        problem = metric_name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"metrics={metrics!r}: {problem}")
+    return list(dict.fromkeys(metrics))
 
 
 def describe_callable(value: Any) -> str:
@@ -257,6 +344,9 @@ def config_error(
         value = problem.get("input")
         if problem["type"] == "extra_forbidden":
             lines.append(_unknown_option_message(shown, sorted(config_type.model_fields), names))
+            continue
+        if problem["type"] == "trainwell_choice":  # a validator's own message, which names the fix
+            lines.append(f"{shown}={_show(value)}: {problem['msg']}")
             continue
         info = config_type.model_fields.get(field)
         allowed = describe_allowed(info.annotation, info.metadata) if info else problem["msg"]
@@ -327,6 +417,8 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         return _with_bounds("a number", bounds)
     if annotation is Path:
         return "a directory path"
+    if annotation in (str, StrictStr):
+        return "a string"
     if origin is not None and "Callable" in str(origin):
         return "a callable"
     return getattr(annotation, "__name__", str(annotation))

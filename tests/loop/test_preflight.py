@@ -43,3 +43,31 @@ def test_summarize_falls_back_to_one_sample_when_the_batch_does_not_fit():
 
     table = summarize(Small(), torch.zeros(8, 2), torch.device("cpu"))
     assert table.startswith("Small: input (1, 2) -> output (1, 1)")
+
+
+def test_the_first_batch_checks_leave_a_loaders_own_generator_alone(blobs):
+    """fit over DataLoader(generator=...) trains on the order a plain loop over the same loader sees."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import trainwell
+
+    inputs, targets = blobs
+
+    def model_and_loader():
+        torch.manual_seed(1)
+        order = torch.Generator().manual_seed(7)
+        loader = DataLoader(TensorDataset(inputs, targets), batch_size=32, shuffle=True, generator=order)
+        return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3)), loader
+
+    plain, loader = model_and_loader()
+    optimizer = torch.optim.AdamW(plain.parameters(), lr=1e-3, fused=True)
+    for batch_x, batch_y in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(plain(batch_x), batch_y).backward()
+        optimizer.step()
+    model, loader = model_and_loader()
+    options = {"schedule": "constant", "max_grad_norm": None, "early_stopping_patience": None}
+    trainwell.fit(model, loader, loader, epochs=1, restore_best_weights=False, decay_bias_and_norm=True,
+                  progress=False, **options)  # fmt: skip
+    for mine, theirs in zip(model.parameters(), plain.parameters()):
+        assert torch.equal(mine, theirs)

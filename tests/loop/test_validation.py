@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -58,3 +63,50 @@ def test_a_step_returning_only_its_loss_gives_the_loss_alone():
         source="val_loader",
     )
     assert list(result.metrics) == ["val_loss"] and result.details is None
+
+
+_MEMORY_CHILD = """
+import json, re, sys
+from pathlib import Path
+import torch
+from trainwell.loop.tasks import infer_task
+from trainwell.loop.validation import evaluation_pass
+
+def kilobytes(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+torch.set_num_threads(1)
+classes, generator = 20_000, torch.Generator().manual_seed(0)
+model = torch.nn.Linear(32, classes)
+inputs, targets = torch.randn(4096, 32, generator=generator), torch.randint(0, classes, (4096,), generator=generator)
+batches = [(inputs[i : i + 256], targets[i : i + 256]) for i in range(0, 4096, 256)]
+task = infer_task("auto", None, model(inputs[:2]).detach(), targets[:2])
+names = sys.argv[1:]
+
+def step(batch):
+    outputs = model(batch[0])
+    return {"loss": task.loss(outputs, batch[1]), "outputs": outputs, "targets": batch[1]}
+
+cpu = torch.device("cpu")
+evaluation_pass(model, batches[:1], step, task=lambda: task, device=cpu, source="val", metrics=names)  # one-time costs
+Path("/proc/self/clear_refs").write_text("5")  # the peak RSS starts again from here
+before = kilobytes("VmRSS")
+result = evaluation_pass(model, batches, step, task=lambda: task, device=cpu, source="val", metrics=names)
+print(json.dumps({"extra_mb": (kilobytes("VmHWM") - before) / 1024, "metrics": sorted(result.metrics)}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc/self/clear_refs")
+def test_a_pass_over_20000_classes_stays_under_200_mb_of_extra_memory():
+    """The peak resident memory of the pass, over its start, in a fresh process (memory freed by earlier
+    tests could hide an allocation): every class metric chosen, counted in memory linear in the classes."""
+    chosen = ["accuracy", "f1", "precision", "recall", "top5", "perplexity"]
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, *chosen], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["metrics"] == sorted(["val_loss", *(f"val_{name}" for name in chosen)])
+    # The logits of a batch alone are 20 MB (256 x 20,000 floats); a classes² confusion count would be 3.2 GB.
+    assert measured["extra_mb"] < 200, measured

@@ -66,3 +66,11 @@ def test_a_run_without_validation_still_plots():
 def test_a_missing_run_directory_is_named(tmp_path):
     with pytest.raises(ConfigError, match="is not a directory"):
         plot_runs([tmp_path / "missing"])
+
+
+def test_the_metric_panel_falls_back_to_a_chosen_validation_metric():
+    from trainwell.observe.curves import _metric_of
+
+    run = RunRecords.from_records([{"event": "epoch", "epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_top5": 0.7}])
+    assert _metric_of([run]) == ("val_top5", "validation top5")
+    assert _metric_of([_run("a", [(1.0, 0.9)])]) == ("val_accuracy", "validation accuracy")

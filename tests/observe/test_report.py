@@ -63,6 +63,19 @@ def test_text_from_the_run_is_escaped(tmp_path, run_dir):
     assert "<script>alert" not in page and "&lt;script&gt;" in page and "a &lt;b&gt; title" in page
 
 
+def test_chosen_validation_metrics_are_in_the_summary_after_the_usual_ones(tmp_path, run_dir):
+    copy = tmp_path / "chosen"
+    shutil.copytree(run_dir, copy)
+    records = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        if record["event"] == "epoch":
+            record.update(val_top5=0.5, val_perplexity=1.25)
+    (copy / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    page = write_report(copy).read_text()
+    rows = re.findall(r"<tr><td>([a-z_0-9]+)</td>", page)
+    assert rows.index("val_recall") < rows.index("val_perplexity") < rows.index("val_top5") < rows.index("lr")
+
+
 def _chromium():
     return next(
         (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None

@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainwell.data import TensorLoader
-from trainwell.reliability.loader_position import LoaderPosition, _generator_states, epoch_batches
+from trainwell.reliability.loader_position import LoaderPosition, _generator_states, epoch_batches, peek_first_batch
 
 
 def _epoch_start(loader):
@@ -92,3 +92,58 @@ def test_the_position_part_resumes_an_epoch_at_its_saved_batch_in_a_fresh_part(k
     assert len(resumed) == len(rest) == 5
     for (x, y), (rx, ry) in zip(rest, resumed):
         assert torch.equal(x, rx) and torch.equal(y, ry)
+
+
+class _Recorded(TensorDataset):
+    """Records the process that reads each item, and whether items were read in batches."""
+
+    def __init__(self, *tensors, batched=False):
+        super().__init__(*tensors)
+        self.readers = []
+        if batched:
+            self.__getitems__ = self._read_many
+
+    def __getitem__(self, index):
+        import os
+
+        self.readers.append(os.getpid())
+        return super().__getitem__(index)
+
+    def _read_many(self, indices):
+        self.readers.append("batched")
+        return [super(_Recorded, self).__getitem__(index) for index in indices]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_peeking_the_first_batch_leaves_the_order_to_come_as_it_was(workers):
+    """A DataLoader's own generator is not advanced (fit then sees the order a plain loop over it sees),
+    and one with workers is read in this process: no worker is started for a batch."""
+    import os
+
+    inputs, targets = torch.arange(40.0).unsqueeze(1), torch.arange(40)
+
+    def loader(dataset):
+        generator = torch.Generator().manual_seed(3)
+        return DataLoader(dataset, batch_size=6, shuffle=True, generator=generator, num_workers=workers)
+
+    untouched = [batch[1].tolist() for batch in loader(TensorDataset(inputs, targets))]
+    dataset = _Recorded(inputs, targets)
+    peeked_loader = loader(dataset)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = peek_first_batch(peeked_loader)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert dataset.readers == [os.getpid()] * 6  # six items, read here
+    assert first[1].tolist() == untouched[0]
+    assert [batch[1].tolist() for batch in peeked_loader] == untouched
+
+
+def test_peeking_uses_the_datasets_batched_read_and_refuses_nothing_silently():
+    inputs, targets = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    dataset = _Recorded(inputs, targets, batched=True)
+    first = peek_first_batch(DataLoader(dataset, batch_size=4, num_workers=2))
+    assert dataset.readers == ["batched"] and first[1].tolist() == [0, 1, 2, 3]
+    with pytest.raises(StopIteration):
+        peek_first_batch(DataLoader(TensorDataset(inputs[:0], targets[:0]), batch_size=4, num_workers=2))
+    with pytest.raises(StopIteration):
+        peek_first_batch([])

@@ -101,3 +101,30 @@ def test_bad_input_is_refused_clearly(blobs, classifier):
         DataError, match=r"the model failed on a batch of the loader \(inputs: a tensor of shape \(300, 5\)\)"
     ):
         trainwell.evaluate(classifier, [(torch.randn(300, 5), targets)])
+
+
+def test_chosen_metrics_are_computed_and_nothing_else(blobs, classifier):
+    evaluation = trainwell.evaluate(classifier, [blobs], metrics=["accuracy", "top2"], class_names=["x", "y", "z"])
+    inputs, targets = blobs
+    top2 = classifier(inputs).topk(2, dim=1).indices
+    assert list(evaluation.metrics) == ["loss", "accuracy", "top2"]
+    assert evaluation.metrics["top2"] == pytest.approx((top2 == targets[:, None]).any(1).float().mean().item())
+    assert evaluation.per_class is None and evaluation.confusion_matrix is None
+    assert evaluation.class_names == ["x", "y", "z"]
+    with pytest.raises(trainwell.ConfigError, match="Did you mean 'accuracy'"):
+        trainwell.evaluate(classifier, [blobs], metrics=["acuracy"])
+    with pytest.raises(trainwell.ConfigError, match="'top3' looks among the top 3 of 3 classes"):
+        trainwell.evaluate(classifier, [blobs], metrics=["top3"])
+
+
+def test_many_classes_give_accuracy_by_default_and_per_class_scores_when_asked():
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Linear(4, 150)
+    inputs, targets = torch.randn(64, 4, generator=generator), torch.randint(0, 150, (64,), generator=generator)
+    plain = trainwell.evaluate(model, [(inputs, targets)])
+    assert list(plain.metrics) == ["loss", "accuracy"] and plain.per_class is None and plain.confusion_matrix is None
+    asked = trainwell.evaluate(model, [(inputs, targets)], metrics=["accuracy", "f1"])
+    predicted = model(inputs).argmax(1).detach().numpy()
+    assert asked.metrics["f1"] == pytest.approx(sk.f1_score(targets, predicted, average="macro"), abs=1e-6)
+    assert len(asked.per_class) == 150 and asked.confusion_matrix is None
+    assert [row["support"] for row in asked.per_class] == torch.bincount(targets, minlength=150).tolist()

@@ -12,8 +12,8 @@ Trainer of each process:
   share of the data (:mod:`trainwell.data.sharding`), with ``no_sync()`` on all micro-batches but
   the last when out of memory splits a batch (:mod:`trainwell.reliability.oom`);
 - averages each step's loss over the processes, so that all judge a step (non-finite, spiking)
-  alike and ``train_loss`` is the global batch's; sums validation losses and counts and gathers
-  the predictions behind F1, precision, recall, RMSE and R², so that every metric covers the whole
+  alike and ``train_loss`` is the global batch's; sums the validation loss and the counters
+  behind every validation metric (:mod:`trainwell.loop.metrics`), so that each covers the whole
   validation set;
 - leaves the run directory (config, logs, metrics, plots, report, checkpoints) to rank 0, and
   loads on resume the checkpoint rank 0 picked; stops with the others, after one checkpoint,
@@ -121,18 +121,6 @@ class Session:
         torch.distributed.all_reduce(packed, op=torch.distributed.ReduceOp.MAX)
         return [int(value) for value in packed.tolist()]
 
-    def gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every process's ``tensor`` concatenated along dimension 0, in rank order (row counts may differ)."""
-        rows = torch.tensor([len(tensor)], dtype=torch.int64, device=tensor.device)
-        counts = [torch.zeros_like(rows) for _ in range(self.world_size)]
-        torch.distributed.all_gather(counts, rows)
-        counts = [int(count) for count in torch.cat(counts).tolist()]
-        padded = torch.zeros((max(counts), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-        padded[: len(tensor)] = tensor
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        torch.distributed.all_gather(parts, padded)
-        return torch.cat([part[:count] for part, count in zip(parts, counts)])
-
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm statistics) in every process, before validating on the plain module.
 
@@ -149,12 +137,10 @@ class Session:
             return contextlib.nullcontext()
         return self.ddp.no_sync()
 
-    def reduce_validation(self, totals: torch.Tensor, samples: int, details: Any) -> tuple[torch.Tensor, int]:
-        """Validation sums and sample count over every process, and every process's predictions in ``details``."""
+    def reduce_validation(self, totals: torch.Tensor, samples: int) -> tuple[torch.Tensor, int]:
+        """Validation sums (the loss's and the metrics' counters) and sample count, added up over every process."""
         count = torch.tensor([float(samples)], dtype=totals.dtype, device=totals.device)
         packed = self.sum(torch.cat([totals, count]))
-        if details is not None:
-            details.gather(self.gather_rows)
         return packed[:-1], int(packed[-1].item())
 
     def barrier(self) -> None:

@@ -17,6 +17,7 @@ from trainwell.data import batches
 from trainwell.exceptions import DataError, ModelError
 from trainwell.loop.tasks import infer_task
 from trainwell.models.summarize import summary
+from trainwell.reliability.loader_position import peek_first_batch
 from trainwell.reliability.oom import forward_fitting, free_memory, split
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def probe(
     """
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
-            first = next(iter(loader))
+            first = peek_first_batch(loader)
         except StopIteration:
             raise DataError(
                 f"{source} is empty: it yielded no batches. Pass a loader with at least one batch."

@@ -23,6 +23,7 @@ from trainwell.distributed.session import is_primary
 from trainwell.files.atomic import write_text
 from trainwell.files.rundir import RunPaths
 from trainwell.loop import preflight
+from trainwell.loop.metric_choice import choose_metrics
 from trainwell.loop.optimizers import build_optimizer, scaled_lr
 from trainwell.loop.precision import Precision
 from trainwell.loop.run_info import log_run_start
@@ -60,6 +61,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     first = _probe(trainer, train_loader, "train_loader")
     if val_loader is not None:
         _probe(trainer, val_loader, "val_loader")
+        if trainer.task is not None:  # metrics that do not fit the model fail now, not after an epoch
+            choose_metrics(config.metrics, trainer.task)
     else:
         logger.warning(
             "No val_loader given: training without validation, so there is no val_loss, no early "

@@ -1,10 +1,12 @@
-"""Tasks: what the targets mean, which loss fits them, and which metrics to report.
+"""Tasks: what the targets mean, which loss fits them, and where the class logits are.
 
 :func:`infer_task` looks once at the first batch (the model's outputs and the targets) and the
 loss, decides between classification and regression, and checks that the targets fit the
 outputs, so that a label 10 against 10 classes, or regression targets of shape ``(N,)`` against
 outputs of shape ``(N, 1)``, are caught before training instead of failing deep inside a loss
-or, worse, silently broadcasting.
+or, worse, silently broadcasting. Class logits may come in torch's layout ``(N, C, ...)`` or with
+the class dimension last, ``(N, T, C)``, as sequence models return them; the targets' shape tells
+which (and shapes that fit both are refused rather than guessed).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _CLASSIFICATION_LOSSES = (
     nn.BCEWithLogitsLoss,
     nn.MultiLabelSoftMarginLoss,
 )
+# The losses that take class logits in dimension 1 and class-index targets.
+_CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 _REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.GaussianNLLLoss, nn.PoissonNLLLoss)
 
 
@@ -44,12 +48,20 @@ class Task:
         kind: ``"multiclass"`` (one logit per class), ``"binary"`` (one logit per target) or
             ``"regression"``.
         reshape_targets: Targets are reshaped to the outputs' shape (same number of elements).
+        class_dim: Where the class logits are (multiclass): ``1``, torch's ``(N, C, ...)``, or
+            ``-1``, the class dimension last, ``(N, ..., C)`` (sequence models' ``(N, T, C)``).
+        classes: How many classes (multiclass; 2 for binary); None for regression.
+        values: How many values each sample's outputs hold (regression: the columns that RMSE
+            and R² average over); None for classification.
     """
 
     name: str
     loss_fn: Callable[..., torch.Tensor]
     kind: str
     reshape_targets: bool = False
+    class_dim: int = 1
+    classes: int | None = None
+    values: int | None = None
 
     def prepare_targets(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Targets in the dtype and shape the loss expects (no copy when nothing changes)."""
@@ -61,27 +73,14 @@ class Task:
         return targets if targets.is_floating_point() else targets.float()
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(outputs, self.prepare_targets(outputs, targets))
-
-    def metric_sums(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-batch sums (on the device) that :meth:`summarize` turns into validation metrics."""
+        """The loss of one batch; class-last logits reach torch's class-index losses flattened to ``(N * T, C)``."""
         targets = self.prepare_targets(outputs, targets)
-        if self.kind == "multiclass":
-            counted = targets != IGNORE_INDEX
-            correct = (outputs.argmax(dim=1) == targets) & counted
-            return {"correct": correct.sum(), "labels": counted.sum()}
-        if self.kind == "binary":
-            correct = (outputs > 0) == (targets > 0.5)
-            return {"correct": correct.sum(), "labels": torch.tensor(targets.numel(), device=targets.device)}
-        errors = (outputs.float() - targets.float()).abs()
-        return {"abs_error": errors.sum(), "labels": torch.tensor(targets.numel(), device=targets.device)}
-
-    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        """Validation metrics from summed counts: val_accuracy, or val_mae for regression."""
-        labels = max(sums.get("labels", 0.0), 1.0)
-        if self.name == "classification":
-            return {"val_accuracy": sums["correct"] / labels}
-        return {"val_mae": sums["abs_error"] / labels}
+        if self.class_dim == -1 and outputs.dim() > 2 and isinstance(self.loss_fn, _CLASS_INDEX_LOSSES):
+            # Torch's losses want classes in dimension 1; every position is one sample of them (the
+            # mean over labels is the same, ignore_index still applies), and the last-dimension
+            # softmax of a contiguous (N*T, C) view is the fastest there is.
+            return self.loss_fn(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+        return self.loss_fn(outputs, targets)
 
 
 def task_of_loss(loss_fn: Any) -> str | None:
@@ -136,16 +135,12 @@ def infer_task(
 
 
 def _classification(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, source: str) -> Task:
-    if outputs.dim() == targets.dim() + 1 and outputs.shape[1] >= 2:
-        classes = outputs.shape[1]
-        if outputs.shape[:1] + outputs.shape[2:] != targets.shape:
-            raise DataError(
-                f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} "
-                f"in {source}: class-index targets need the outputs' shape without the class dimension "
-                f"{tuple(outputs.shape[:1] + outputs.shape[2:])}."
-            )
-        _check_class_labels(targets, classes, source)
-        return Task("classification", loss_fn or nn.CrossEntropyLoss(), "multiclass")
+    if outputs.dim() == targets.dim() + 1:
+        class_dim = _class_dim(outputs, targets, source)
+        if class_dim is not None:
+            classes = outputs.shape[class_dim]
+            _check_class_labels(targets, classes, source)
+            return Task("classification", loss_fn or nn.CrossEntropyLoss(), "multiclass", False, class_dim, classes)
     if outputs.numel() == targets.numel() and outputs.shape[0] == targets.shape[0]:
         labels = torch.unique(targets)
         if not bool(((labels == 0) | (labels == 1)).all()):
@@ -159,11 +154,42 @@ def _classification(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, 
             logger.info(
                 "Reshaping binary targets %s to the outputs' shape %s.", tuple(targets.shape), tuple(outputs.shape)
             )
-        return Task("classification", loss_fn or nn.BCEWithLogitsLoss(), "binary", reshape_targets=reshape)
+        return Task("classification", loss_fn or nn.BCEWithLogitsLoss(), "binary", reshape, classes=2)
     raise DataError(
         f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "
         f"{source}: classification expects outputs (N, classes) with integer targets (N,), or one logit "
         "per 0/1 target."
+    )
+
+
+def _class_dim(outputs: torch.Tensor, targets: torch.Tensor, source: str) -> int | None:
+    """Where the class logits are, told by which dimension the targets lack: 1, -1, or None (one logit per target).
+
+    Raises:
+        DataError: the targets fit neither layout, or both (the class count equals every other size).
+    """
+    shape = tuple(outputs.shape)
+    first = shape[:1] + shape[2:] == tuple(targets.shape) and shape[1] >= 2
+    # With 2-D outputs, the last dimension is dimension 1: one layout, torch's.
+    last = outputs.dim() > 2 and shape[:-1] == tuple(targets.shape) and shape[-1] >= 2
+    if first and last:
+        raise DataError(
+            f"outputs of shape {shape} against targets of shape {tuple(targets.shape)} in {source} fit both "
+            f"class layouts: {shape[1]} classes in dimension 1 (torch's (N, C, ...)) or in the last dimension "
+            "((N, ..., C), as sequence models return them), because the class count equals every other size. "
+            "Give the model one more output (a class no label uses), or batches of another length, so that "
+            "the shapes tell the layout."
+        )
+    if first or last:
+        return 1 if first else -1
+    if shape[1] == 1 or shape[-1] == 1:
+        return None  # one logit per target: binary, if the counts agree
+    layouts = f"{shape[:1] + shape[2:]} for classes in dimension 1"
+    if outputs.dim() > 2:
+        layouts += f", or {shape[:-1]} for classes last"
+    raise DataError(
+        f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {shape} in {source}: class-index "
+        f"targets need the outputs' shape without the class dimension, {layouts}."
     )
 
 
@@ -188,15 +214,16 @@ def _check_class_labels(targets: torch.Tensor, classes: int, source: str) -> Non
 
 
 def _regression(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, source: str) -> Task:
+    values = outputs[0].numel() if outputs.dim() > 0 and len(outputs) else 1
     if outputs.shape == targets.shape:
-        return Task("regression", loss_fn or nn.MSELoss(), "regression")
+        return Task("regression", loss_fn or nn.MSELoss(), "regression", values=values)
     if outputs.numel() == targets.numel() and outputs.shape[0] == targets.shape[0]:
         logger.info(
             "Reshaping regression targets %s to the outputs' shape %s (never broadcast).",
             tuple(targets.shape),
             tuple(outputs.shape),
         )
-        return Task("regression", loss_fn or nn.MSELoss(), "regression", reshape_targets=True)
+        return Task("regression", loss_fn or nn.MSELoss(), "regression", reshape_targets=True, values=values)
     raise DataError(
         f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "
         f"{source}: regression needs one output per target value. Change the model's last layer to "

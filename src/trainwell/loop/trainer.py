@@ -334,9 +334,11 @@ class Trainer:
         """Mean loss and task metrics over ``loader``, weighted by batch size (no per-batch host sync).
 
         Returns:
-            ``val_loss`` with ``val_accuracy``, ``val_f1``, ``val_precision``, ``val_recall``
-            (classification) or ``val_mae``, ``val_rmse``, ``val_r2`` (regression); the pass's
-            predictions stay in ``trainer.last_validation`` (with a confusion matrix).
+            ``val_loss`` and ``val_<name>`` for each metric of ``config.metrics`` (by default
+            ``val_accuracy``, ``val_f1``, ``val_precision``, ``val_recall`` for classification,
+            ``val_accuracy`` alone above 100 classes, ``val_mae``, ``val_rmse``, ``val_r2`` for
+            regression); the pass's counts stay in ``trainer.last_validation`` (with the
+            confusion matrix, where it is on).
         """
         result = evaluation_pass(
             self.model,
@@ -347,6 +349,7 @@ class Trainer:
             source="val_loader",
             autocast=self.precision.autocast,
             session=self.distributed,
+            metrics=self.config.metrics,
         )
         self.last_validation = result.details
         return result.metrics

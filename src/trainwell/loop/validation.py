@@ -1,16 +1,15 @@
 """One evaluation pass over held-out batches, the same for validation during training and for ``trainwell.evaluate``.
 
 The model runs in eval mode without gradients (its mode is restored afterwards). Losses are
-weighted by batch size, so the result does not depend on how the data is batched; the task's
-metrics are summed on the device and every prediction is kept there (:mod:`trainwell.loop.metrics`),
-so the pass adds no per-batch host synchronisation: the numbers are read once, at its end. Under
-torchrun the sums and predictions of every process are combined, so each metric covers the whole
-validation set.
+weighted by batch size, so the result does not depend on how the data is batched; the chosen
+metrics are counted on the device (:mod:`trainwell.loop.metrics`), so the pass adds no per-batch
+host synchronisation: the numbers are read once, at its end. Under torchrun the sums of every
+process are added up, so each metric covers the whole validation set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,7 @@ class PassResult:
 
     Attributes:
         metrics: ``val_loss`` and the task's ``val_*`` metrics.
-        details: The pass's predictions and targets (per-class scores, confusion matrix), or None
-            without a task.
+        details: The pass's counts (per-class scores, confusion matrix), or None without a task.
         samples: How many samples were evaluated (in every process together).
     """
 
@@ -53,6 +51,7 @@ def evaluation_pass(
     source: str,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     session: Session | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> PassResult:
     """Run ``step`` over every batch of ``loader`` and measure the loss and the task's metrics.
 
@@ -66,18 +65,22 @@ def evaluation_pass(
         device: Where the batches go.
         source: The loader's name, for messages about malformed batches.
         autocast: The precision's autocast context.
-        session: Under torchrun, the process's session: sums and predictions of every process.
+        session: Under torchrun, the process's session: the sums of every process.
+        metrics: The metric names to compute (``TrainConfig.metrics``); None: the task's default set.
 
     Returns:
         A :class:`PassResult`.
+
+    Raises:
+        ConfigError: a chosen metric does not fit the task.
     """
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    sum_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    loss_sum = torch.zeros(1, dtype=sum_dtype, device=device)
     samples = 0
-    sums: dict[str, torch.Tensor] = {}
     decided = task()
-    details = ValidationMetrics(decided) if decided is not None else None
+    details = ValidationMetrics(decided, metrics, device) if decided is not None else None
     try:
         with torch.no_grad():
             for batch in loader:
@@ -86,24 +89,20 @@ def evaluation_pass(
                 batch = batches.move_to((inputs, targets), device, non_blocking=True)
                 with autocast():
                     out = step(batch)
-                loss_sum += loss_of(out).detach().double() * count
+                loss_sum += loss_of(out).detach().to(sum_dtype) * count
                 samples += count
                 decided = decided or task()
                 if decided is None or not isinstance(out, dict) or "outputs" not in out:
                     continue
-                details = details or ValidationMetrics(decided)
-                for name, value in decided.metric_sums(out["outputs"], out["targets"]).items():
-                    sums[name] = sums[name] + value if name in sums else value
+                details = details or ValidationMetrics(decided, metrics, device)
                 details.update(out["outputs"], out["targets"])
     finally:
         model.train(was_training)
-    names = list(sums)
-    totals = torch.stack([loss_sum, *(sums[name].double() for name in names)])
+    totals = torch.cat([loss_sum, details.sums()]) if details is not None else loss_sum
     if session is not None:
-        totals, samples = session.reduce_validation(totals, samples, details)
-    values = totals.tolist()
-    metrics = {"val_loss": values[0] / max(samples, 1)}
-    if decided is not None and names:
-        metrics.update(decided.summarize(dict(zip(names, values[1:]))))
-        metrics.update(details.compute())
-    return PassResult(metrics, details, samples)
+        totals, samples = session.reduce_validation(totals, samples)
+    totals = totals.cpu()  # the one read of the pass
+    result = {"val_loss": totals[0].item() / max(samples, 1)}
+    if details is not None:
+        result.update(details.compute(totals[1:]))
+    return PassResult(result, details, samples)

@@ -120,6 +120,11 @@ def _metric_of(runs: Sequence[RunRecords]) -> tuple[str | None, str]:
     for key, title in METRIC_PANELS:
         if any(run.has(key) for run in runs):
             return key, title
+    # Otherwise the first other validation metric the run chose (val_top5, val_perplexity ...).
+    for run in runs:
+        for key in (key for row in run.epochs for key in row):
+            if key.startswith("val_") and key != "val_loss":
+                return key, "validation " + key.removeprefix("val_")
     return None, "validation metric"
 
 

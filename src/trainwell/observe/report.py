@@ -153,6 +153,10 @@ def _summary(run: RunRecords) -> str:
     if not columns or columns[0][1] is not final:
         columns.append((f"final (epoch {final.get('epoch')})", final))
     metrics = [m for m in SUMMARY_METRICS if any(m in row for _, row in columns)]
+    # Validation metrics a run chose beyond the usual ones (val_top5, val_perplexity ...), after them.
+    chosen = sorted({m for _, row in columns for m in row if m.startswith("val_") and m not in SUMMARY_METRICS})
+    at = next((i for i, m in enumerate(metrics) if m != "train_loss" and not m.startswith("val_")), len(metrics))
+    metrics[at:at] = chosen
     head = "<tr><th>metric</th>" + "".join(f"<th>{_e(label)}</th>" for label, _ in columns) + "</tr>"
     rows = [
         f"<tr><td>{_e(m)}</td>" + "".join(f"<td>{_e(_cell(m, row.get(m)))}</td>" for _, row in columns) + "</tr>"

@@ -140,6 +140,38 @@ class _Continuing:
         return self.length
 
 
+def peek_first_batch(loader: Iterable[Any]) -> Any:
+    """The first batch of ``loader``, taken so that iterating it afterwards draws the order it would have drawn.
+
+    Torch's global random state is put back (a DataLoader draws its seeds from it), and so are
+    the loader's own generators (a ``DataLoader(generator=...)`` and its sampler's), which a
+    first ``iter()`` would otherwise advance. A DataLoader with worker processes over a map-style
+    dataset reads the batch in this process, as a worker would (its batch sampler's first
+    indices, the dataset's ``__getitems__`` or items, its ``collate_fn``): starting the workers
+    for one batch costs a fraction of a second, and each epoch starts them again.
+
+    Raises:
+        StopIteration: the loader yields no batches.
+
+    Example:
+        >>> peek_first_batch([(torch.zeros(2, 1), torch.ones(2))] * 3)[1]
+        tensor([1., 1.])
+    """
+    states = _generator_states(loader)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if _with_workers(loader) and loader.batch_sampler is not None and _is_map_style(loader):
+                # As iter(loader) does: the workers' base seed first, then the sampler's order.
+                torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+                indices = next(iter(loader.batch_sampler))
+                read_many = getattr(loader.dataset, "__getitems__", None)
+                samples = read_many(indices) if read_many else [loader.dataset[index] for index in indices]
+                return loader.collate_fn(samples)
+            return next(iter(loader))
+    finally:
+        _set_generator_states(loader, states)
+
+
 def _replayed(loader: Iterable[Any], start: int, epoch_start: dict[str, Any]) -> Iterable[Any]:
     """An iterator over ``loader`` past its first ``start`` batches, drawn under the epoch's starting random state."""
     with _at_epoch_start(loader, epoch_start):
@@ -190,6 +222,10 @@ def _is_dataloader(loader: Any) -> bool:
     from torch.utils.data import DataLoader
 
     return isinstance(loader, DataLoader)
+
+
+def _with_workers(loader: Any) -> bool:
+    return _is_dataloader(loader) and loader.num_workers > 0
 
 
 def _is_map_style(loader: Any) -> bool:

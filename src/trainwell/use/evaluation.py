@@ -1,9 +1,9 @@
 """Evaluate a trained model on held-out data: the loss and the task's metrics, with per-class detail.
 
 :func:`evaluate` runs a model over a loader once, in eval mode and without gradients, and
-reports what the trainer reports after each epoch (the loss, accuracy or MAE, and the
-torchmetrics scores of :mod:`trainwell.loop.metrics`) plus, for classification, each class's precision,
-recall, F1 and support and the confusion matrix. The task and the loss are decided from the first
+reports what the trainer reports after each epoch (the loss and the metrics of
+:mod:`trainwell.loop.metrics`, the same pass, :mod:`trainwell.loop.validation`) plus, for
+classification, each class's precision, recall, F1 and support and the confusion matrix. The task and the loss are decided from the first
 batch exactly as in training (:func:`trainwell.loop.tasks.infer_task`), so the numbers are comparable
 with the ``val_*`` columns of a run's metrics.jsonl.
 
@@ -30,12 +30,15 @@ class Evaluation:
     Attributes:
         task: ``"classification"`` or ``"regression"``.
         samples: How many samples were evaluated.
-        metrics: ``loss`` and ``accuracy``, ``f1``, ``precision``, ``recall`` (macro averages over
-            the classes; of the positive class for a single-logit binary model), or ``loss``,
-            ``mae``, ``rmse``, ``r2`` for regression.
-        class_names: The name of each class, index = label (classification).
-        per_class: Per class: ``{"class", "precision", "recall", "f1", "support"}`` (classification).
-        confusion_matrix: ``matrix[true][predicted]`` counts (classification with at most 100 classes).
+        metrics: ``loss`` and each chosen metric (``evaluate``'s ``metrics``). By default
+            ``accuracy``, ``f1``, ``precision``, ``recall`` (macro averages over the classes; of
+            the positive class for a single-logit binary model), ``accuracy`` alone above 100
+            classes, or ``mae``, ``rmse``, ``r2`` for regression.
+        class_names: The name of each class, index = label (with per-class scores).
+        per_class: Per class: ``{"class", "precision", "recall", "f1", "support"}`` (classification,
+            with f1, precision or recall among the metrics: by default up to 100 classes).
+        confusion_matrix: ``matrix[true][predicted]`` counts (with ``"confusion_matrix"`` among
+            the metrics: by default for classification with at most 100 classes).
         source: What was evaluated (a split, a file), for the record.
     """
 
@@ -98,6 +101,7 @@ def evaluate(
     loss_fn: Callable[..., Any] | None = None,
     class_names: Sequence[str] | None = None,
     device: Any = None,
+    metrics: Sequence[str] | None = None,
 ) -> Evaluation:
     """Measure ``model`` on every batch of ``loader``: the loss and the task's metrics.
 
@@ -114,6 +118,8 @@ def evaluate(
             logits for one output, MSE), as training does.
         class_names: Names for the classes in the per-class table (default ``"0"``, ``"1"``, ...).
         device: Where to run; None uses the device of the model's parameters.
+        metrics: The metrics to compute, named as for :class:`~trainwell.TrainConfig`'s
+            ``metrics`` (e.g. ``["accuracy", "top5"]``); None: the task's default set, as in training.
 
     Returns:
         An :class:`Evaluation` (``.metrics``, ``.per_class``, ``.confusion_matrix``, ``.table()``).
@@ -122,6 +128,7 @@ def evaluate(
         ModelError: ``model`` is not an ``nn.Module``.
         DataError: the loader is empty, a batch is not ``(inputs, targets)``, the model fails on
             the inputs, or the targets do not fit its outputs (a label beyond its classes).
+        ConfigError: an unknown metric, or one that does not fit the task.
 
     Example:
         >>> import torch, trainwell
@@ -135,12 +142,14 @@ def evaluate(
     import torch
     from torch import nn
 
+    from trainwell.config import check_metric_names
     from trainwell.data import batches
     from trainwell.loop.tasks import infer_task
     from trainwell.loop.validation import evaluation_pass
 
     if not isinstance(model, nn.Module):
         raise ModelError(f"model is a {type(model).__name__}: expected a torch.nn.Module (an instance, not the class).")
+    metrics = check_metric_names(metrics)
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
@@ -160,17 +169,21 @@ def evaluate(
             decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
         return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
-    measured = evaluation_pass(model, loader, step, task=lambda: decided, device=torch.device(device), source="loader")
+    measured = evaluation_pass(
+        model, loader, step, task=lambda: decided, device=torch.device(device), source="loader", metrics=metrics
+    )
     if decided is None:
         raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
     metrics = {name.removeprefix("val_"): value for name, value in measured.metrics.items()}
     result = Evaluation(task=decided.name, samples=measured.samples, metrics=metrics)
     details = measured.details
+    if decided.name == "classification":
+        names_given = list(class_names) if class_names is not None else []
+        count = decided.classes
+        result.class_names = names_given if len(names_given) == count else [str(i) for i in range(count)]
+        result.confusion_matrix = details.confusion_matrix
     scores = details.per_class()
     if scores is not None:
-        count = len(scores["f1"])
-        names_given = list(class_names) if class_names is not None else []
-        result.class_names = names_given if len(names_given) == count else [str(i) for i in range(count)]
         result.per_class = [
             {
                 "class": result.class_names[i],
@@ -181,7 +194,6 @@ def evaluate(
             }
             for i in range(count)
         ]
-        result.confusion_matrix = details.confusion_matrix
     return result
 
 

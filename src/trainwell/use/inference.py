@@ -260,7 +260,7 @@ def held_out_split(loaded: LoadedModel) -> tuple[str, Any, Any]:
 def evaluate_tensors(
     loaded: LoadedModel, inputs: Any, targets: Any, batch_size: int, source: dict[str, Any]
 ) -> Evaluation:
-    """:func:`~trainwell.use.evaluation.evaluate` of ``loaded`` on prepared tensors, with the run's task and class names."""
+    """:func:`~trainwell.use.evaluation.evaluate` of ``loaded`` on prepared tensors, with the run's task, class names and metrics."""
     from trainwell.data import TensorLoader
     from trainwell.use.evaluation import evaluate
 
@@ -273,6 +273,7 @@ def evaluate_tensors(
         task=task,
         class_names=info.class_names if info is not None else None,
         device=loaded.device,
+        metrics=getattr(loaded.config, "metrics", None),
     )
     result.source = {"run_dir": str(loaded.run_dir), "checkpoint": loaded.checkpoint.name, **source}
     return result
