@@ -31,8 +31,8 @@ def test_train_with_no_arguments_reaches_097_on_digits(tmp_path):
     ("args", "message"),
     [
         (["--epochs", "0"], "--epochs=0 is out of range: expected an integer from 1 to 1000."),
-        (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
-        (["--lr", "5"], "--lr=5.0 is out of range"),
+        (["--epochs", "ten"], "--epochs='ten' has the wrong type: expected an integer from 1 to 1000."),
+        (["--lr", "5"], "--lr=5 is out of range: expected a number from 1e-06 to 1."),
         (["--precision", "fp8"], "--precision='fp8' is not a valid choice"),
         (["--batch-size", "0"], "--batch-size=0 is out of range"),
         (["--bogus"], "unrecognized arguments: --bogus"),
@@ -75,7 +75,7 @@ def test_resolved_config_reruns_as_is(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("epochs: [", "is not valid YAML"), ("- 1\n- 2\n", "holds a list: expected a mapping"), ("epoch: 3\n", "'epoch' is not a known option. Did you mean 'epochs'")],
+    [("epochs: [", "is not valid YAML"), ("- 1\n- 2\n", "holds a list: expected a mapping"), ("epoch: 3\n", "'epoch' is not an option. Did you mean 'epochs'?")],
 )
 def test_bad_config_files(tmp_path, capsys, content, message):
     config = tmp_path / "run.yaml"
@@ -132,9 +132,9 @@ def test_train_on_a_csv_with_target(tmp_path, capsys):
     ("args", "status", "message"),
     [
         (["--data", "cifar"], 2, "data='cifar' is not a known dataset"),
-        (["--data", "missing.csv", "--target", "y"], 1, "data 'missing.csv' does not exist"),
-        (["--data", "TABLE"], 1, "needs a target column: pass target=... (--target on the command line)"),
-        (["--data", "TABLE", "--target", "z"], 1, "target='z' is not a column of"),
+        (["--data", "missing.csv", "--target", "y"], 2, "data 'missing.csv' does not exist"),
+        (["--data", "TABLE"], 2, "needs a target column: pass target=... (--target on the command line)"),
+        (["--data", "TABLE", "--target", "z"], 2, "target='z' is not a column of"),
         (["--data", "mnist", "--data-dir", "EMPTY", "--no-download"], 1, "lacks 'train-images-idx3-ubyte.gz'"),
         (["--data", "TABLE", "--target", "y", "--missing", "guess"], 2, "--missing='guess' is not a valid choice"),
     ],
@@ -156,10 +156,8 @@ def test_extra_loggers_from_the_command_line(tmp_path):
 
 
 def test_an_unknown_logger_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["train", "--log", "wandb", "--out", str(tmp_path / "run")])
-    assert exited.value.code == 2
-    assert "argument --log: invalid choice: 'wandb'" in capsys.readouterr().err
+    assert main(["train", "--log", "wandb", "--out", str(tmp_path / "run")]) == 2
+    assert "--loggers='wandb' is not a valid choice" in capsys.readouterr().err
     config = tmp_path / "run.yaml"
     config.write_text("loggers: [wandb]\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
@@ -181,15 +179,15 @@ def test_an_unknown_logger_is_refused(tmp_path, capsys):
     ],
 )
 def test_model_arg_values_are_parsed(text, parsed):
-    from trainwell.commands.train import parse_model_arg
+    from trainwell.commands.flags import parse_key_value
 
-    assert parse_model_arg(text) == parsed
+    assert parse_key_value(text) == parsed
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model-arg", "channels"], "argument --model-arg: 'channels' is not KEY=VALUE: write e.g. --model-arg channels=32,64"),
+        (["--model-arg", "channels"], "argument --model-args/--model-arg: 'channels' is not KEY=VALUE: write e.g. channels=32,64"),
         (["--model", "resnet"], "--model='resnet' is not a valid choice: expected one of 'mlp', 'cnn', 'lstm', 'gru', 'rnn', 'transformer'."),
         (["--model", "cnn", "--model-arg", "chanels=8"], "'chanels' is not an argument of model 'cnn'. Did you mean 'channels'?"),
         (["--model", "cnn", "--model-arg", "dropout=2"], "model argument dropout=2 is invalid for model 'cnn': expected a number from 0 to below 1."),

@@ -43,7 +43,7 @@ def test_formats_are_told_from_names_and_paths(tmp_path):
 def test_unknown_names_and_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="data='cifar' is not a known dataset: expected one of 'digits'"):
         load("cifar")
-    with pytest.raises(DataError, match=r"data '.*nothing.csv' does not exist"):
+    with pytest.raises(ConfigError, match=r"data '.*nothing.csv' does not exist"):
         load(tmp_path / "nothing.csv", target="y")
     with pytest.raises(ConfigError, match="format='xml' is not a valid choice"):
         load("iris", format="xml")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,19 @@ from trainwell.callbacks import Callback, CallbackList, EarlyStopping
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.config import TrainConfig
 from trainwell.data import batches
-from trainwell.distributed.session import Session, is_primary, joined, on_primary, start_in
+from trainwell.distributed.session import Session, joined, on_primary, start_in
 from trainwell.exceptions import ConfigError
-from trainwell.files.rundir import RunPaths, prepare_run_dir
+from trainwell.files.rundir import check_run_dir
 from trainwell.loop import preflight
 from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
 from trainwell.loop.result import FitResult
-from trainwell.loop.setup import assemble
+from trainwell.loop.setup import assemble, create_run_dir
 from trainwell.loop.state import FromState, TrainState, load_parts
 from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import Task
 from trainwell.loop.validation import evaluation_pass
-from trainwell.observe.logs import format_epoch, log_to_file, setup_console_logging
+from trainwell.observe.logs import captured, format_epoch, setup_console_logging
 from trainwell.observe.monitor import Monitor
 from trainwell.reliability.divergence import judged_on_device
 from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher, stop_on_signal
@@ -188,12 +188,13 @@ class Trainer:
             return self._fit(model, train_loader, val_loader, start_in(session, resume, None))
         run_dir = Path(self.config.run_dir)
         resumes = continues_in(resume, run_dir)
-        on_primary(session, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
+        # Check, then create: refused now, created once every part is checked (a refusal leaves nothing).
+        on_primary(session, check_run_dir, run_dir, resuming=resumes)
         # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
         signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-        log_file = log_to_file(RunPaths(run_dir).log) if is_primary(session) else contextlib.nullcontext()
-        with log_file, signals:
-            return self._fit(model, train_loader, val_loader, start_in(session, resume, run_dir))
+        with contextlib.ExitStack() as files, captured(), signals:
+            checkpoint, create = start_in(session, resume, run_dir), lambda: create_run_dir(self, run_dir, resumes, files)
+            return self._fit(model, train_loader, val_loader, checkpoint, create)
 
     def _fit(
         self,
@@ -201,8 +202,10 @@ class Trainer:
         train_loader: Iterable[Any],
         val_loader: Iterable[Any] | None,
         checkpoint: tuple[Path, dict[str, Any]] | None = None,
+        checked: Callable[[], None] = lambda: None,
     ) -> FitResult:
         self._setup(model, train_loader, val_loader)
+        checked()  # every part is built and checked: now the run directory is created
         if checkpoint is not None:
             self._resume_from(*checkpoint)
         self.healer.remember()  # the first good state to roll back to
