@@ -218,11 +218,6 @@ def test_model_flags_build_the_model_and_the_summary_is_logged_first(tmp_path, c
     assert (resolved["model"], resolved["model_args"]["channels"], resolved["model_args"]["dropout"]) == ("cnn", [8, 16], 0.0)
 
 
-def test_quiet_runs_do_not_show_the_summary(tmp_path, capsys, caplog):
-    assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    assert "Parameters:" not in capsys.readouterr().out and "Parameters:" not in caplog.text
-
-
 def test_resume_auto_needs_out(capsys):
     assert main(["train", "--resume", "auto"]) == 2
     assert "--resume auto needs --out RUN_DIR" in capsys.readouterr().err
@@ -247,3 +242,82 @@ def test_resume_takes_the_options_of_the_run_it_continues(tmp_path):
     assert main(["train", "--resume", str(checkpoint), "--out", str(tmp_path / "second"), "--quiet"]) == 0
     second = yaml.safe_load((tmp_path / "second" / "config.yaml").read_text())
     assert (second["data"], second["lr"], second["epochs"]) == ("iris", 0.02, 3)
+
+
+@pytest.mark.slow
+def test_what_a_terminal_shows_of_a_run(tmp_path):
+    """A real `trainwell train` in a pseudo-terminal: every epoch line on its own line, each bar at 100%, no bar left."""
+    pytest.importorskip("pyte")
+    from ..terminal import run_in_terminal, screen_lines
+
+    output, status = run_in_terminal([sys.executable, "-m", "trainwell", "train", "--epochs", "3", "--out", str(tmp_path / "run")])
+    lines = screen_lines(output)
+    assert status == 0, "\n".join(lines)
+    text = output.decode(errors="replace")
+    for epoch in (1, 2, 3):
+        # The bar reached the end of each epoch, with the running loss and the lr ...
+        assert f"epoch {epoch}/3: 100%" in text and "23/23" in text and ", lr " in text
+        # ... and the epoch line starts a line of its own: never glued onto a bar.
+        assert sum(line.startswith(f"epoch {epoch}/3  train_loss ") for line in lines) == 1, "\n".join(lines)
+    assert not [line for line in lines if "batch/s" in line], "a bar was left on the screen"
+    # The data summary reaches the console before training starts, and train.log too.
+    assert any(line.startswith("Loaded digits (scikit-learn, bundled): 1,797 samples") for line in lines)
+    assert "Loaded digits" in (tmp_path / "run" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_quiet_silences_the_console_but_not_train_log(tmp_path):
+    table = tmp_path / "houses.csv"
+    table.write_text("area,rooms,price\n" + "".join(f"{'' if i % 9 == 0 else 30 + i},{i % 5},{i % 2}\n" for i in range(60)))
+    done = _trainwell("train", "--data", str(table), "--target", "price", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    for message in ("missing='impute': 7 in 'area'", "Target 'price' of", "Loaded '", "Parameters:", "epoch 1/1"):
+        assert message in log and message not in done.stderr
+    assert "final (epoch 1)" in done.stdout
+
+
+def test_data_messages_reach_train_log(tmp_path, capsys):
+    assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    # Logged while the data was loaded, before the run directory existed: kept and written first.
+    assert log.index("Loaded iris (scikit-learn, bundled)") < log.index("Training MLP")
+    assert "Doctor:" in log
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--precision", "fp16", "--device", "cpu"],
+        ["--data", "iris", "--model", "cnn"],
+        ["--data", "TABLE"],
+        ["--data", "iris", "--model-arg", "input_size=3"],
+        ["--epochs", "0"],
+        ["--data", "nothing.csv"],
+        ["--data", "iris", "--lr", "auto", "--precision", "bf16", "--device", "cuda"],
+    ],
+)
+def test_no_run_directory_after_a_refusal_before_training(tmp_path, capsys, args):
+    table = tmp_path / "t.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    args = [str(table) if a == "TABLE" else a for a in args]
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2, capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # The same command with the refusal fixed then runs in that directory (nothing was left there).
+
+
+def test_a_fixed_command_reuses_the_refused_directory(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "iris", "--epochs", "1", "--precision", "fp16", "--device", "cpu", "--out", out]) == 2
+    assert "fp16" in capsys.readouterr().err
+    assert main(["train", "--data", "iris", "--epochs", "1", "--precision", "fp32", "--device", "cpu", "--out", out, "--quiet"]) == 0
+
+
+@pytest.mark.slow
+def test_lr_auto_saves_the_finder_plot(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="trainwell")
+    assert main(["train", "--data", "iris", "--epochs", "1", "--lr", "auto", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    assert "lr=auto: using the LR finder's suggestion" in (tmp_path / "run" / "train.log").read_text()
