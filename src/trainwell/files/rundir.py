@@ -4,6 +4,7 @@
 <run_dir>/metrics.jsonl     one JSON object per step, epoch and event
 <run_dir>/metrics.csv       the same as a table (loggers=["csv"])
 <run_dir>/tensorboard/      TensorBoard event files (loggers=["tensorboard"])
+<run_dir>/mlruns/           the local MLflow store (loggers=["mlflow"] without a tracking URI)
 <run_dir>/train.log         the log at info level
 <run_dir>/model.txt         the model's layers, output shapes and parameter counts
 <run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
@@ -50,6 +51,10 @@ class RunPaths:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.root / "mlruns"
 
     @property
     def log(self) -> Path:

@@ -184,7 +184,7 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
         builtins.append(ProgressBar())
     if config.run_dir is not None:
         builtins += (
-            run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor) if is_primary(session) else []
+            run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor, config.mlflow_tracking_uri) if is_primary(session) else []
         )
     elif config.loggers:
         logger.warning(
