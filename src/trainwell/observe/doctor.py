@@ -98,9 +98,10 @@ def nonfinite_loss(run: RunRecords) -> Finding | None:
     if bad_epochs:
         parts.append(f"a non-finite epoch loss in epoch(s) {_list(bad_epochs)}")
     if diverged:
-        parts.append(
-            f"training stopped: {failure.get('message', '').splitlines()[0] if failure.get('message') else 'DivergenceError'}"
-        )
+        # The error's first sentence only: its advice is the fix below, and the whole message is
+        # shown where the run's failure is (the console, the report's first line).
+        message = str(failure.get("message") or "DivergenceError").splitlines()[0]
+        parts.append(f"training stopped: {message.split('. ')[0].rstrip('.')}")
     lr = run.run_info.get("peak_lr", run.config.get("lr"))
     clip = run.config.get("max_grad_norm", "unknown")
     fixes = [
