@@ -89,7 +89,8 @@ class RunConfig(TrainConfig):
         data: What :func:`trainwell.data.load` reads: a bundled dataset (``digits``, the
             default, ``iris``, ``wine``, ``breast_cancer``, ``sunspots``, ``word_language``),
             ``mnist`` or ``fashion-mnist``, or the path of a table (``.csv``/``.tsv``/``.parquet``),
-            a ``.jsonl`` of texts or a folder of class folders of images.
+            a ``.jsonl`` of texts, a folder of class folders of images, or a folder of MNIST-format
+            (IDX) files, recognised by their names.
         data_dir: Directory of the mnist/fashion-mnist IDX files (downloaded into it when absent).
         data_format: ``auto`` (from the name or the path) or ``bundled``, ``idx``, ``tabular``,
             ``images``, ``text``.
@@ -109,6 +110,14 @@ class RunConfig(TrainConfig):
         model: A registered model name (``trainwell models`` lists them): ``mlp``, ``cnn``,
             ``lstm``, ``gru``, ``rnn``, ``transformer``. Left out: ``lstm`` for ``sunspots`` and
             ``word_language``, ``mlp`` for the others.
+        lr: Peak learning rate, from 1e-6 to 1 (the recipe's default: 1e-2, tuned with one-cycle
+            for batches of 64).
+        schedule: ``"onecycle"`` (the recipe's default: warm up to ``lr``, then cosine-anneal),
+            ``"cosine"`` or ``"constant"``; stepped every batch.
+        seed: Seeds the split, the weights and the order (the recipe's default: 0); None leaves
+            the RNGs alone.
+        reference_batch_size: The batch size ``lr`` was tuned for (the recipe's default: 64);
+            the lr is rescaled by ``lr_scaling`` for other batch sizes; None disables the rescaling.
         model_args: The model's arguments, e.g. ``{"channels": [32, 64]}``; those left out take
             the recipe's or the model's defaults (all are recorded), and its sizes (inputs,
             outputs, vocabulary) come from the data.

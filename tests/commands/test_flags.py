@@ -203,3 +203,17 @@ def test_did_you_mean_for_data_and_model_names(tmp_path, capsys, args, message):
     assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_readme_shows_the_real_help(monkeypatch):
+    """The README's `trainwell train --help` is the command's own, so no flag is missing from it."""
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = build_parser().subcommands["train"]
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<summary>The full <code>trainwell train --help</code></summary>")[1]
+    shown = shown.split("```text\n", 1)[1].split("\n```", 1)[0]
+    assert shown == parser.format_help().rstrip("\n"), (
+        "README.md's help block is out of date: regenerate it from `COLUMNS=100 trainwell train --help`"
+    )

@@ -111,10 +111,10 @@ def plain_text(text: str) -> str:
     """Docstring markup made readable in a terminal: ``x`` -> x, :class:`~a.B` -> B.
 
     Example:
-        >>> plain_text('``"sgd"`` (see :class:`~trainwell.TrainConfig`)')
-        '"sgd" (see TrainConfig)'
+        >>> plain_text('``"sgd"`` (see :class:`~trainwell.TrainConfig`, :func:`trainwell.fit`)')
+        '"sgd" (see TrainConfig, trainwell.fit)'
     """
-    text = re.sub(r":\w+:`~?([\w.]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    text = re.sub(r":\w+:`(~?)([\w.]+)`", lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
     return " ".join(text.replace("``", "").split())
 
 
@@ -170,7 +170,8 @@ def field_flags(
 
 def add_flags(parser: argparse.ArgumentParser, flags: Sequence[FieldFlag], titles: Mapping[str, str]) -> None:
     """Add ``flags`` to ``parser``, in one help section per group (titled by ``titles``)."""
-    sections: dict[str, Any] = {}
+    used = {flag.group for flag in flags}
+    sections = {group: parser.add_argument_group(title) for group, title in titles.items() if group in used}
     for flag in flags:
         if flag.group not in sections:
             sections[flag.group] = parser.add_argument_group(titles.get(flag.group, flag.group))

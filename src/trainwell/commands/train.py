@@ -23,7 +23,7 @@ EXTRA_HELP = {
     "model_args": "repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, none, comma lists); "
     "'trainwell models' lists each model's arguments",
 }
-METAVARS = {"lr": "FLOAT|auto", "run_dir": "DIR"}
+METAVARS = {"lr": "FLOAT|auto", "run_dir": "DIR", "data": "NAME|PATH", "device": "DEVICE"}
 SECTIONS = {
     "data": "data (what to read; a config file's data: section)",
     "model": "model (what to build; model:)",
@@ -49,6 +49,7 @@ def register(subcommands: Any) -> None:
             "With no arguments: an MLP on scikit-learn's bundled handwritten digits, no download needed. "
             "Options come from the defaults, then --config FILE, then the flags; every option has a flag."
         ),
+        usage="%(prog)s [--config FILE] [--print-config] [--quiet] [--resume auto|PATH] [--OPTION VALUE ...]",
         populate=add_arguments,
     ).set_defaults(handler=run)
 
