@@ -8,6 +8,7 @@ written to the run directory's ``config.yaml`` and can be re-run as is with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -298,7 +299,8 @@ def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = F
     from trainwell.system import resolve_device, seed_everything
 
     check_before_loading(config, resume)
-    with captured():
+    # The log from here on goes into train.log once the run directory exists.
+    with captured() if config.run_dir is not None else contextlib.nullcontext():
         if config.seed is not None:
             # Seed before building the model, so its initial weights are reproducible too.
             seed_everything(config.seed)

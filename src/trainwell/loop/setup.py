@@ -30,7 +30,7 @@ from trainwell.loop.run_info import log_run_start
 from trainwell.loop.schedules import LearningRate, schedule_for
 from trainwell.loop.state import TrainState
 from trainwell.loop.step import StepRunner
-from trainwell.observe.logs import log_to_file
+from trainwell.observe.logs import drop_captured, log_to_file
 from trainwell.observe.monitor import run_monitor
 from trainwell.reliability.divergence import LossSpikeDetector, NonFiniteGuard
 from trainwell.reliability.healing import Healer, divergence_advice
@@ -113,6 +113,8 @@ def create_run_dir(trainer: Trainer, run_dir: Path, resuming: bool, files: conte
         paths = RunPaths(run_dir)
         files.enter_context(log_to_file(paths.log))
         write_text(paths.model_summary, trainer.model_summary + "\n")
+    else:
+        drop_captured()  # rank 0 alone writes train.log
 
 
 def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.FirstBatch:

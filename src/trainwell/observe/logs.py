@@ -100,6 +100,14 @@ def captured() -> Iterator[None]:
         logger.removeHandler(pending)
 
 
+def drop_captured() -> None:
+    """Stop keeping records for a train.log this process will not write (another process's run directory)."""
+    for keeper in logger.handlers:
+        if isinstance(keeper, _Pending):
+            keeper.records.clear()
+            keeper.paused = True
+
+
 @contextlib.contextmanager
 def log_to_file(path: Path) -> Iterator[None]:
     """Copy trainwell's log records (info and above) into ``path`` for the duration of a block.
