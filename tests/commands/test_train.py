@@ -248,9 +248,9 @@ def test_resume_takes_the_options_of_the_run_it_continues(tmp_path):
 def test_what_a_terminal_shows_of_a_run(tmp_path):
     """A real `trainwell train` in a pseudo-terminal: every epoch line on its own line, each bar at 100%, no bar left."""
     pytest.importorskip("pyte")
-    from ..terminal import run_in_terminal, screen_lines
-
     import os
+
+    from ..terminal import run_in_terminal, screen_lines
 
     command = [sys.executable, "-m", "trainwell", "train", "--epochs", "2", "--out", str(tmp_path / "run")]
     output, status = run_in_terminal(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
