@@ -27,7 +27,14 @@ LAYERS = [
     ("files", ["trainwell.files"]),
     (
         "leaves",
-        ["trainwell.config", "trainwell.exceptions", "trainwell.system", "trainwell.version", "trainwell.extras"],
+        [
+            "trainwell.config",
+            "trainwell.exceptions",
+            "trainwell.system",
+            "trainwell.version",
+            "trainwell.extras",
+            "trainwell.display",
+        ],
     ),
 ]
 MAX_LINES = 500

@@ -29,15 +29,17 @@ if TYPE_CHECKING:
     from trainwell.callbacks import Callback
     from trainwell.config import TrainConfig
     from trainwell.files.checkpoint import load_checkpoint, save_checkpoint
+    from trainwell.loop.fit import fit
     from trainwell.loop.lr_finder import find_lr
-    from trainwell.loop.trainer import FitResult, Trainer, fit
+    from trainwell.loop.result import FitResult
+    from trainwell.loop.trainer import Trainer
     from trainwell.use.evaluation import evaluate
     from trainwell.use.inference import load_model
 
 _LAZY = {
-    "fit": "trainwell.loop.trainer",
+    "fit": "trainwell.loop.fit",
     "Trainer": "trainwell.loop.trainer",
-    "FitResult": "trainwell.loop.trainer",
+    "FitResult": "trainwell.loop.result",
     "TrainConfig": "trainwell.config",
     "Callback": "trainwell.callbacks",
     "find_lr": "trainwell.loop.lr_finder",

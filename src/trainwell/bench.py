@@ -176,6 +176,7 @@ def compare_precisions(
     import statistics
 
     from trainwell.data import TensorLoader
+    from trainwell.display import progress
     from trainwell.loop.trainer import Trainer
     from trainwell.system import resolve_device
 
@@ -196,15 +197,21 @@ def compare_precisions(
     trainwell_logger = logging.getLogger("trainwell")
     level = trainwell_logger.level
     trainwell_logger.setLevel(logging.ERROR)  # a table, not 3 x rounds training logs
+    bar = progress(total=len(precisions) * (rounds + 1), desc=f"bench {name}", unit="run", leave=False)
     try:
         for precision in precisions:  # warm-up: kernel selection and allocations off the clock
+            bar.set_postfix_str(f"warm-up {precision}")
             train(precision, 0)
+            bar.update()
         for round_index in range(rounds):
             for precision in precisions:
+                bar.set_postfix_str(f"round {round_index + 1}/{rounds} {precision}")
                 speed, loss = train(precision, round_index)
                 speeds[precision].append(speed)
                 losses[precision] = loss
+                bar.update()
     finally:
+        bar.close()
         trainwell_logger.setLevel(level)
     baseline = statistics.median(speeds["fp32"])
     return [

@@ -92,12 +92,17 @@ class TrainConfig(BaseModel):
             (cross-entropy, binary cross-entropy with logits, or mean squared error).
         run_dir: Directory for config.yaml, metrics.jsonl, train.log and checkpoints/; None
             writes nothing.
-        loggers: Loggers writing into ``run_dir`` beside metrics.jsonl: ``"csv"`` (metrics.csv)
-            and ``"tensorboard"`` (event files in ``run_dir/tensorboard``; needs
-            ``pip install 'trainwell[tensorboard]'``).
-        log_every_steps: How often the running loss is read from the device for the progress
-            bar (the only per-step host synchronisation the loop does on accelerators).
-        progress: Show a progress bar per epoch when output goes to a terminal.
+        loggers: Loggers beside metrics.jsonl: ``"csv"`` (metrics.csv), ``"tensorboard"`` (event
+            files in ``run_dir/tensorboard``; needs ``pip install 'trainwell[tensorboard]'``) and
+            ``"mlflow"`` (an MLflow run in ``mlflow_tracking_uri``, else a local store in
+            ``run_dir/mlruns``; needs ``pip install 'trainwell[mlflow]'``).
+        mlflow_tracking_uri: Where ``loggers=["mlflow"]`` logs: an MLflow server's address or a
+            store URI (``sqlite:///mlflow.db``); None uses ``$MLFLOW_TRACKING_URI`` when set, else
+            a local store in the run directory.
+        log_every_steps: How often (in optimizer steps) a step record with the running loss is
+            logged, and non-finite steps judged on the device are read back.
+        progress: Show a progress bar per epoch when output goes to a terminal (redrawn every
+            0.5 s with the running loss and lr, read from the device only then).
         max_nonfinite_steps: Consecutive steps with a non-finite loss or gradient that are
             skipped before training rolls back to the last good state (or, once ``max_rollbacks``
             are used up, stops with a DivergenceError).
@@ -168,7 +173,8 @@ class TrainConfig(BaseModel):
     task: Task = "auto"
     loss_fn: Optional[Callable[..., Any]] = None
     run_dir: Optional[Path] = None
-    loggers: list[Literal["csv", "tensorboard"]] = Field(default_factory=list)
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
+    mlflow_tracking_uri: Optional[str] = None
     log_every_steps: StrictInt = Field(50, ge=1)
     progress: StrictBool = True
     max_nonfinite_steps: StrictInt = Field(5, ge=1)
@@ -204,10 +210,11 @@ class TrainConfig(BaseModel):
     @field_validator("loggers")
     @classmethod
     def _loggers_installed(cls, loggers: list[str]) -> list[str]:
-        if "tensorboard" in loggers:
-            from trainwell.extras import require
+        from trainwell.extras import require
 
-            require("tensorboard", "loggers=['tensorboard']", "tensorboard")
+        for name, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+            if name in loggers:
+                require(package, f"loggers=[{name!r}]", name)
         return list(dict.fromkeys(loggers))
 
     @field_validator("metrics")

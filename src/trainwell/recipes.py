@@ -8,6 +8,8 @@ written to the run directory's ``config.yaml`` and can be re-run as is with
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -56,6 +58,24 @@ DEFAULT_MODELS = {"sunspots": "lstm", "word_language": "lstm"}
 IMAGE_DATA = ("digits",)
 # Embedding width for token ids when an RNN is built from data without input_size set.
 TOKEN_EMBEDDING_SIZE = 32
+# The sections of a grouped config file (``data:``, ``model:``, ``train:``) and of ``--help``: the
+# options that say what to read and what to build; every other option (each TrainConfig field,
+# and batch_size) is a ``train:`` option, so a field added to TrainConfig lands there by itself.
+DATA_OPTIONS = (
+    "data", "data_dir", "data_format", "target", "missing", "image_size", "augment", "bad_images",
+    "text_column", "max_length", "download", "val_fraction",
+)  # fmt: skip
+MODEL_OPTIONS = ("model", "model_args")
+
+
+def option_group(name: str) -> str:
+    """The section of a config file an option belongs in: ``data``, ``model`` or ``train``.
+
+    Example:
+        >>> option_group("target"), option_group("model_args"), option_group("epochs")
+        ('data', 'model', 'train')
+    """
+    return "data" if name in DATA_OPTIONS else "model" if name in MODEL_OPTIONS else "train"
 
 
 def recipe_defaults(data: str, model: str) -> dict[str, Any]:
@@ -70,7 +90,8 @@ class RunConfig(TrainConfig):
         data: What :func:`trainwell.data.load` reads: a bundled dataset (``digits``, the
             default, ``iris``, ``wine``, ``breast_cancer``, ``sunspots``, ``word_language``),
             ``mnist`` or ``fashion-mnist``, or the path of a table (``.csv``/``.tsv``/``.parquet``),
-            a ``.jsonl`` of texts or a folder of class folders of images.
+            a ``.jsonl`` of texts, a folder of class folders of images, or a folder of MNIST-format
+            (IDX) files, recognised by their names.
         data_dir: Directory of the mnist/fashion-mnist IDX files (downloaded into it when absent).
         data_format: ``auto`` (from the name or the path) or ``bundled``, ``idx``, ``tabular``,
             ``images``, ``text``.
@@ -90,6 +111,14 @@ class RunConfig(TrainConfig):
         model: A registered model name (``trainwell models`` lists them): ``mlp``, ``cnn``,
             ``lstm``, ``gru``, ``rnn``, ``transformer``. Left out: ``lstm`` for ``sunspots`` and
             ``word_language``, ``mlp`` for the others.
+        lr: Peak learning rate, from 1e-6 to 1 (the recipe's default: 1e-2, tuned with one-cycle
+            for batches of 64).
+        schedule: ``"onecycle"`` (the recipe's default: warm up to ``lr``, then cosine-anneal),
+            ``"cosine"`` or ``"constant"``; stepped every batch.
+        seed: Seeds the split, the weights and the order (the recipe's default: 0); None leaves
+            the RNGs alone.
+        reference_batch_size: The batch size ``lr`` was tuned for (the recipe's default: 64);
+            the lr is rescaled by ``lr_scaling`` for other batch sizes; None disables the rescaling.
         model_args: The model's arguments, e.g. ``{"channels": [32, 64]}``; those left out take
             the recipe's or the model's defaults (all are recorded), and its sizes (inputs,
             outputs, vocabulary) come from the data.
@@ -252,30 +281,59 @@ def build_model(config: RunConfig, info: Any):
 def run(config: RunConfig, callbacks: list[Any] | None = None, auto_lr: bool = False, resume: Any = None):
     """Train the model ``config`` describes on its data; return the FitResult.
 
+    Checks that need no data come first (the run directory can take the run, the precision suits
+    the device), and the run directory is created only once the data, the model and the first
+    batch have passed theirs, so a refused run leaves nothing on disk. The log lines of the data
+    loading (rows read, values imputed, the task read from the target) go into ``train.log``.
+
     With ``auto_lr``, the LR finder picks the peak lr first (on the model about to be trained,
-    which it restores), and ``reference_batch_size`` becomes the batch size it was found for.
+    which it restores), ``reference_batch_size`` becomes the batch size it was found for, and its
+    plot is saved as ``lr_find.png`` in the run directory.
     ``resume`` is passed to :meth:`Trainer.fit`: ``"auto"``, a checkpoint or run directory, or None.
     """
     from trainwell.callbacks import SaveDataInfo
+    from trainwell.callbacks.lr_finder_plot import SaveLRFinderPlot
     from trainwell.data import check_labels_fit
     from trainwell.loop.trainer import Trainer
+    from trainwell.observe.logs import captured
     from trainwell.system import resolve_device, seed_everything
 
-    if config.seed is not None:
-        # Seed before building the model, so its initial weights are reproducible too.
-        seed_everything(config.seed)
-    splits = build_data(config)
-    device = resolve_device(config.device)
-    train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0, pin_memory=device.type == "cuda")
-    model = build_model(config, splits.info)
-    outputs = _output_width(model, splits.train[0][:2])
-    if outputs is not None:
-        check_labels_fit(splits, outputs)
-    callbacks = [SaveDataInfo(splits.info), *(callbacks or [])]
-    if auto_lr:
-        config = _with_found_lr(config, model, train_loader)
-    # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
-    return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader, resume=resume)
+    check_before_loading(config, resume)
+    # The log from here on goes into train.log once the run directory exists.
+    with captured() if config.run_dir is not None else contextlib.nullcontext():
+        if config.seed is not None:
+            # Seed before building the model, so its initial weights are reproducible too.
+            seed_everything(config.seed)
+        splits = build_data(config)
+        device = resolve_device(config.device)
+        train_loader, val_loader = splits.loaders(config.batch_size, seed=config.seed or 0, pin_memory=device.type == "cuda")
+        model = build_model(config, splits.info)
+        outputs = _output_width(model, splits.train[0][:2])
+        if outputs is not None:
+            check_labels_fit(splits, outputs)
+        callbacks = [SaveDataInfo(splits.info), *(callbacks or [])]
+        if auto_lr:
+            config, finder = _with_found_lr(config, model, train_loader)
+            callbacks.append(SaveLRFinderPlot(finder))
+        # A RunConfig is a TrainConfig: the Trainer reads the training fields and records them all.
+        return Trainer(config, callbacks=callbacks).fit(model, train_loader, val_loader, resume=resume)
+
+
+def check_before_loading(config: RunConfig, resume: Any = None) -> None:
+    """The checks that need no data: the run directory can take this run; the precision suits the device.
+
+    Raises:
+        ConfigError: the run directory already holds another run (or is a file); the precision
+            cannot run on the device.
+    """
+    from trainwell.files.rundir import check_run_dir
+    from trainwell.loop.precision import Precision
+    from trainwell.reliability.resume import continues_in
+    from trainwell.system import is_primary_process, resolve_device
+
+    if config.run_dir is not None and is_primary_process():
+        check_run_dir(Path(config.run_dir), resuming=continues_in(resume, Path(config.run_dir)))
+    Precision(config.precision, resolve_device(config.device))
 
 
 def _output_width(model: Any, sample: Any) -> int | None:
@@ -312,9 +370,7 @@ def find_recipe_lr(config: RunConfig, **finder_options: Any):
     return find_lr(model, train_loader, config=config, **finder_options)
 
 
-def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfig:
-    import logging
-
+def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> tuple[RunConfig, Any]:
     from trainwell.loop.lr_finder import find_lr
 
     result = find_lr(model, train_loader, config=config)
@@ -326,7 +382,7 @@ def _with_found_lr(config: RunConfig, model: Any, train_loader: Any) -> RunConfi
     logging.getLogger("trainwell").info(
         "lr=auto: using the LR finder's suggestion %.3g as the peak lr, tuned for batch size %d.", result.suggested_lr, config.batch_size
     )
-    return config.replace(lr=result.suggested_lr, reference_batch_size=config.batch_size)
+    return config.replace(lr=result.suggested_lr, reference_batch_size=config.batch_size), result
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:

@@ -29,3 +29,22 @@ def test_a_healthy_run_logs_no_doctor_warning(classifier, blob_loaders, tmp_path
     messages = [record.getMessage() for record in caplog.records]
     assert "Doctor: no problems found." in messages
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_a_diverged_run_says_why_once_in_its_report(classifier, blob_loaders, tmp_path):
+    import html
+    import re
+
+    message = "Training diverged: the loss was non-finite for 5 steps in a row. Lower lr (now 1; try 0.1), check the data for NaN values."
+
+    class Diverge(trainwell.Callback):
+        def on_epoch_begin(self, trainer, epoch, **kwargs):
+            if epoch == 2:
+                raise trainwell.DivergenceError(message)
+
+    with pytest.raises(trainwell.DivergenceError):
+        trainwell.fit(classifier, *blob_loaders, epochs=5, run_dir=tmp_path, progress=False, callbacks=[Diverge()])
+    page = html.unescape(re.sub(r"<[^>]+>", " ", (tmp_path / "report.html").read_text()))
+    assert page.count(message[:60]) == 2  # the status line; the doctor's evidence quotes the first sentence only
+    assert page.count("Lower lr (now 1") == 1 and "type=DivergenceError" in page
+    assert "values.." not in page and ".." not in page.replace("...", "")

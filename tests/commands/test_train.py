@@ -31,8 +31,8 @@ def test_train_with_no_arguments_reaches_097_on_digits(tmp_path):
     ("args", "message"),
     [
         (["--epochs", "0"], "--epochs=0 is out of range: expected an integer from 1 to 1000."),
-        (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten'"),
-        (["--lr", "5"], "--lr=5.0 is out of range"),
+        (["--epochs", "ten"], "--epochs='ten' has the wrong type: expected an integer from 1 to 1000."),
+        (["--lr", "5"], "--lr=5 is out of range: expected a number from 1e-06 to 1."),
         (["--precision", "fp8"], "--precision='fp8' is not a valid choice"),
         (["--batch-size", "0"], "--batch-size=0 is out of range"),
         (["--bogus"], "unrecognized arguments: --bogus"),
@@ -75,7 +75,7 @@ def test_resolved_config_reruns_as_is(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("epochs: [", "is not valid YAML"), ("- 1\n- 2\n", "holds a list: expected a mapping"), ("epoch: 3\n", "'epoch' is not a known option. Did you mean 'epochs'")],
+    [("epochs: [", "is not valid YAML"), ("- 1\n- 2\n", "holds a list: expected a mapping"), ("epoch: 3\n", "'epoch' is not an option. Did you mean 'epochs'?")],
 )
 def test_bad_config_files(tmp_path, capsys, content, message):
     config = tmp_path / "run.yaml"
@@ -132,9 +132,9 @@ def test_train_on_a_csv_with_target(tmp_path, capsys):
     ("args", "status", "message"),
     [
         (["--data", "cifar"], 2, "data='cifar' is not a known dataset"),
-        (["--data", "missing.csv", "--target", "y"], 1, "data 'missing.csv' does not exist"),
-        (["--data", "TABLE"], 1, "needs a target column: pass target=... (--target on the command line)"),
-        (["--data", "TABLE", "--target", "z"], 1, "target='z' is not a column of"),
+        (["--data", "missing.csv", "--target", "y"], 2, "data 'missing.csv' does not exist"),
+        (["--data", "TABLE"], 2, "needs a target column: pass target=... (--target on the command line)"),
+        (["--data", "TABLE", "--target", "z"], 2, "target='z' is not a column of"),
         (["--data", "mnist", "--data-dir", "EMPTY", "--no-download"], 1, "lacks 'train-images-idx3-ubyte.gz'"),
         (["--data", "TABLE", "--target", "y", "--missing", "guess"], 2, "--missing='guess' is not a valid choice"),
     ],
@@ -156,14 +156,12 @@ def test_extra_loggers_from_the_command_line(tmp_path):
 
 
 def test_an_unknown_logger_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["train", "--log", "wandb", "--out", str(tmp_path / "run")])
-    assert exited.value.code == 2
-    assert "argument --log: invalid choice: 'wandb'" in capsys.readouterr().err
+    assert main(["train", "--log", "wandb", "--out", str(tmp_path / "run")]) == 2
+    assert "--loggers='wandb' is not a valid choice" in capsys.readouterr().err
     config = tmp_path / "run.yaml"
     config.write_text("loggers: [wandb]\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
-    assert "loggers='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard'." in capsys.readouterr().err
+    assert "loggers='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard', 'mlflow'." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -181,15 +179,15 @@ def test_an_unknown_logger_is_refused(tmp_path, capsys):
     ],
 )
 def test_model_arg_values_are_parsed(text, parsed):
-    from trainwell.commands.train import parse_model_arg
+    from trainwell.commands.flags import parse_key_value
 
-    assert parse_model_arg(text) == parsed
+    assert parse_key_value(text) == parsed
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model-arg", "channels"], "argument --model-arg: 'channels' is not KEY=VALUE: write e.g. --model-arg channels=32,64"),
+        (["--model-arg", "channels"], "argument --model-args/--model-arg: 'channels' is not KEY=VALUE: write e.g. channels=32,64"),
         (["--model", "resnet"], "--model='resnet' is not a valid choice: expected one of 'mlp', 'cnn', 'lstm', 'gru', 'rnn', 'transformer'."),
         (["--model", "cnn", "--model-arg", "chanels=8"], "'chanels' is not an argument of model 'cnn'. Did you mean 'channels'?"),
         (["--model", "cnn", "--model-arg", "dropout=2"], "model argument dropout=2 is invalid for model 'cnn': expected a number from 0 to below 1."),
@@ -220,11 +218,6 @@ def test_model_flags_build_the_model_and_the_summary_is_logged_first(tmp_path, c
     assert (resolved["model"], resolved["model_args"]["channels"], resolved["model_args"]["dropout"]) == ("cnn", [8, 16], 0.0)
 
 
-def test_quiet_runs_do_not_show_the_summary(tmp_path, capsys, caplog):
-    assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    assert "Parameters:" not in capsys.readouterr().out and "Parameters:" not in caplog.text
-
-
 def test_resume_auto_needs_out(capsys):
     assert main(["train", "--resume", "auto"]) == 2
     assert "--resume auto needs --out RUN_DIR" in capsys.readouterr().err
@@ -249,3 +242,85 @@ def test_resume_takes_the_options_of_the_run_it_continues(tmp_path):
     assert main(["train", "--resume", str(checkpoint), "--out", str(tmp_path / "second"), "--quiet"]) == 0
     second = yaml.safe_load((tmp_path / "second" / "config.yaml").read_text())
     assert (second["data"], second["lr"], second["epochs"]) == ("iris", 0.02, 3)
+
+
+@pytest.mark.slow
+def test_what_a_terminal_shows_of_a_run(tmp_path):
+    """A real `trainwell train` in a pseudo-terminal: every epoch line on its own line, each bar at 100%, no bar left."""
+    pytest.importorskip("pyte")
+    import os
+
+    from ..terminal import run_in_terminal, screen_lines
+
+    command = [sys.executable, "-m", "trainwell", "train", "--epochs", "2", "--out", str(tmp_path / "run")]
+    output, status = run_in_terminal(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = screen_lines(output)
+    assert status == 0, "\n".join(lines)
+    text = output.decode(errors="replace")
+    for epoch in (1, 2):
+        # The bar reached the end of each epoch, with the running loss and the lr ...
+        assert f"epoch {epoch}/2: 100%" in text and "23/23" in text and ", lr " in text
+        # ... and the epoch line starts a line of its own: never glued onto a bar.
+        assert sum(line.startswith(f"epoch {epoch}/2  train_loss ") for line in lines) == 1, "\n".join(lines)
+    assert not [line for line in lines if "batch/s" in line], "a bar was left on the screen"
+    # The data summary reaches the console before training starts, and train.log too.
+    assert any(line.startswith("Loaded digits (scikit-learn, bundled): 1,797 samples") for line in lines)
+    assert "Loaded digits" in (tmp_path / "run" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_quiet_silences_the_console_but_not_train_log(tmp_path):
+    table = tmp_path / "houses.csv"
+    table.write_text("area,rooms,price\n" + "".join(f"{'' if i % 9 == 0 else 30 + i},{i % 5},{i % 2}\n" for i in range(60)))
+    done = _trainwell("train", "--data", str(table), "--target", "price", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "run" / "train.log").read_text()
+    for message in ("missing='impute': 7 in 'area'", "Target 'price' of", "Loaded '", "Parameters:", "epoch 1/1"):
+        assert message in log and message not in done.stderr
+    assert "final (epoch 1)" in done.stdout
+
+
+def test_data_messages_reach_train_log(tmp_path, capsys):
+    assert main(["train", "--data", "iris", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    log = (tmp_path / "run" / "train.log").read_text()
+    # Logged while the data was loaded, before the run directory existed: kept and written first.
+    assert log.index("Loaded iris (scikit-learn, bundled)") < log.index("Training MLP")
+    assert "Doctor:" in log
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--precision", "fp16", "--device", "cpu"],
+        ["--data", "iris", "--model", "cnn"],
+        ["--data", "TABLE"],
+        ["--data", "iris", "--model-arg", "input_size=3"],
+        ["--epochs", "0"],
+        ["--data", "nothing.csv"],
+        ["--data", "iris", "--lr", "auto", "--precision", "bf16", "--device", "cuda"],
+    ],
+)
+def test_no_run_directory_after_a_refusal_before_training(tmp_path, capsys, args):
+    table = tmp_path / "t.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    args = [str(table) if a == "TABLE" else a for a in args]
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2, capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # The same command with the refusal fixed then runs in that directory (nothing was left there).
+
+
+def test_a_fixed_command_reuses_the_refused_directory(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "iris", "--epochs", "1", "--precision", "fp16", "--device", "cpu", "--out", out]) == 2
+    assert "fp16" in capsys.readouterr().err
+    assert main(["train", "--data", "iris", "--epochs", "1", "--precision", "fp32", "--device", "cpu", "--out", out, "--quiet"]) == 0
+
+
+@pytest.mark.slow
+def test_lr_auto_saves_the_finder_plot(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="trainwell")
+    assert main(["train", "--data", "iris", "--epochs", "1", "--lr", "auto", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    assert "lr=auto: using the LR finder's suggestion" in (tmp_path / "run" / "train.log").read_text()

@@ -177,6 +177,9 @@ def test_mnist_downloaded_into_the_data_dir_then_read_from_the_cache(server, mak
     splits = load_idx("mnist", cache, source=source, sleep=waits.append)
     assert splits.test[0].shape == (20, 1, 28, 28) and len(server.requests) == 4
     assert leftovers(cache) == sorted(f.name for f in files)
+    # Downloaded files read like any other (the partial file was created 0600 by mkstemp).
+    (tmp_path / "plain").write_text("x")
+    assert {(cache / f.name).stat().st_mode & 0o777 for f in files} == {(tmp_path / "plain").stat().st_mode & 0o777}
     load_idx("mnist", cache, source=source, sleep=waits.append)
     assert len(server.requests) == 4  # the second load made no request at all
 

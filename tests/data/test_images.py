@@ -63,7 +63,7 @@ def test_undecodable_image_is_an_error_naming_it_or_skipped_with_a_count(tmp_pat
 
 
 def test_missing_or_empty_folders_are_named(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):  # a wrong path is an option mistake (exit 2)
         load(tmp_path / "absent" / "")
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(b"")

@@ -40,10 +40,23 @@ def test_formats_are_told_from_names_and_paths(tmp_path):
         resolve_format(tmp_path / "t.xyz", "auto")
 
 
+def test_a_folder_of_idx_files_is_recognised_by_their_names(make_mnist_dir, tmp_path):
+    folder = make_mnist_dir("digits-idx", train=50, test=10)
+    assert resolve_format(folder, "auto") == "idx"
+    assert load(folder, val_fraction=0.2).info.input_shape == (1, 28, 28)
+    (tmp_path / "cats").mkdir()
+    assert resolve_format(tmp_path / "cats", "auto") == "images"
+
+
+def test_a_near_miss_of_a_dataset_name_gets_a_suggestion():
+    with pytest.raises(ConfigError, match="data='digit' is not a known dataset. Did you mean 'digits'?"):
+        load("digit")
+
+
 def test_unknown_names_and_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="data='cifar' is not a known dataset: expected one of 'digits'"):
         load("cifar")
-    with pytest.raises(DataError, match=r"data '.*nothing.csv' does not exist"):
+    with pytest.raises(ConfigError, match=r"data '.*nothing.csv' does not exist"):
         load(tmp_path / "nothing.csv", target="y")
     with pytest.raises(ConfigError, match="format='xml' is not a valid choice"):
         load("iris", format="xml")

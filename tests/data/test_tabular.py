@@ -86,9 +86,9 @@ def test_task_inferred_from_the_target_and_overridable(tmp_path):
 
 def test_target_that_does_not_exist_names_the_columns(tmp_path):
     path = write_people(tmp_path / "people.csv")
-    with pytest.raises(DataError, match=r"target='lable' is not a column of '.*people.csv': its columns are \['age', .*Did you mean 'label'\?"):
+    with pytest.raises(ConfigError, match=r"target='lable' is not a column of '.*people.csv': its columns are \['age', .*Did you mean 'label'\?"):
         load(path, target="lable")
-    with pytest.raises(DataError, match="needs a target column"):
+    with pytest.raises(ConfigError, match="needs a target column"):
         load(path)
 
 
@@ -111,7 +111,7 @@ def test_ragged_lines_and_missing_files_are_named(tmp_path):
     path.write_text("a,b,y\n1,2,0\n3,4\n")
     with pytest.raises(DataError, match="line 3 has 2 fields but the header has 3"):
         read_columns(path)
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "absent.csv", target="y")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):

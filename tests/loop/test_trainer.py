@@ -580,6 +580,27 @@ def test_run_dir_of_another_run_is_not_overwritten(classifier, blob_loaders, tmp
     assert (tmp_path / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"precision": "fp16", "device": "cpu"}, ConfigError),  # precision on this device
+        ({"loss_fn": torch.nn.MSELoss()}, DataError),  # the loss on the first batch
+        ({"task": "regression"}, DataError),  # the task against the targets and outputs
+    ],
+)
+def test_a_refused_run_creates_no_run_dir(classifier, blob_loaders, tmp_path, options, error):
+    with pytest.raises(error):
+        trainwell.fit(classifier, *blob_loaders, epochs=1, run_dir=tmp_path / "run", **{**QUIET, **options})
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_log_starts_with_the_lines_logged_before_the_run_dir_existed(classifier, blob_loaders, tmp_path):
+    trainwell.fit(classifier, *blob_loaders, epochs=1, run_dir=tmp_path / "run", **QUIET)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert log.index("Training Sequential") < log.index("Model:") < log.index("epoch 1/1")
+    assert log.count("Training Sequential") == 1
+
+
 def test_nothing_is_written_without_run_dir(classifier, blob_loaders, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     trainwell.fit(classifier, *blob_loaders, epochs=1, **QUIET)

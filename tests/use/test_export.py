@@ -1,3 +1,4 @@
+import stat
 import warnings
 
 import pytest
@@ -24,6 +25,9 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     model(torch.randn(8, 3))  # running statistics become non-trivial
     path = save_safetensors(tmp_path / "model.safetensors", model, metadata={"epoch": "3"})
     assert path.read_bytes()[8:9] == b"{"  # a JSON header, no pickle
+    # Read like every other file trainwell writes (safetensors itself creates it 0600).
+    (tmp_path / "plain.txt").write_text("x")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
     torch.manual_seed(1)
     fresh = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.Linear(5, 2))
     load_safetensors(path, fresh)

@@ -16,8 +16,10 @@ from trainwell.files.rundir import RunPaths
 from trainwell.observe.monitor import Monitor
 
 
-def run_dir_callbacks(run_dir: Path, loggers: Iterable[str] = (), monitor: Monitor | None = None) -> list[Callback]:
-    """metrics.jsonl, the extra ``loggers`` ("csv", "tensorboard"), confusion.json (of the best epoch by
+def run_dir_callbacks(
+    run_dir: Path, loggers: Iterable[str] = (), monitor: Monitor | None = None, mlflow_tracking_uri: str | None = None
+) -> list[Callback]:
+    """metrics.jsonl, the extra ``loggers`` ("csv", "tensorboard", "mlflow"), confusion.json (of the best epoch by
     ``monitor``), curves.png, then the doctor and report.html, which read what the others wrote."""
     paths = RunPaths(Path(run_dir))
     callbacks: list[Callback] = [JSONLLogger(paths.metrics)]
@@ -25,5 +27,9 @@ def run_dir_callbacks(run_dir: Path, loggers: Iterable[str] = (), monitor: Monit
         callbacks.append(CSVLogger(paths.metrics_csv))
     if "tensorboard" in loggers:
         callbacks.append(TensorBoardLogger(paths.tensorboard))
+    if "mlflow" in loggers:
+        from trainwell.callbacks.mlflow_logger import MLflowLogger
+
+        callbacks.append(MLflowLogger(paths.mlflow, tracking_uri=mlflow_tracking_uri))
     callbacks += [ConfusionMatrixLogger(paths.confusion, monitor), LearningCurves(paths.root), RunReport(paths.root)]
     return callbacks

@@ -6,15 +6,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainwell.commands.train import FLAGS, read_config_file
+from trainwell.commands.train import SECTIONS, given_options, read_config_file, run_flags
 
-# The train flags that describe the model, the data and the step; the rest (epochs, lr, the
-# run directory) mean nothing to a range test.
-_SHARED_FLAGS = ("data", "batch_size", "precision", "seed", "device")
+# The train flags that describe the data, the model and the step; the rest (epochs, lr, the run
+# directory) mean nothing to a range test.
+_SHARED_TRAIN_FLAGS = ("batch_size", "precision", "seed", "device", "weight_decay", "optimizer", "momentum")
+
+
+def _shared_flags() -> list[Any]:
+    return [flag for flag in run_flags() if flag.group in ("data", "model") or flag.field in _SHARED_TRAIN_FLAGS]
 
 
 def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    subcommands.add_parser(
         "lr-find",
         help="suggest a learning rate with the LR range test",
         description=(
@@ -22,11 +26,14 @@ def register(subcommands: Any) -> None:
             "loss against the lr, and print the suggested (peak) lr. The model is restored afterwards. "
             "'trainwell train --lr auto' does this before training."
         ),
-    )
+        populate=_add_arguments,
+    ).set_defaults(handler=run)
+
+
+def _add_arguments(parser: Any) -> None:
+    from trainwell.commands.flags import add_flags
+
     parser.add_argument("--config", type=Path, metavar="FILE", help="YAML file of run options (flags override it)")
-    for field in _SHARED_FLAGS:
-        flag, options = FLAGS[field]
-        parser.add_argument(flag, dest=field, **options)
     parser.add_argument(
         "--start-lr", type=float, default=1e-7, metavar="LR", help="first lr of the sweep (default 1e-7)"
     )
@@ -41,19 +48,19 @@ def register(subcommands: Any) -> None:
         metavar="FILE.png",
         help="the plot to write (default lr_find.png)",
     )
-    parser.set_defaults(handler=run)
+    add_flags(parser, _shared_flags(), SECTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     options = read_config_file(args.config) if args.config else {}
-    flagged = {field: getattr(args, field) for field in _SHARED_FLAGS if getattr(args, field) is not None}
+    flagged, names = given_options(args, _shared_flags())
     options.update(flagged)
     options.pop("lr", None)
     options["progress"] = False
 
     from trainwell.recipes import RunConfig, find_recipe_lr
 
-    config = RunConfig.from_options(options, option_names={field: FLAGS[field][0] for field in flagged})
+    config = RunConfig.from_options(options, option_names=names)
     result = find_recipe_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps)
     path = result.plot(args.out)
     if result.suggested_lr is None:

@@ -3,98 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import ConfigError
 
-
-def lr_or_auto(text: str) -> float | str:
-    """``--lr``'s value: a number, or ``auto`` for the LR finder's suggestion."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number from 1e-6 to 1, or auto") from None
-
-
-# Each flag that sets a RunConfig field: field -> (flag, argparse options). Flags left out of
-# the command line do not override the config file or the defaults.
-FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "data": (
-        "--data",
-        {
-            "metavar": "NAME|PATH",
-            "help": "digits (default), iris, wine, breast_cancer, sunspots, word_language, mnist, fashion-mnist, "
-            "a .csv/.tsv/.parquet table (with --target), a .jsonl of texts, or a folder of class folders of images",
-        },
-    ),
-    "data_dir": ("--data-dir", {"type": Path, "metavar": "DIR", "help": "directory of the mnist/fashion-mnist IDX files (downloaded into it when absent)"}),
-    "data_format": ("--data-format", {"metavar": "F", "help": "auto (default), bundled, idx, tabular, images or text (e.g. text for a .csv of texts)"}),
-    "target": ("--target", {"metavar": "COLUMN", "help": "the column to predict in a table, or the label column of a text file (default label)"}),
-    "task": ("--task", {"metavar": "T", "help": "auto (default: inferred from the target), classification or regression"}),
-    "missing": ("--missing", {"metavar": "POLICY", "help": "missing values in a table: impute (default), drop or error"}),
-    "image_size": ("--image-size", {"type": int, "metavar": "N", "help": "resize images to NxN (default: the first image's size)"}),
-    "augment": ("--augment", {"action": "store_true", "default": None, "help": "random crop and flip of training images"}),
-    "bad_images": ("--bad-images", {"metavar": "POLICY", "help": "an image that fails to decode: error (default) or skip"}),
-    "text_column": ("--text-column", {"metavar": "COLUMN", "help": "the column holding the text of a text file (default text)"}),
-    "max_length": ("--max-length", {"type": int, "metavar": "N", "help": "tokens kept per text (default: the longest training text, at most 256)"}),
-    "download": ("--no-download", {"action": "store_false", "default": None, "help": "never download: missing mnist/fashion-mnist files are an error"}),
-    "model": (
-        "--model",
-        {
-            "metavar": "NAME",
-            "help": "mlp (default), cnn, lstm, gru, rnn or transformer; 'trainwell models' lists their arguments "
-            "(default for sunspots and word_language: lstm)",
-        },
-    ),
-    "model_args": (
-        "--model-arg",
-        {
-            "action": "append",
-            "type": lambda text: parse_model_arg(text),  # defined below
-            "metavar": "KEY=VALUE",
-            "help": "a model argument, repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, comma lists)",
-        },
-    ),
-    "epochs": ("--epochs", {"type": int, "metavar": "N", "help": "passes over the training data, 1..1000 (default 10)"}),
-    "lr": (
-        "--lr",
-        {"type": lr_or_auto, "metavar": "LR", "help": "peak learning rate, 1e-6..1 (default 1e-2 with the one-cycle schedule), or auto: the LR finder picks it"},
-    ),
-    "batch_size": (
-        "--batch-size",
-        {"type": int, "metavar": "N", "help": "training batch size (default 64); the lr is rescaled (sqrt rule) when it differs from 64"},
-    ),
-    "precision": ("--precision", {"metavar": "P", "help": "auto (default: bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, or fp16 (CUDA only)"}),
-    "compile": ("--compile", {"action": "store_true", "default": None, "help": "compile the model with torch.compile (compilation time reported apart)"}),
-    "seed": ("--seed", {"type": int, "metavar": "N", "help": "random seed for the split, the weights and the order (default 0)"}),
-    "device": ("--device", {"metavar": "D", "help": "auto (default), cpu, cuda, cuda:N or mps"}),
-    "loggers": ("--log", {"nargs": "+", "choices": ("csv", "tensorboard"), "metavar": "LOGGER", "help": "extra loggers into the run directory: csv, tensorboard (needs trainwell[tensorboard])"}),
-    "run_dir": ("--out", {"type": Path, "metavar": "RUN_DIR", "help": "the run directory to create (default runs/<timestamp>)"}),
-    "checkpoint_every_steps": (
-        "--checkpoint-every",
-        {"type": int, "metavar": "STEPS", "help": "also checkpoint every STEPS optimizer steps (default: at the end of each epoch only)"},
-    ),
+# Flag names kept from before the flags were generated (each field also has its --field-name).
+ALIASES = {
+    "run_dir": ("--out",),
+    "loggers": ("--log",),
+    "model_args": ("--model-arg",),
+    "checkpoint_every_steps": ("--checkpoint-every",),
+}
+# What the command line accepts beyond the field's type.
+EXTRA_HELP = {
+    "lr": "or auto: the LR finder picks it and its plot is saved as lr_find.png in the run directory",
+    "run_dir": "default runs/<timestamp>",
+    "model_args": "repeatable, e.g. --model-arg channels=32,64 (ints, floats, true/false, none, comma lists); "
+    "'trainwell models' lists each model's arguments",
+}
+METAVARS = {"lr": "FLOAT|auto", "run_dir": "DIR", "data": "NAME|PATH", "device": "DEVICE"}
+SECTIONS = {
+    "data": "data (what to read; a config file's data: section)",
+    "model": "model (what to build; model:)",
+    "train": "training (how to train; train:)",
 }
 
 
+def run_flags() -> list[Any]:
+    """The flags of every RunConfig option, generated from its fields (commands/flags.py)."""
+    from trainwell.commands.flags import field_flags
+    from trainwell.recipes import RunConfig, option_group
+
+    return field_flags(RunConfig, option_group, ALIASES, EXTRA_HELP, METAVARS)
+
+
 def register(subcommands: Any) -> None:
-    parser = subcommands.add_parser(
+    subcommands.add_parser(
         "train",
         help="train a model (default: an MLP on the bundled digits data)",
         description=(
             "Train a model and leave a run directory with config.yaml, metrics.jsonl, train.log, curves.png and "
             "report.html (the doctor's diagnosis is logged at the end). "
             "With no arguments: an MLP on scikit-learn's bundled handwritten digits, no download needed. "
-            "Options come from the defaults, then --config FILE, then the flags."
+            "Options come from the defaults, then --config FILE, then the flags; every option has a flag."
         ),
+        usage="%(prog)s [--config FILE] [--print-config] [--quiet] [--resume auto|PATH] [--OPTION VALUE ...]",
+        populate=add_arguments,
+    ).set_defaults(handler=run)
+
+
+def add_arguments(parser: Any) -> None:
+    """The train command's own options, then a flag per RunConfig option (generated when first needed)."""
+    from trainwell.commands.flags import add_flags
+
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of run options, flat or in data:, model: and train: sections (flags override it)",
     )
-    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML file of run options (flags override it)")
-    for field, (flag, options) in FLAGS.items():
-        parser.add_argument(flag, dest=field, **options)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no info logs; print only the final table")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved options as a YAML config file (in sections) and exit; --config reads it back",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar and no info lines on the console (train.log keeps them)"
+    )
     parser.add_argument(
         "--resume",
         metavar="auto|PATH",
@@ -102,37 +79,47 @@ def register(subcommands: Any) -> None:
         "start if it has none), PATH from that checkpoint or run directory; options come from the run's config.yaml, "
         "then --config, then the flags",
     )
-    parser.set_defaults(handler=run)
+    add_flags(parser, run_flags(), SECTIONS)
+
+
+def given_options(args: argparse.Namespace, flags: list[Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The options set by flags (a flag left out sets nothing), and each one's flag name for messages."""
+    given = {flag.field: getattr(args, flag.field) for flag in flags if hasattr(args, flag.field)}
+    return given, {flag.field: flag.name for flag in flags if flag.field in given}
 
 
 def run(args: argparse.Namespace) -> int:
-    options = resumed_options(args.resume, args.run_dir) if args.resume is not None else {}
+    options = resumed_options(args.resume, getattr(args, "run_dir", None)) if args.resume is not None else {}
     options.update(read_config_file(args.config) if args.config else {})
-    flagged = {field: getattr(args, field) for field in FLAGS if getattr(args, field) is not None}
+    flags = run_flags()
+    flagged, names = given_options(args, flags)
     if "model_args" in flagged:
         # Each --model-arg overrides that one argument of the file's model_args.
         from_file = options.get("model_args")
-        flagged["model_args"] = {**(from_file if isinstance(from_file, dict) else {}), **dict(flagged["model_args"])}
+        flagged["model_args"] = {**(from_file if isinstance(from_file, dict) else {}), **flagged["model_args"]}
     options.update(flagged)
-    if args.quiet:
-        options["progress"] = False
 
     from trainwell.recipes import RunConfig, default_run_dir
     from trainwell.recipes import run as run_recipe
 
-    if options.get("run_dir") is None:
-        options["run_dir"] = default_run_dir()
     auto_lr = options.get("lr") == "auto"
     if auto_lr:
         del options["lr"]
-    config = RunConfig.from_options(options, option_names={field: FLAGS[field][0] for field in flagged})
+    if args.print_config:
+        config = RunConfig.from_options({**options, "run_dir": options.get("run_dir")}, option_names=names)
+        print(grouped_yaml(config, [flag.field for flag in flags], auto_lr), end="")
+        return 0
+    if options.get("run_dir") is None:
+        options["run_dir"] = default_run_dir()
     if args.quiet:
-        import logging
-
-        logging.getLogger("trainwell").setLevel(logging.WARNING)
+        options["progress"] = False
+    config = RunConfig.from_options(options, option_names=names)
     from trainwell.exceptions import TrainingInterrupted
+    from trainwell.observe.logs import setup_console_logging
     from trainwell.system import is_primary_process
 
+    # From the first line: what the data loader finds reaches the console and train.log.
+    setup_console_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
         result = run_recipe(config, auto_lr=auto_lr, resume=args.resume)
     except TrainingInterrupted as stopped:
@@ -152,36 +139,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_model_arg(text: str) -> tuple[str, Any]:
-    """``"channels=32,64"`` -> ``("channels", [32, 64])``: ints, floats, true/false, none, comma lists, else text.
+def grouped_yaml(config: Any, fields: list[str], auto_lr: bool = False) -> str:
+    """The resolved options a command line can set, as YAML in data:, model: and train: sections."""
+    import yaml
 
-    Raises:
-        argparse.ArgumentTypeError: the text is not ``KEY=VALUE``.
+    from trainwell.recipes import option_group
 
-    Example:
-        >>> parse_model_arg("channels=32,64"), parse_model_arg("dropout=0.1"), parse_model_arg("cell=gru")
-        (('channels', [32, 64]), ('dropout', 0.1), ('cell', 'gru'))
-    """
-    key, separator, value = text.partition("=")
-    key = key.strip()
-    if not separator or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE: write e.g. --model-arg channels=32,64")
-    if "," in value:
-        return key, [_parse_value(item) for item in value.split(",") if item.strip()]
-    return key, _parse_value(value)
-
-
-def _parse_value(text: str) -> Any:
-    text = text.strip()
-    named = {"true": True, "false": False, "none": None, "null": None}
-    if text.lower() in named:
-        return named[text.lower()]
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
+    resolved = config.to_yaml_dict()
+    if auto_lr:
+        resolved["lr"] = "auto"
+    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+    for name in fields:
+        sections[option_group(name)][name] = resolved[name]
+    return yaml.safe_dump(sections, sort_keys=False)
 
 
 def resumed_options(resume: str, out: Path | None) -> dict[str, Any]:
@@ -209,7 +179,12 @@ def run_directory_of(path: Path) -> Path:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The options in a YAML config file, or a ConfigError saying what is wrong with it."""
+    """The options in a YAML config file, flat or in ``data:``, ``model:`` and ``train:`` sections.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or a key is not an option (of its section),
+            with a "did you mean" and the options of that section.
+    """
     import yaml
 
     if not path.is_file():
@@ -222,11 +197,62 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(options, dict):
         raise ConfigError(f"--config '{path}' holds a {type(options).__name__}: expected a mapping of options, e.g. 'epochs: 20'.")
-    return options
+    return ungrouped(options, f"--config '{path}'")
+
+
+def ungrouped(options: dict[str, Any], source: str) -> dict[str, Any]:
+    """The options of a config file with its ``data:``/``model:``/``train:`` sections merged into one mapping.
+
+    A section is a key named after one whose value is a mapping (``data: digits`` is the data
+    option, ``data: {target: price}`` the data section). Keys outside sections are taken as they
+    are (a flat file, as config.yaml is) and checked with the rest by RunConfig.
+
+    Raises:
+        ConfigError: a section holds a key that is not one of its options, naming the section,
+            a close match and the section's options (only those).
+    """
+    import difflib
+
+    from trainwell.recipes import RunConfig, option_group
+
+    sections: dict[str, list[str]] = {"data": [], "model": [], "train": []}
+    for name in RunConfig.model_fields:
+        sections[option_group(name)].append(name)
+    flat: dict[str, Any] = {}
+    problems = []
+    for key, value in options.items():
+        if key not in sections or not isinstance(value, dict):
+            if key not in RunConfig.model_fields:
+                close = difflib.get_close_matches(str(key), list(RunConfig.model_fields), n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]!r}?" if close else " The sections are data:, model: and train:"
+                problems.append(
+                    f"{source}: {key!r} is not an option.{hint} (trainwell train --print-config shows every option.)"
+                )
+            flat[key] = value
+            continue
+        for name, option in value.items():
+            if name in sections[key]:
+                flat[name] = option
+                continue
+            home = option_group(name) if name in RunConfig.model_fields else None
+            if home is not None:
+                problems.append(f"{source}: {name!r} is an option of the {home}: section, not {key}: move it there.")
+                continue
+            close = difflib.get_close_matches(str(name), sections[key], n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                f"{source}: {name!r} is not an option of the {key}: section.{hint} "
+                f"The {key}: options are: {', '.join(sections[key])}."
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return flat
 
 
 def format_summary(result: Any) -> str:
     """The final metrics as a small table: the best epoch and the last one."""
+    from trainwell.display import number, seconds
+
     metrics = ["train_loss", "val_loss", "val_accuracy", "val_mae", "epoch_time_s", "samples_per_s"]
     final, best = result.final, result.best or {}
     columns = [("best", best), ("final", final)] if best and best is not final else [("final", final)]
@@ -235,18 +261,11 @@ def format_summary(result: Any) -> str:
     width = max(len(m) for m in metrics)
     lines = ["", " " * width + "".join(f"  {h:>18}" for h in headers)]
     for metric in metrics:
-        cells = "".join(f"  {_cell(row.get(metric)):>18}" for _, row in columns)
+        show = seconds if metric == "epoch_time_s" else (lambda v: number(round(v))) if metric == "samples_per_s" else number
+        cells = "".join(f"  {(show(row[metric]) if row.get(metric) is not None else '-'):>18}" for _, row in columns)
         lines.append(f"{metric:<{width}}{cells}")
     if result.stopped_early:
         lines.append(f"Stopped early after epoch {final.get('epoch')}.")
     if result.run_dir is not None:
         lines.append(f"Run directory: {result.run_dir}")
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
-    return str(value)

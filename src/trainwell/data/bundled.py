@@ -6,6 +6,7 @@ Tabular and image sets come with scikit-learn; the sunspot series with statsmode
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,4 +151,13 @@ def load_bundled(name: str, val_fraction: float = 0.2, seed: int = 0, as_images:
     if as_images:
         train_x, val_x = train_x.reshape(-1, 1, 8, 8), val_x.reshape(-1, 1, 8, 8)
         info.input_shape = (1, 8, 8)
+    logging.getLogger("trainwell").info(
+        "Loaded %s (scikit-learn, bundled): %s samples (%s training, %s validation) of shape %s, %d classes.",
+        name,
+        f"{len(labels):,}",
+        f"{len(train_index):,}",
+        f"{len(val_index):,}",
+        tuple(info.input_shape),
+        info.num_classes,
+    )
     return Splits(train=(train_x, labels[train_index]), val=(val_x, labels[val_index]), info=info)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trainwell.display import progress
 from trainwell.exceptions import DataError
+from trainwell.files.atomic import ordinary_mode
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
 
 logger = logging.getLogger("trainwell")
@@ -193,19 +195,24 @@ def _download(url: str, remote: RemoteFile, target: Path, timeout_s: float) -> N
                 announced = response.headers.get("Content-Length", "")
                 size = int(announced) if announced.isdigit() else None
                 received, cut = 0, False
+                bar = progress(total=size, desc=target.name, unit="B", unit_scale=True, leave=False)
                 try:
                     while chunk := response.read(CHUNK_BYTES):
                         hasher.update(chunk)
                         part_file.write(chunk)
                         received += len(chunk)
+                        bar.update(len(chunk))
                 except http.client.IncompleteRead as error:
                     received, cut = received + len(error.partial), True
+                finally:
+                    bar.close()
                 if cut or (size is not None and received < size):
                     # A transfer cut short is a network failure, worth retrying on the same mirror.
                     raise _Transient(f"connection closed after {received:,} of {size or 'more'} bytes")
         digest = hasher.hexdigest()
         if digest != expected:
             raise _Rejected(f"checksum mismatch: got {digest}, the published one is {expected}")
+        ordinary_mode(part)  # mkstemp made it 0600
         os.replace(part, target)
         done = True
     finally:

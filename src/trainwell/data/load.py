@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,13 +136,15 @@ def resolve_format(name_or_path: str | Path, format: str, data_dir: str | Path |
     if not path.exists():
         known = [*bundled.BUNDLED, *IDX_DATASETS]
         if path.suffix or len(path.parts) > 1:
-            raise DataError(f"data '{path}' does not exist: expected an existing file or folder (or a dataset name: {', '.join(known)}).")
+            raise ConfigError(f"data '{path}' does not exist: expected an existing file or folder (or a dataset name: {', '.join(known)}).")
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         raise ConfigError(
-            f"data={name!r} is not a known dataset: expected one of {', '.join(map(repr, known))}, or the path of "
+            f"data={name!r} is not a known dataset{f'. Did you mean {close[0]!r}? Known datasets' if close else ''}: "
+            f"expected one of {', '.join(map(repr, known))}, or the path of "
             "a .csv/.tsv/.parquet table, a .jsonl of texts, or a folder of class folders of images."
         )
     if path.is_dir():
-        return "images"
+        return "idx" if is_idx_folder(path) else "images"
     suffix = path.suffix.lower()
     if suffix in TABULAR_SUFFIXES:
         return "tabular"
@@ -151,6 +154,19 @@ def resolve_format(name_or_path: str | Path, format: str, data_dir: str | Path |
         f"data '{path}' has the suffix {suffix or '(none)'!r}, which does not tell its format: expected .csv, .tsv, "
         ".parquet (tables), .jsonl (texts) or a folder of images; or name the format (format=..., --data-format)."
     )
+
+
+def is_idx_folder(path: Path) -> bool:
+    """Whether a folder holds MNIST-format files by their names (``train-images-idx3-ubyte``, raw or ``.gz``).
+
+    Example:
+        >>> is_idx_folder(Path("."))
+        False
+    """
+    from trainwell.data.idx import SPLIT_FILES
+
+    names = {child.name.removesuffix(".gz") for child in path.iterdir() if child.is_file()}
+    return all(name in names for name in SPLIT_FILES["train"])
 
 
 def _load_format(chosen: str, name_or_path: str | Path, val_fraction: float, seed: int, **options: Any) -> Splits:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainwell.exceptions import DataError
+from trainwell.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
     from trainwell.data.bundled import Splits
@@ -302,14 +302,14 @@ def _check_target(path: Path, target: str | None, columns: dict[str, list[Any]])
 
     names = list(columns)
     if target is None:
-        raise DataError(
+        raise ConfigError(
             f"'{path}' is a table and needs a target column: pass target=... (--target on the command line), "
             f"one of {names}."
         )
     if target not in columns:
         close = difflib.get_close_matches(target, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise DataError(f"target={target!r} is not a column of '{path}': its columns are {names}.{hint}")
+        raise ConfigError(f"target={target!r} is not a column of '{path}': its columns are {names}.{hint}")
     return target
 
 

@@ -50,6 +50,25 @@ def write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]
     return hashing.sha256.hexdigest(), hashing.size
 
 
+def _umask() -> int:
+    # Reading the umask means setting it: done once, at import, before any thread of ours runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def ordinary_mode(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open()`` would (0644 under the usual umask 022).
+
+    Files written by a library through ``mkstemp`` (safetensors, a download's partial file) are
+    created 0600; a run's files should all read alike.
+    """
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def fsync_directory(directory: Path) -> None:
     """Make renames and deletions in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:

@@ -4,6 +4,7 @@
 <run_dir>/metrics.jsonl     one JSON object per step, epoch and event
 <run_dir>/metrics.csv       the same as a table (loggers=["csv"])
 <run_dir>/tensorboard/      TensorBoard event files (loggers=["tensorboard"])
+<run_dir>/mlruns/           the local MLflow store (loggers=["mlflow"] without a tracking URI)
 <run_dir>/train.log         the log at info level
 <run_dir>/model.txt         the model's layers, output shapes and parameter counts
 <run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
@@ -52,6 +53,10 @@ class RunPaths:
         return self.root / "tensorboard"
 
     @property
+    def mlflow(self) -> Path:
+        return self.root / "mlruns"
+
+    @property
     def log(self) -> Path:
         return self.root / "train.log"
 
@@ -88,6 +93,27 @@ class RunPaths:
         return [path for path in (self.metrics, self.config) if path.exists()]
 
 
+def check_run_dir(run_dir: Path, resuming: bool = False) -> None:
+    """Refuse a ``run_dir`` that cannot take a new run, creating nothing.
+
+    Args:
+        run_dir: The run directory (it may not exist yet).
+        resuming: The run continues the one ``run_dir`` holds (the one exception to the refusal).
+
+    Raises:
+        ConfigError: ``run_dir`` is a file, or already holds another run's files.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run_dir='{run_dir}' is a file: expected a directory (new or empty).")
+    existing = [path.name for path in RunPaths(run_dir).holds_a_run()]
+    if existing and not resuming:
+        raise ConfigError(
+            f"run_dir='{run_dir}' already holds a run ({', '.join(existing)}): choose a new directory "
+            "(e.g. --out runs/<new-name>) or remove the old one, so that no run's record is overwritten. "
+            "To continue that run from its last checkpoint, pass resume='auto' (--resume auto)."
+        )
+
+
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = False) -> Path:
     """Create ``run_dir`` and write its ``config.yaml``, refusing to mix two runs in one directory.
 
@@ -99,16 +125,7 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = Fals
     Raises:
         ConfigError: ``run_dir`` is a file, or already holds another run's files.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run_dir='{run_dir}' is a file: expected a directory (new or empty).")
-    paths = RunPaths(run_dir)
-    existing = [path.name for path in paths.holds_a_run()]
-    if existing and not resuming:
-        raise ConfigError(
-            f"run_dir='{run_dir}' already holds a run ({', '.join(existing)}): choose a new directory "
-            "(e.g. --out runs/<new-name>) or remove the old one, so that no run's record is overwritten. "
-            "To continue that run from its last checkpoint, pass resume='auto' (--resume auto)."
-        )
+    check_run_dir(run_dir, resuming)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(paths.config, config)
+    write_yaml(RunPaths(run_dir).config, config)
     return run_dir

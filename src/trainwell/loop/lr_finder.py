@@ -31,6 +31,7 @@ from torch import nn
 
 from trainwell.config import TrainConfig
 from trainwell.data import batches
+from trainwell.display import progress
 from trainwell.exceptions import ConfigError, DataError, ModelError
 from trainwell.loop.optimizers import build_optimizer
 from trainwell.loop.precision import Precision
@@ -225,7 +226,9 @@ def _range_test(
     )
     average, best = 0.0, math.inf
     growth = (end_lr / start_lr) ** (1 / (num_steps - 1))
+    bar = progress(total=num_steps, desc="LR finder", unit="step", leave=False)
     for index, batch in enumerate(_cycle(train_loader, num_steps)):
+        bar.update()
         lr = start_lr * growth**index
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -243,6 +246,7 @@ def _range_test(
         if index > 0 and running > diverge_factor * best:
             result.stopped_early = True
             break
+    bar.close()
     result.smoothed = _without_lag(result.losses, smoothing)
     return result
 

@@ -13,6 +13,7 @@ logger = logging.getLogger("trainwell")
 
 def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
     """Log what is about to be trained, how, and on what; return it as the run's ``run_info``."""
+    from trainwell.display import number
     from trainwell.loop.optimizers import is_fused
     from trainwell.system import system_info
 
@@ -22,16 +23,16 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
     task = trainer.task.name if trainer.task else "custom"
     logger.info(
         "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of batch %d, %s, "
-        "lr %.3g (%s schedule), task %s.",
+        "lr %s (%s schedule), task %s.",
         type(trainer.module).__name__,
-        f"{params:,}",
+        number(params),
         trainer.device,
         trainer.precision.name,
         trainer.config.epochs,
         steps,
         batch_size,
         optimizer,
-        trainer.peak_lr,
+        number(trainer.peak_lr),
         trainer.config.schedule,
         task,
     )

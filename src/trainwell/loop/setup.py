@@ -7,6 +7,7 @@ must run); the Trainer then composes their states (:meth:`trainwell.Trainer.stat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +20,9 @@ from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressB
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.run_dir import run_dir_callbacks
-from trainwell.distributed.session import is_primary
+from trainwell.distributed.session import is_primary, on_primary
 from trainwell.files.atomic import write_text
-from trainwell.files.rundir import RunPaths
+from trainwell.files.rundir import RunPaths, prepare_run_dir
 from trainwell.loop import preflight
 from trainwell.loop.metric_choice import choose_metrics
 from trainwell.loop.optimizers import build_optimizer, scaled_lr
@@ -30,6 +31,7 @@ from trainwell.loop.run_info import log_run_start
 from trainwell.loop.schedules import LearningRate, schedule_for
 from trainwell.loop.state import TrainState
 from trainwell.loop.step import StepRunner
+from trainwell.observe.logs import drop_captured, log_to_file
 from trainwell.observe.monitor import run_monitor
 from trainwell.reliability.divergence import LossSpikeDetector, NonFiniteGuard
 from trainwell.reliability.healing import Healer, divergence_advice
@@ -103,8 +105,19 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     if config.compile:
         trainer.model = torch.compile(trainer.model)
     trainer.run_info = log_run_start(trainer, first.samples)
-    if config.run_dir is not None and is_primary(session):
-        write_text(RunPaths(Path(config.run_dir)).model_summary, trainer.model_summary + "\n")
+
+
+def create_run_dir(trainer: Trainer, run_dir: Path, resuming: bool, files: contextlib.ExitStack) -> None:
+    """Create the run directory once every part is built and checked: config.yaml, model.txt, and
+    train.log (kept open by ``files``), which begins with the lines logged before it existed."""
+    session = trainer.distributed
+    on_primary(session, prepare_run_dir, run_dir, trainer.config.to_yaml_dict(), resuming=resuming)
+    if is_primary(session):
+        paths = RunPaths(run_dir)
+        files.enter_context(log_to_file(paths.log))
+        write_text(paths.model_summary, trainer.model_summary + "\n")
+    else:
+        drop_captured()  # rank 0 alone writes train.log
 
 
 def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.FirstBatch:
@@ -176,7 +189,7 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
         builtins.append(ProgressBar())
     if config.run_dir is not None:
         builtins += (
-            run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor) if is_primary(session) else []
+            run_dir_callbacks(Path(config.run_dir), config.loggers, trainer.monitor, config.mlflow_tracking_uri) if is_primary(session) else []
         )
     elif config.loggers:
         logger.warning(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,19 @@ from trainwell.callbacks import Callback, CallbackList, EarlyStopping
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.config import TrainConfig
 from trainwell.data import batches
-from trainwell.distributed.session import Session, is_primary, joined, on_primary, start_in
+from trainwell.distributed.session import Session, joined, on_primary, start_in
 from trainwell.exceptions import ConfigError
-from trainwell.files.rundir import RunPaths, prepare_run_dir
+from trainwell.files.rundir import check_run_dir
 from trainwell.loop import preflight
 from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
 from trainwell.loop.result import FitResult
-from trainwell.loop.setup import assemble
+from trainwell.loop.setup import assemble, create_run_dir
 from trainwell.loop.state import FromState, TrainState, load_parts
 from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import Task
 from trainwell.loop.validation import evaluation_pass
-from trainwell.observe.logs import format_epoch, log_to_file, setup_console_logging
+from trainwell.observe.logs import captured, format_epoch, setup_console_logging
 from trainwell.observe.monitor import Monitor
 from trainwell.reliability.divergence import judged_on_device
 from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher, stop_on_signal
@@ -188,12 +188,13 @@ class Trainer:
             return self._fit(model, train_loader, val_loader, start_in(session, resume, None))
         run_dir = Path(self.config.run_dir)
         resumes = continues_in(resume, run_dir)
-        on_primary(session, prepare_run_dir, run_dir, self.config.to_yaml_dict(), resuming=resumes)
+        # Check, then create: refused now, created once every part is checked (a refusal leaves nothing).
+        on_primary(session, check_run_dir, run_dir, resuming=resumes)
         # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
         signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-        log_file = log_to_file(RunPaths(run_dir).log) if is_primary(session) else contextlib.nullcontext()
-        with log_file, signals:
-            return self._fit(model, train_loader, val_loader, start_in(session, resume, run_dir))
+        with contextlib.ExitStack() as files, captured(), signals:
+            checkpoint, create = start_in(session, resume, run_dir), lambda: create_run_dir(self, run_dir, resumes, files)
+            return self._fit(model, train_loader, val_loader, checkpoint, create)
 
     def _fit(
         self,
@@ -201,8 +202,10 @@ class Trainer:
         train_loader: Iterable[Any],
         val_loader: Iterable[Any] | None,
         checkpoint: tuple[Path, dict[str, Any]] | None = None,
+        checked: Callable[[], None] = lambda: None,
     ) -> FitResult:
         self._setup(model, train_loader, val_loader)
+        checked()  # every part is built and checked: now the run directory is created
         if checkpoint is not None:
             self._resume_from(*checkpoint)
         self.healer.remember()  # the first good state to roll back to
@@ -451,50 +454,3 @@ class Trainer:
         run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
         best_checkpoint = self.checkpointing.best_path if self.checkpointing is not None else None
         return FitResult(list(self.history), best, stopped, run_dir, self.module, best_checkpoint)
-
-
-def fit(
-    model: nn.Module,
-    train_loader: Iterable[Any],
-    val_loader: Iterable[Any] | None = None,
-    *,
-    config: TrainConfig | None = None,
-    callbacks: Sequence[Callback] = (),
-    resume: str | Path | None = None,
-    **options: Any,
-) -> FitResult:
-    """Train ``model`` with the best practices on by default, in one call.
-
-    Args:
-        model: Any ``nn.Module`` with trainable parameters (trained in place).
-        train_loader: A non-empty, re-iterable source of ``(inputs, targets)`` batches.
-        val_loader: Validation batches (strongly recommended).
-        config: A :class:`TrainConfig`; keyword options override its fields.
-        callbacks: Extra callbacks.
-        resume: ``"auto"`` (the newest good checkpoint of ``run_dir``, if any), a checkpoint file
-            or a run directory to continue from; None starts afresh.
-        **options: Any :class:`TrainConfig` field: ``epochs`` (1..1000, default 10), ``lr``
-            (1e-6..1, default 1e-3), ``weight_decay``, ``schedule``, ``precision``,
-            ``max_grad_norm``, ``early_stopping_patience``, ``seed``, ``device``, ``task``,
-            ``loss_fn``, ``run_dir``, ...
-
-    Returns:
-        A :class:`FitResult` with ``history``, ``best``, ``stopped_early``, ``run_dir``.
-
-    Raises:
-        ConfigError, ModelError, DataError: before training, for invalid input.
-        DivergenceError: when losses stay non-finite after every rollback.
-        CheckpointError: a checkpoint to resume from is corrupt, or one could not be written.
-        TrainingInterrupted: SIGTERM or SIGINT stopped training after committing a checkpoint.
-
-    Example:
-        >>> import torch, trainwell
-        >>> from trainwell.data import TensorLoader
-        >>> x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
-        >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-        >>> result = trainwell.fit(model, TensorLoader(x, y, seed=0), TensorLoader(x, y, shuffle=False),
-        ...                        epochs=2, progress=False)
-        >>> len(result.history)
-        2
-    """
-    return Trainer(config, callbacks=callbacks, **options).fit(model, train_loader, val_loader, resume=resume)

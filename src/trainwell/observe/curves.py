@@ -69,7 +69,9 @@ def render_curves(runs: Sequence[RunRecords], dpi: int = 100) -> bytes:
         if metric is not None and run.has(metric):
             _line(metric_axes, epochs, run.series(metric), colour or "C2", "-", prefix.strip() or None)
         positions, rates = _lr_schedule(run)
-        lr_axes.plot(positions, rates, color=colour or "C3", label=prefix.strip() or None)
+        # A run that failed early may have one lr point: a marker shows it where a line would not.
+        marker = "o" if len(rates) == 1 else None
+        lr_axes.plot(positions, rates, color=colour or "C3", marker=marker, label=prefix.strip() or None)
     loss_axes.set(title="loss (★ best validation)" if any(r.has("val_loss") for r in runs) else "loss", xlabel="epoch")
     if _span(runs) > LOG_SCALE_SPAN:
         loss_axes.set_yscale("log")
@@ -78,6 +80,8 @@ def render_curves(runs: Sequence[RunRecords], dpi: int = 100) -> bytes:
     if metric is None:
         metric_axes.text(0.5, 0.5, "no validation metrics", ha="center", va="center", transform=metric_axes.transAxes)
     lr_axes.set(title="learning rate", xlabel="epoch")
+    if not any(_lr_schedule(run)[1] for run in runs):
+        lr_axes.text(0.5, 0.5, "no lr recorded", ha="center", va="center", transform=lr_axes.transAxes)
     lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     for axes in (loss_axes, metric_axes, lr_axes):
         axes.grid(alpha=0.3)

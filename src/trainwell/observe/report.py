@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trainwell.display import number, seconds
 from trainwell.files.atomic import write_text
 from trainwell.files.rundir import RunPaths
 from trainwell.observe.doctor import Finding, diagnose
@@ -118,7 +119,7 @@ def _status(run: RunRecords) -> str:
     epochs = len(run.epochs)
     total = sum(r.get("epoch_time_s") or 0 for r in run.epochs)
     planned = run.config.get("epochs")
-    done = f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" of {planned}" if planned else "") + f" in {total:.1f} s"
+    done = f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" of {planned}" if planned else "") + f" in {seconds(total)}"
     failure = run.failure
     if failure is not None:
         message = str(failure.get("message", "")).splitlines()[0][:300] if failure.get("message") else ""
@@ -205,7 +206,11 @@ def _confusion(run_dir: Path) -> str:
 def _events(events: list[dict[str, Any]]) -> str:
     rows = []
     for event in events[:MAX_EVENTS_SHOWN]:
-        details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "epoch", "step"))
+        # A failure's message is the report's first line; the table names it only.
+        shown = {k: v for k, v in event.items() if k not in ("event", "epoch", "step")}
+        if event.get("event") == "exception":
+            shown.pop("message", None)
+        details = ", ".join(f"{k}={_plain(v)}" for k, v in shown.items())
         rows.append(
             f"<tr><td>{_e(event.get('event'))}</td><td>{_e(event.get('epoch'))}</td><td>{_e(event.get('step'))}</td><td>{_e(details[:300])}</td></tr>"
         )
@@ -230,17 +235,17 @@ def _cell(metric: str, value: Any) -> str:
     if value is None:
         return "-"
     if metric in ("memory", "gpu_memory", "gpu_memory_reserved") and isinstance(value, (int, float)):
-        return f"{value / 2**20:,.0f} MiB"
-    if isinstance(value, float):
-        if metric == "lr":
-            return f"{value:.3g}"
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
-    return str(value)
+        return f"{number(round(value / 2**20))} MiB"
+    if metric == "epoch_time_s" and isinstance(value, (int, float)):
+        return seconds(value)
+    if metric == "samples_per_s" and isinstance(value, (int, float)):
+        return number(round(value))
+    return number(value) if isinstance(value, (int, float)) else str(value)
 
 
 def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return number(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return "-" if value is None else str(value)

@@ -144,6 +144,7 @@ def evaluate(
 
     from trainwell.config import check_metric_names
     from trainwell.data import batches
+    from trainwell.display import progress
     from trainwell.loop.tasks import infer_task
     from trainwell.loop.validation import evaluation_pass
 
@@ -169,9 +170,15 @@ def evaluate(
             decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
         return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
-    measured = evaluation_pass(
-        model, loader, step, task=lambda: decided, device=torch.device(device), source="loader", metrics=metrics
-    )
+    # A bar only for a pass that lasts (delay): a large input shows progress, a small one nothing.
+    total = len(loader) if hasattr(loader, "__len__") else None
+    shown = progress(loader, total=total, desc="evaluating", unit="batch", leave=False, delay=1.0)
+    try:
+        measured = evaluation_pass(
+            model, shown, step, task=lambda: decided, device=torch.device(device), source="loader", metrics=metrics
+        )
+    finally:
+        shown.close()
     if decided is None:
         raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
     metrics = {name.removeprefix("val_"): value for name, value in measured.metrics.items()}

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from trainwell.exceptions import CheckpointError, CheckpointMismatchError, DependencyError, ExportError
-from trainwell.files.atomic import fsync_directory
+from trainwell.files.atomic import fsync_directory, ordinary_mode
 from trainwell.files.checkpoint import describe_mismatch, first_line
 
 
@@ -51,6 +51,7 @@ def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] |
         safetensors_torch.save_model(model, str(temporary), metadata=dict(metadata) if metadata else None)
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
+        ordinary_mode(temporary)  # safetensors creates its file 0600
         os.replace(temporary, path)
     except OSError as error:
         raise CheckpointError(f"could not write '{path}': {error}") from error

@@ -115,6 +115,7 @@ def predict_tensor(
     import torch
 
     from trainwell.data import batches
+    from trainwell.display import progress
 
     if device is None:
         parameter = next(model.parameters(), None)
@@ -124,9 +125,12 @@ def predict_tensor(
     was_training = model.training
     model.eval()
     outputs = []
+    starts = range(0, len(inputs), batch_size)
+    # A bar only for a pass that lasts (delay): a large input shows progress, a small one nothing.
+    shown = progress(starts, total=len(starts), desc="predicting", unit="batch", leave=False, delay=1.0)
     try:
         with torch.no_grad():
-            for start in range(0, len(inputs), batch_size):
+            for start in shown:
                 chunk = inputs[start : start + batch_size].to(device)
                 try:
                     outputs.append(batches.forward(model, chunk).float().cpu())
@@ -136,6 +140,7 @@ def predict_tensor(
                         "training (LoadedModel.predict does it for files and raw values)."
                     ) from error
     finally:
+        shown.close()
         model.train(was_training)
     joined = torch.cat(outputs) if outputs else torch.empty(0)
     task = info.task if info is not None else "regression"
