@@ -117,6 +117,10 @@ class TrainConfig(BaseModel):
             Under torchrun the rule applies to the global batch (batch size per process x processes).
         distributed_backend: The process group's backend under torchrun: ``"auto"`` (NCCL on CUDA,
             gloo on CPUs), ``"nccl"`` or ``"gloo"``. Unused in one process.
+        strategy: How the processes under torchrun share the model: ``"ddp"`` (each holds the whole
+            model, gradients averaged every step: DistributedDataParallel) or ``"fsdp"`` (weights,
+            gradients and optimizer state sharded over the processes: torch's FSDP2
+            ``fully_shard``; checkpoints are sharded too, one file per process). Unused in one process.
 
     Raises:
         ConfigError: listing every invalid or unknown option.
@@ -168,6 +172,7 @@ class TrainConfig(BaseModel):
     reference_batch_size: Optional[StrictInt] = Field(None, ge=1)
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     def __init__(self, **options: Any) -> None:
         try:

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainwell.distributed.environment import Environment, choose_backend, device_for, environment
-from trainwell.exceptions import ConfigError, DataError, TrainwellError
+from trainwell.distributed.elastic import shared_store_warning
+from trainwell.exceptions import ConfigError, DataError, TrainingInterrupted, TrainwellError
 
 if TYPE_CHECKING:
     from trainwell.config import TrainConfig
@@ -65,6 +66,8 @@ class Session:
         backend: ``"nccl"`` or ``"gloo"``.
         created_group: Whether trainwell initialised the process group (and destroys it at the end).
         ddp: The ``DistributedDataParallel`` wrapper of the model, once :meth:`wrap` was called.
+        sharding: Under ``strategy="fsdp"``, the :class:`~trainwell.distributed.fsdp.Sharding`
+            of the model (None under DDP).
     """
 
     def __init__(
@@ -77,19 +80,81 @@ class Session:
         self.backend = backend
         self.created_group = created_group
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        self.sharding: Any = None
+        self.restarts: int | None = None  # torchrun's restarts of the group (distributed/elastic.py)
 
     @property
     def is_primary(self) -> bool:
         """Whether this process writes the run's files (rank 0)."""
         return self.rank == 0
 
+    @property
+    def mesh(self) -> Any:
+        """The device mesh the weights are sharded on (FSDP), or None (DDP)."""
+        return self.sharding.mesh if self.sharding is not None else None
+
+    def use_strategy(self, strategy: str) -> None:
+        """Share the model as ``strategy`` says: ``"ddp"`` (whole model in every process) or ``"fsdp"`` (sharded)."""
+        if strategy == "fsdp":
+            from trainwell.distributed.fsdp import Sharding
+
+            self.sharding = Sharding(self)
+
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module the processes train: ``module`` on this process's device, or (FSDP) its sharded copy."""
+        return self.sharding.shard(module) if self.sharding is not None else module.to(self.device)
+
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` in DistributedDataParallel: rank 0's weights and buffers everywhere, gradients averaged each step."""
+        """``module`` in DistributedDataParallel: rank 0's weights and buffers everywhere, gradients averaged each step.
+
+        Under FSDP the placed module is returned, its weights sharded again after the checks'
+        forward passes: it gathers and reduces by itself.
+        """
+        if self.sharding is not None:
+            return self.sharding.resharded(module)
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(module, device_ids=device_ids)
         return self.ddp
+
+    def release(self, original: torch.nn.Module, trained: Any, error: BaseException | None = None) -> Any:
+        """The plain module once ``fit`` ends: ``trained`` under DDP; under FSDP ``original``, given the whole weights.
+
+        Gathering the weights needs every process: after an ``error`` other than the interruption
+        every process shares, ``original`` keeps the weights it had (the checkpoints hold the run's).
+        """
+        if self.sharding is None or trained is None:
+            return trained if self.sharding is None else original
+        if error is None or isinstance(error, TrainingInterrupted):
+            return self.sharding.release(original, trained)
+        logger.warning("Training failed under FSDP: the model keeps the weights it had; the checkpoints hold the run's.")
+        return original
+
+    def validating(self, module: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """Around validation on the plain module: rank 0's buffers everywhere; under FSDP the whole weights gathered."""
+        self.broadcast_buffers(module)
+        return self.sharding.gathered(module) if self.sharding is not None else contextlib.nullcontext()
+
+    def plain(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A value computed over sharded tensors (a gradient norm) as a plain tensor, the same in every process."""
+        from trainwell.distributed.fsdp import full_tensor
+
+        return full_tensor(tensor) if self.sharding is not None else tensor
+
+    def read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """A checkpoint read whole, in every process together (a sharded one: this process's pieces)."""
+        from trainwell.distributed import shards
+
+        return shards.read(path, self)
+
+    def checkpoint_writer(self) -> Callable[..., Path] | None:
+        """How every process writes a checkpoint together (FSDP: sharded), or None: rank 0 writes one file."""
+        if self.sharding is None:
+            return None
+        from trainwell.distributed import shards
+
+        return lambda path, checkpoint, **fields: shards.write(self, path, checkpoint, **fields)
 
     # -------------------------------------------------------------- collectives
 
@@ -279,6 +344,9 @@ def joined(config: TrainConfig) -> Iterator[Session | None]:
     if session is None:  # a process group of one, initialised by the program
         yield None
         return
+    session.use_strategy(config.strategy)
+    if session.is_primary and shared_store_warning() is not None:
+        logger.warning(shared_store_warning())
     rank_filter = _RankFilter(session.rank)
     if not session.is_primary:
         logger.addFilter(rank_filter)
@@ -353,6 +421,7 @@ def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tupl
         CheckpointError, ConfigError: as those, in every process; ConfigError also for a
             checkpoint written inside an epoch by another number of processes.
     """
+    from trainwell.distributed import shards
     from trainwell.files.checkpoint import read_checkpoint
     from trainwell.reliability import resume as resuming
 
@@ -360,7 +429,8 @@ def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tupl
         return resuming.start_in(resume, run_dir) if run_dir is not None else resuming.locate(resume, None)
 
     if session is None:
-        return pick()
+        found = pick()
+        return found if found is None else (found[0], shards.load_pieces(found[0], found[1], None))
     found = None
 
     def pick_path() -> str | None:
@@ -374,7 +444,7 @@ def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tupl
     if found is None:
         found = (Path(path), read_checkpoint(Path(path)))
     session.check_resumable(*found)
-    return found
+    return found[0], shards.load_pieces(found[0], found[1], session)
 
 
 # ------------------------------------------------------------------------- sharding the data
