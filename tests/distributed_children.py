@@ -22,7 +22,8 @@ counted) and optionally: ``run_dir``, ``loader`` ("tensor", "dataloader", or
 step]: that process's model raises an out-of-memory error once, in that step's forward),
 ``count_allreduces`` (count DDP's gradient all-reduces with a communication hook), ``batch_norm``
 (a BatchNorm1d after the first layer), ``stop`` ([rank, epoch]: a callback of that process alone
-sets ``should_stop`` at the end of that epoch), ``val_samples`` and ``val_batch_size`` (the
+sets ``should_stop`` at the end of that epoch), ``bad_steps`` (global steps whose
+training loss is NaN in every process), ``val_samples`` and ``val_batch_size`` (the
 validation set's first samples, and its batch size), ``model`` ("transformer": a 2-layer Transformer
 reading each sample as 4 positions of 2 features), ``pause`` ([rank, step]: in the first attempt
 under torchrun, that process writes its pid to ``out/paused`` after that step and waits to be
@@ -35,6 +36,7 @@ clean up.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -62,7 +64,9 @@ def model(dropout: float = 0.0, batch_norm: bool = False, kind: str = "mlp"):
     if kind == "transformer":
         from trainwell.models import Transformer
 
-        return Transformer(3, input_size=2, d_model=16, num_heads=2, num_layers=2, dim_feedforward=32, dropout=dropout, max_len=4)
+        return Transformer(
+            3, input_size=2, d_model=16, num_heads=2, num_layers=2, dim_feedforward=32, dropout=dropout, max_len=4
+        )
     layers = [nn.Linear(FEATURES, 32), *([nn.BatchNorm1d(32)] if batch_norm else []), nn.ReLU()]
     if dropout:
         layers.append(nn.Dropout(dropout))
@@ -105,6 +109,11 @@ def run(spec: dict, rank: int) -> int:
         val_loader = DataLoader(TensorDataset(val_x, val_y), batch_size=16)
     network = model(spec.get("dropout", 0.0), spec.get("batch_norm", False), spec.get("model", "mlp"))
     record: dict = {"allreduces": 0}
+    poisoned = {"now": False}
+
+    def scripted_loss(outputs, targets):
+        loss = torch.nn.functional.cross_entropy(outputs, targets)
+        return loss * math.nan if poisoned["now"] and torch.is_grad_enabled() else loss
 
     class Probe(Callback):
         def on_train_begin(self, trainer, **kwargs):
@@ -117,6 +126,9 @@ def run(spec: dict, rank: int) -> int:
                     return allreduce_hook(state, bucket)
 
                 session.ddp.register_comm_hook(None, counted)
+
+        def on_batch_begin(self, trainer, batch_index, **kwargs):
+            poisoned["now"] = trainer.global_step in spec.get("bad_steps", ())
 
         def on_epoch_begin(self, trainer, epoch, **kwargs):
             # The one-process reference of a DistributedSampler: the trainer sets its epoch only when sharding.
@@ -154,6 +166,8 @@ def run(spec: dict, rank: int) -> int:
         _kill_in_save(*spec["kill_in_save"][1:])
     options = {"epochs": spec.get("epochs", 2), "progress": False, "seed": 0, **spec.get("options", {})}
     options.update(spec.get("rank_options", {}).get(str(rank), {}))
+    if spec.get("bad_steps"):
+        options["loss_fn"] = scripted_loss
     if spec.get("run_dir"):
         options["run_dir"] = spec["run_dir"]
     trainer = trainwell.Trainer(callbacks=[Probe()], **options)
@@ -217,8 +231,8 @@ def serve() -> None:
 
     import trainwell.distributed.session  # noqa: F401
     import trainwell.distributed.shards  # noqa: F401
-    import trainwell.models  # noqa: F401
     import trainwell.loop.trainer  # noqa: F401
+    import trainwell.models  # noqa: F401
 
     print("ready", flush=True)
     for line in sys.stdin:

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from trainwell.distributed.elastic import resume_after_restart, restart_count, shared_store_warning
+from trainwell.distributed.elastic import restart_count, resume_after_restart, shared_store_warning
 
 from ..distributed_children import Launcher, free_port, stop, torchrun
 

@@ -25,13 +25,10 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from trainwell.distributed.session import Session
 
 
 class Sharding:
@@ -44,7 +41,7 @@ class Sharding:
         mesh: The device mesh of every process (one dimension), on which weights are sharded.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Any) -> None:
         from torch.distributed.device_mesh import init_device_mesh
 
         self.session = session

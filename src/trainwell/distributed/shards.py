@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from trainwell.distributed.session import on_primary
+from trainwell.distributed.primary import on_primary
 from trainwell.exceptions import CheckpointError
 from trainwell.files import sharded as layout
 from trainwell.files.checkpoint import read_checkpoint, write_checkpoint
-
-if TYPE_CHECKING:
-    from trainwell.distributed.session import Session
 
 
 def is_sharded(value: Any) -> bool:
@@ -44,7 +42,7 @@ def is_sharded(value: Any) -> bool:
 
 
 def write(
-    session: Session,
+    session: Any,
     path: Path,
     checkpoint: dict[str, Any],
     *,
@@ -135,7 +133,7 @@ def _describe(tensor: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------- reading
 
 
-def load_pieces(path: Path, checkpoint: dict[str, Any], session: Session | None) -> dict[str, Any]:
+def load_pieces(path: Path, checkpoint: dict[str, Any], session: Any) -> dict[str, Any]:
     """``checkpoint`` (a sharded one, as read by ``read_checkpoint``) with its placeholders filled.
 
     Under FSDP, every process reads its own pieces of each sharded tensor onto its device; under
@@ -153,15 +151,19 @@ def load_pieces(path: Path, checkpoint: dict[str, Any], session: Session | None)
     mesh = session.mesh if session is not None else None
     tensors = {key: _template(holder, mesh) for key, holder in holders.items()}
     try:
-        load(tensors, storage_reader=_reader(path), no_dist=session is None)
+        with warnings.catch_warnings():  # in one process DCP warns that it reads in one process
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            load(tensors, storage_reader=_reader(path), no_dist=session is None)
     except BaseException as error:  # DCP reports every process's failure as a CheckpointException (a BaseException)
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise
-        raise CheckpointError(f"could not read the pieces of sharded checkpoint '{path}': {_first_line(error)}") from None
+        raise CheckpointError(
+            f"could not read the pieces of sharded checkpoint '{path}': {_first_line(error)}"
+        ) from None
     return layout.fill(checkpoint, tensors)
 
 
-def read(path: Path, session: Session | None) -> dict[str, Any]:
+def read(path: Path, session: Any) -> dict[str, Any]:
     """A checkpoint file or sharded checkpoint, read whole (every process of a session calls this together).
 
     Raises:
@@ -216,6 +218,11 @@ def _template(holder: dict[str, Any], mesh: Any) -> torch.Tensor:
 
 
 def _first_line(error: BaseException) -> str:
+    """What went wrong, in one line (for DCP's CheckpointException, the first failing process's error)."""
+    failures = getattr(error, "failures", None)
+    if failures:
+        rank, (cause, _) = next(iter(failures.items()))
+        return f"rank {rank}: {_first_line(cause)}"
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -223,15 +230,17 @@ def _first_line(error: BaseException) -> str:
 class _MetadataUnpickler(pickle.Unpickler):
     """Admits what DCP's ``.metadata`` holds (its metadata classes, sizes, dtypes, paths), nothing that could run code."""
 
-    _ALLOWED = {
-        ("torch", "Size"),
-        ("torch.serialization", "_get_layout"),
-        ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
-        ("pathlib", "PosixPath"),
-        ("pathlib", "PurePosixPath"),
-        ("pathlib", "WindowsPath"),
-        ("collections", "OrderedDict"),
-    }
+    _ALLOWED = frozenset(
+        {
+            ("torch", "Size"),
+            ("torch.serialization", "_get_layout"),
+            ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+            ("pathlib", "PosixPath"),
+            ("pathlib", "PurePosixPath"),
+            ("pathlib", "WindowsPath"),
+            ("collections", "OrderedDict"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:

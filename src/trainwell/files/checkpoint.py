@@ -343,7 +343,7 @@ def load_checkpoint(
         (12, 0.087)
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.suffix != ".dcp":  # a run directory, not a sharded checkpoint
         found = latest_checkpoint(path)
         if found is None:
             raise CheckpointError(

@@ -176,9 +176,7 @@ def commit(
         remove(path)
     os.replace(temporary, path)
     fsync_directory(path.parent)
-    manifest = manifest_text(
-        path, *index_digest, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy
-    )
+    manifest = manifest_text(path, *index_digest, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
     write_atomically(manifest_path(path), lambda file: file.write(manifest))
     return path
 
