@@ -55,11 +55,19 @@ class Sharding:
         """
         from torch.distributed.fsdp import fully_shard
 
+        tensors = [*module.parameters(), *module.buffers()]
         with torch.no_grad():
-            for tensor in [*module.parameters(), *module.buffers()]:
-                torch.distributed.broadcast(tensor, src=0)
-        # The copy shares the tensors (no second copy of the weights); sharding gives it new ones.
-        shared = {id(tensor): tensor for tensor in [*module.parameters(), *module.buffers()]}
+            for tensor in tensors:  # one at a time through the device (NCCL broadcasts CUDA tensors only)
+                moved = tensor.to(self.session.device)
+                torch.distributed.broadcast(moved, src=0)
+                if moved is not tensor:
+                    tensor.copy_(moved)
+        # The copy's tensors share the storage of the module's (no second copy of the weights) but are
+        # other objects: sharding moves and replaces the copy's, never the module's.
+        shared = {
+            id(t): nn.Parameter(t.detach(), t.requires_grad) if isinstance(t, nn.Parameter) else t.detach()
+            for t in tensors
+        }
         sharded = copy.deepcopy(module, shared)
         for unit in units(sharded):
             fully_shard(unit, mesh=self.mesh, reshard_after_forward=True)
