@@ -16,7 +16,7 @@ from ..distributed_children import Launcher, data, model
 COMPARED = {
     "reference_batch_size": 32,
     "early_stopping_patience": None,
-    "restore_best_weights": False,
+    "restore_best_weights": True,  # the default: early stopping keeps sharded best weights in every checkpoint
     "seed": 0,
     "log_every_steps": 3,
     "checkpoint_every_steps": 5,
@@ -97,13 +97,14 @@ def test_fsdp_trains_as_ddp_does_within_float_tolerance_and_writes_sharded_check
     checkpoints = fsdp_run / "run" / "checkpoints"
     names = sorted(manifest.path.name for manifest in committed_checkpoints(checkpoints))
     assert names == ["epoch-0001-step-000000008.dcp", "epoch-0002-step-000000016.dcp", "step-000000015.dcp"]
+    # The run ended with its best epoch's weights (restore_best_weights): those of the "best" checkpoint.
     final = _weights(fsdp_run / "out")
-    loaded = trainwell.load_model(fsdp_run / "run", checkpoint="last", model=model(kind="transformer"))
+    loaded = trainwell.load_model(fsdp_run / "run", checkpoint="best", model=model(kind="transformer"))
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, final[key]), key
-    single = consolidate(checkpoints / "epoch-0002-step-000000016.dcp", tmp_path / "whole.pt")
+    single = consolidate(loaded.checkpoint, tmp_path / "whole.pt")
     fresh = model(kind="transformer")
-    assert trainwell.load_checkpoint(single, fresh)["step"] == 16
+    assert trainwell.load_checkpoint(single, fresh)["step"] == int(loaded.checkpoint.stem.split("-")[-1])
     for key, value in fresh.state_dict().items():
         assert torch.equal(value, final[key]), key
 

@@ -8,7 +8,8 @@ Trainer of each process:
   ``MASTER_PORT``; joins the process group (NCCL on CUDA, gloo on CPUs), or uses one the program
   initialised, and destroys it at the end only if it created it; takes the GPU of its local rank;
 - refuses configs (compared by hash), batch sizes or numbers of batches that differ between processes;
-- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged) on its
+- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged), or
+  under ``strategy="fsdp"`` a sharded copy of it (:mod:`trainwell.distributed.fsdp`), on its
   share of the data (:mod:`trainwell.data.sharding`), with ``no_sync()`` on all micro-batches but
   the last when out of memory splits a batch (:mod:`trainwell.reliability.oom`);
 - averages each step's loss over the processes, so that all judge a step (non-finite, spiking)

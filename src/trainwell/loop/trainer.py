@@ -130,7 +130,7 @@ class Trainer:
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
-            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed/)
+            under torchrun: join the processes, shard the loaders, wrap the model in DDP or shard it (FSDP)
             build the parts: optimizer, precision, schedule, guard + healer, step runner, callbacks
             if resuming: load_state_dict(checkpoint)         # every part's state, RNGs last
             while epochs remain and not should_stop:
