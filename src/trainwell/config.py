@@ -141,6 +141,10 @@ class TrainConfig(BaseModel):
             ``"rmse"``, ``"r2"``. None (the default) computes the task's default set: accuracy,
             f1, precision, recall and the confusion matrix up to 100 classes, accuracy alone
             above; mae, rmse and r2 for regression. ``[]`` computes the loss alone.
+        strategy: How the processes under torchrun share the model: ``"ddp"`` (each holds the whole
+            model, gradients averaged every step: DistributedDataParallel) or ``"fsdp"`` (weights,
+            gradients and optimizer state sharded over the processes: torch's FSDP2
+            ``fully_shard``; checkpoints are sharded too, one file per process). Unused in one process.
 
     Raises:
         ConfigError: listing every invalid or unknown option.
@@ -194,6 +198,7 @@ class TrainConfig(BaseModel):
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
     metrics: Optional[list[StrictStr]] = None
+    strategy: Literal["ddp", "fsdp"] = "ddp"
 
     def __init__(self, **options: Any) -> None:
         try:

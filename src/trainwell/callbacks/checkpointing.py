@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trainwell")
 
-_NAME = re.compile(r"^(epoch-\d+-)?step-\d+\.pt$")
+_NAME = re.compile(r"^(epoch-\d+-)?step-\d+\.(pt|dcp)$")
 
 
 class Checkpointing(Callback):
@@ -36,7 +36,9 @@ class Checkpointing(Callback):
     deleted. Files are named ``epoch-0003-step-000000750.pt`` (end of an epoch) and
     ``step-000000800.pt`` (inside one); which one is the latest is decided by the step recorded in
     their manifests. What a checkpoint holds is the trainer's to say (``trainer.checkpoint()``);
-    this callback decides when and where it is written.
+    this callback decides when and where it is written, and ``writer`` how: by default rank 0
+    writes one file; a sharded run's processes write a ``.dcp`` directory together
+    (:mod:`trainwell.distributed.shards`).
 
     Put it after every callback whose state it should capture: the Trainer runs it last.
 
@@ -52,6 +54,8 @@ class Checkpointing(Callback):
             to checkpoints instead of its host copy).
         retry: Attempts and backoff for transient write errors.
         sleep: Waits between attempts (tests pass a fake clock).
+        writer: How every process writes a checkpoint together (``writer(path, checkpoint,
+            **manifest_fields)``), for sharded runs; None: rank 0 writes one file.
 
     Attributes:
         last_path: The checkpoint this callback committed last, or None.
@@ -70,6 +74,7 @@ class Checkpointing(Callback):
         on_good_commit: Callable[[], Any] | None = None,
         retry: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], Any] = time.sleep,
+        writer: Callable[..., Path] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.every_steps = every_steps
@@ -79,11 +84,16 @@ class Checkpointing(Callback):
         self.on_good_commit = on_good_commit
         self.retry = retry
         self.sleep = sleep
+        self.writer = writer
         self.last_path: Path | None = None
 
     @classmethod
     def for_config(
-        cls, config: TrainConfig, monitor: Monitor | None = None, on_good_commit: Callable[[], Any] | None = None
+        cls,
+        config: TrainConfig,
+        monitor: Monitor | None = None,
+        on_good_commit: Callable[[], Any] | None = None,
+        writer: Callable[..., Path] | None = None,
     ) -> Checkpointing | None:
         """The checkpointing a config asks for: into ``run_dir/checkpoints``, or None without a run directory."""
         if config.run_dir is None or not config.save_checkpoints:
@@ -102,6 +112,7 @@ class Checkpointing(Callback):
             monitor=monitor,
             on_good_commit=on_good_commit,
             retry=retry,
+            writer=writer,
         )
 
     def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
@@ -125,14 +136,15 @@ class Checkpointing(Callback):
         Raises:
             CheckpointError: writing failed; earlier checkpoints are intact.
         """
-        if not is_primary_process():
+        if self.writer is None and not is_primary_process():
             return None
         inside = trainer.batch_in_epoch is not None
         completed = trainer.epoch - 1 if inside else trainer.epoch
+        suffix = ".pt" if self.writer is None else ".dcp"
         name = (
-            f"step-{trainer.global_step:09d}.pt"
+            f"step-{trainer.global_step:09d}{suffix}"
             if inside
-            else f"epoch-{completed:04d}-step-{trainer.global_step:09d}.pt"
+            else f"epoch-{completed:04d}-step-{trainer.global_step:09d}{suffix}"
         )
         path = self.directory / name
         committed = _committed_manifest(path)
@@ -142,7 +154,7 @@ class Checkpointing(Callback):
             return path
         healthy = trainer.is_healthy()
         started = time.perf_counter()
-        path = write_checkpoint(
+        path = (self.writer or write_checkpoint)(
             path,
             trainer.checkpoint(),
             step=trainer.global_step,
@@ -153,7 +165,8 @@ class Checkpointing(Callback):
             retry=self.retry,
             sleep=self.sleep,
         )
-        prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
+        if is_primary_process():
+            prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
         self.last_path = path
         if healthy and self.on_good_commit is not None:
             self.on_good_commit()

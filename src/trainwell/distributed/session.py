@@ -8,7 +8,8 @@ Trainer of each process:
   ``MASTER_PORT``; joins the process group (NCCL on CUDA, gloo on CPUs), or uses one the program
   initialised, and destroys it at the end only if it created it; takes the GPU of its local rank;
 - refuses configs (compared by hash), batch sizes or numbers of batches that differ between processes;
-- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged) on its
+- trains ``DistributedDataParallel(model)`` (rank 0's weights everywhere, gradients averaged), or
+  under ``strategy="fsdp"`` a sharded copy of it (:mod:`trainwell.distributed.fsdp`), on its
   share of the data (:mod:`trainwell.data.sharding`), with ``no_sync()`` on all micro-batches but
   the last when out of memory splits a batch (:mod:`trainwell.reliability.oom`);
 - averages each step's loss over the processes, so that all judge a step (non-finite, spiking)
@@ -38,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainwell.distributed.elastic import shared_store_warning
 from trainwell.distributed.environment import Environment, choose_backend, device_for, environment
-from trainwell.exceptions import ConfigError, DataError, TrainwellError
+from trainwell.distributed.primary import is_primary, on_primary, start_in  # noqa: F401 - the Trainer's entry points
+from trainwell.exceptions import ConfigError, DataError, TrainingInterrupted
 
 if TYPE_CHECKING:
     from trainwell.config import TrainConfig
@@ -65,6 +68,8 @@ class Session:
         backend: ``"nccl"`` or ``"gloo"``.
         created_group: Whether trainwell initialised the process group (and destroys it at the end).
         ddp: The ``DistributedDataParallel`` wrapper of the model, once :meth:`wrap` was called.
+        sharding: Under ``strategy="fsdp"``, the :class:`~trainwell.distributed.fsdp.Sharding`
+            of the model (None under DDP).
     """
 
     def __init__(
@@ -77,19 +82,83 @@ class Session:
         self.backend = backend
         self.created_group = created_group
         self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        self.sharding: Any = None
+        self.restarts: int | None = None  # torchrun's restarts of the group (distributed/elastic.py)
 
     @property
     def is_primary(self) -> bool:
         """Whether this process writes the run's files (rank 0)."""
         return self.rank == 0
 
+    @property
+    def mesh(self) -> Any:
+        """The device mesh the weights are sharded on (FSDP), or None (DDP)."""
+        return self.sharding.mesh if self.sharding is not None else None
+
+    def use_strategy(self, strategy: str) -> None:
+        """Share the model as ``strategy`` says: ``"ddp"`` (whole model in every process) or ``"fsdp"`` (sharded)."""
+        if strategy == "fsdp":
+            from trainwell.distributed.fsdp import Sharding
+
+            self.sharding = Sharding(self)
+
+    def place(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module the processes train: ``module`` on this process's device, or (FSDP) its sharded copy."""
+        return self.sharding.shard(module) if self.sharding is not None else module.to(self.device)
+
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` in DistributedDataParallel: rank 0's weights and buffers everywhere, gradients averaged each step."""
+        """``module`` in DistributedDataParallel: rank 0's weights and buffers everywhere, gradients averaged each step.
+
+        Under FSDP the placed module is returned, its weights sharded again after the checks'
+        forward passes: it gathers and reduces by itself.
+        """
+        if self.sharding is not None:
+            return self.sharding.resharded(module)
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(module, device_ids=device_ids)
         return self.ddp
+
+    def release(self, original: torch.nn.Module, trained: Any, error: BaseException | None = None) -> Any:
+        """The plain module once ``fit`` ends: ``trained`` under DDP; under FSDP ``original``, given the whole weights.
+
+        Gathering the weights needs every process: after an ``error`` other than the interruption
+        every process shares, ``original`` keeps the weights it had (the checkpoints hold the run's).
+        """
+        if self.sharding is None or trained is None:
+            return trained if self.sharding is None else original
+        if error is None or isinstance(error, TrainingInterrupted):
+            return self.sharding.release(original, trained)
+        logger.warning(
+            "Training failed under FSDP: the model keeps the weights it had; the checkpoints hold the run's."
+        )
+        return original
+
+    def validating(self, module: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+        """Around validation on the plain module: rank 0's buffers everywhere; under FSDP the whole weights gathered."""
+        self.broadcast_buffers(module)
+        return self.sharding.gathered(module) if self.sharding is not None else contextlib.nullcontext()
+
+    def plain(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A value computed over sharded tensors (a gradient norm) as a plain tensor, the same in every process."""
+        from trainwell.distributed.fsdp import full_tensor
+
+        return full_tensor(tensor) if self.sharding is not None else tensor
+
+    def read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """A checkpoint read whole, in every process together (a sharded one: this process's pieces)."""
+        from trainwell.distributed import shards
+
+        return shards.read(path, self)
+
+    def checkpoint_writer(self) -> Callable[..., Path] | None:
+        """How every process writes a checkpoint together (FSDP: sharded), or None: rank 0 writes one file."""
+        if self.sharding is None:
+            return None
+        from trainwell.distributed import shards
+
+        return lambda path, checkpoint, **fields: shards.write(self, path, checkpoint, **fields)
 
     # -------------------------------------------------------------- collectives
 
@@ -265,6 +334,9 @@ def joined(config: TrainConfig) -> Iterator[Session | None]:
     if session is None:  # a process group of one, initialised by the program
         yield None
         return
+    session.use_strategy(config.strategy)
+    if session.is_primary and shared_store_warning() is not None:
+        logger.warning(shared_store_warning())
     rank_filter = _RankFilter(session.rank)
     if not session.is_primary:
         logger.addFilter(rank_filter)
@@ -306,63 +378,6 @@ def _join(config: TrainConfig, place: Environment | None) -> Session | None:
     return Session(place.rank, place.local_rank, place.world_size, device, backend, created_group=True)
 
 
-def on_primary(session: Session | None, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``function(*args, **kwargs)`` on rank 0 only; its result (or its error) in every process.
-
-    In one process it simply calls ``function``. Used for what must happen once (creating the
-    run directory), so that an error there ends every process alike instead of leaving the
-    others waiting.
-    """
-    if session is None:
-        return function(*args, **kwargs)
-    outcome: tuple[BaseException | None, Any] = (None, None)
-    if session.is_primary:
-        try:
-            outcome = (None, function(*args, **kwargs))
-        except Exception as error:  # shared with the other processes, then raised here too
-            outcome = (_portable(error), None)
-            session.broadcast(outcome)
-            raise
-    error, result = session.broadcast(outcome)
-    if error is not None:
-        raise error
-    return result
-
-
-def start_in(session: Session | None, resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint to resume from, picked by rank 0 and loaded by every process.
-
-    As :func:`trainwell.reliability.resume.start_in` for a run directory, :func:`trainwell.reliability.resume.locate`
-    without one; in one process exactly that.
-
-    Raises:
-        CheckpointError, ConfigError: as those, in every process; ConfigError also for a
-            checkpoint written inside an epoch by another number of processes.
-    """
-    from trainwell.files.checkpoint import read_checkpoint
-    from trainwell.reliability import resume as resuming
-
-    def pick() -> tuple[Path, dict[str, Any]] | None:
-        return resuming.start_in(resume, run_dir) if run_dir is not None else resuming.locate(resume, None)
-
-    if session is None:
-        return pick()
-    found = None
-
-    def pick_path() -> str | None:
-        nonlocal found
-        found = pick()
-        return str(found[0]) if found is not None else None
-
-    path = on_primary(session, pick_path)
-    if path is None:
-        return None
-    if found is None:
-        found = (Path(path), read_checkpoint(Path(path)))
-    session.check_resumable(*found)
-    return found
-
-
 # ------------------------------------------------------------------------- sharding the data
 
 
@@ -398,19 +413,3 @@ class _RankFilter(logging.Filter):
         if not str(record.msg).startswith("[rank "):
             record.msg = f"[rank {self.rank}] {record.msg}"
         return True
-
-
-def _portable(error: BaseException) -> BaseException:
-    """``error`` if it survives pickling (to be raised in the other processes too), else a TrainwellError saying it."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:  # noqa: BLE001 - any pickling failure means: send its text instead
-        return TrainwellError(f"rank 0 failed with {type(error).__name__}: {error}")
-
-
-def is_primary(session: Session | None) -> bool:
-    """Whether this process writes the run's files: the only one, or rank 0."""
-    return session is None or session.is_primary

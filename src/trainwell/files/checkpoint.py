@@ -227,6 +227,10 @@ def verify(path: str | Path) -> Manifest | None:
     manifest = read_manifest(path)
     if manifest is None:
         return None
+    if path.is_dir():
+        from trainwell.files.sharded import verify_directory
+
+        return verify_directory(path, manifest)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -251,6 +255,10 @@ def verify(path: str | Path) -> Manifest | None:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Verify ``path`` against its manifest (when it has one) and unpickle it safely, onto the CPU.
 
+    A sharded checkpoint (a ``.dcp`` directory, :mod:`trainwell.files.sharded`) must be committed;
+    its sharded tensors come back as placeholders, which
+    :func:`trainwell.distributed.shards.load_pieces` replaces with the tensors.
+
     Raises:
         CheckpointError: the file is missing, corrupt, truncated, would run code when unpickled,
             or was written by a newer format of trainwell.
@@ -258,6 +266,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+    if path.is_dir() and path.suffix == ".dcp":
+        return _read_sharded(path)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory."
@@ -277,6 +287,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint '{path}' is corrupt or truncated and cannot be read: {first_line(error)}"
         ) from error
+    _check_version(path, checkpoint)
+    return checkpoint
+
+
+def _read_sharded(path: Path) -> dict[str, Any]:
+    """A sharded checkpoint's contents, its sharded tensors as placeholders (:mod:`trainwell.files.sharded`)."""
+    from trainwell.files.sharded import read_rest
+
+    if verify(path) is None:
+        raise CheckpointError(
+            f"sharded checkpoint '{path}' has no manifest: it was never committed (its writing was interrupted). "
+            "Resume from a committed checkpoint (resume='auto' picks the newest good one)."
+        )
+    checkpoint = read_rest(path)
+    _check_version(path, checkpoint)
+    return checkpoint
+
+
+def _check_version(path: Path, checkpoint: Any) -> None:
     if isinstance(checkpoint, dict):
         version = checkpoint.get("format_version")
         if isinstance(version, int) and version > FORMAT_VERSION:
@@ -284,7 +313,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"checkpoint '{path}' has format_version={version}, newer than this trainwell reads "
                 f"({FORMAT_VERSION}): upgrade trainwell to load it."
             )
-    return checkpoint
 
 
 def load_checkpoint(
@@ -315,7 +343,7 @@ def load_checkpoint(
         (12, 0.087)
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.suffix != ".dcp":  # a run directory, not a sharded checkpoint
         found = latest_checkpoint(path)
         if found is None:
             raise CheckpointError(
@@ -324,6 +352,12 @@ def load_checkpoint(
         path, checkpoint = found
     else:
         checkpoint = read_checkpoint(path)
+    if isinstance(checkpoint, dict) and checkpoint.get("sharded") and (model is not None or optimizer is not None):
+        raise CheckpointError(
+            f"checkpoint '{path}' is sharded (written by strategy='fsdp'): its tensors are in pieces, one file per "
+            "process. Load the model with trainwell.load_model(run_dir, model=...), or write a single-file copy with "
+            "trainwell.distributed.shards.consolidate(path, 'model.pt') and load that."
+        )
     if model is not None:
         state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
         load_model_state(model, state, source=f"checkpoint '{path}'", strict=strict)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,12 +189,20 @@ def prune(
     for manifest in manifests:
         if manifest.path not in keep:
             manifest_path(manifest.path).unlink(missing_ok=True)
-            manifest.path.unlink(missing_ok=True)
+            remove(manifest.path)
             deleted.append(manifest.path)
     committed = {m.path for m in manifests}
     for leftover in directory.iterdir():
         temporary = leftover.name.startswith(".") and ".tmp-" in leftover.name
         orphan = is_ours(leftover) and leftover not in committed and not manifest_path(leftover).exists()
         if temporary or orphan:
-            leftover.unlink(missing_ok=True)
+            remove(leftover)
     return deleted
+
+
+def remove(path: Path) -> None:
+    """Delete a checkpoint: a file, or the directory of a sharded one."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -19,9 +19,12 @@ from torch import nn
 from trainwell.callbacks import Callback, CallbackList, EarlyStopping, ProgressBar
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.callbacks.process_sync import ProcessSync
+from trainwell.callbacks.restart import Restarted
 from trainwell.callbacks.run_dir import run_dir_callbacks
+from trainwell.distributed.elastic import group_restarts
 from trainwell.distributed.session import is_primary, on_primary
 from trainwell.files.atomic import write_text
+from trainwell.files.checkpoint import read_checkpoint
 from trainwell.files.rundir import RunPaths, prepare_run_dir
 from trainwell.loop import preflight
 from trainwell.loop.metric_choice import choose_metrics
@@ -53,10 +56,12 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     trainer.device = trainer.distributed.device if trainer.distributed is not None else resolve_device(config.device)
     trainer.precision = Precision(config.precision, trainer.device)
     trainer._rng_devices = [trainer.device] if trainer.device.type == "cuda" else []
-    trainer.module = model.to(trainer.device)
-    trainer._channels_last = _wants_channels_last(config.channels_last, trainer.module, trainer.device)
+    session = trainer.distributed
+    trainer._channels_last = _wants_channels_last(config.channels_last, model, trainer.device)
     if trainer._channels_last:
-        trainer.module = trainer.module.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    # Under FSDP the loop trains a sharded copy; the model passed to fit gets its weights at the end.
+    trainer.module = session.place(model) if session is not None else model.to(trainer.device)
     trainer.model = trainer.module
     trainer._parameters = [p for p in trainer.module.parameters() if p.requires_grad]
     trainer.steps_per_epoch = preflight.loader_length(train_loader)
@@ -72,7 +77,6 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         )
     trainer.monitor = run_monitor(config.early_stopping_min_delta, validated=val_loader is not None)
     # Under torchrun the lr is scaled for the global batch (every process's batch together).
-    session = trainer.distributed
     global_batch = session.check_batches(first.samples, trainer.steps_per_epoch) if session else first.samples
     trainer.peak_lr = scaled_lr(config, global_batch)
     trainer.optimizer = build_optimizer(trainer.module, config, trainer.peak_lr)
@@ -93,13 +97,14 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         max_grad_norm=config.max_grad_norm,
         on_device=trainer._device_checks,
         session=session,
-        split_on_oom=config.split_batch_on_oom,
+        # A forward that failed leaves FSDP's state of the step undefined: no retry in pieces there.
+        split_on_oom=config.split_batch_on_oom and (session is None or session.sharding is None),
     )
     trainer._move_batches = trainer.device.type != "cpu"
     trainer.loader_position = LoaderPosition(train_loader)
     trainer.callbacks = CallbackList(_callbacks(trainer, val_loader, train_loader))
     trainer.model_summary = preflight.summarize(trainer.module, first.inputs, trainer.device)
-    trainer._compiling, trainer._compile_seconds = config.compile, 0.0
+    trainer.runner.compiling = config.compile  # the first step carries the compilation: timed apart
     if session is not None:
         trainer.model = session.wrap(trainer.module)
     if config.compile:
@@ -169,13 +174,15 @@ def _build_guard(trainer: Trainer) -> None:
         guard=trainer.guard,
         monitor=trainer.monitor,
         peak_lr=trainer.peak_lr,
+        read=trainer.distributed.read_checkpoint if trainer.distributed is not None else read_checkpoint,
     )
 
 
 def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader: Iterable[Any]) -> list[Callback]:
     """The built-in callbacks, the user's, then those that must see every other's state (checkpointing last)."""
     config, session = trainer.config, trainer.distributed
-    builtins: list[Callback] = []
+    restarts = group_restarts(session)
+    builtins: list[Callback] = [Restarted(restarts)] if restarts else []
     if val_loader is not None and (config.early_stopping_patience is not None or config.restore_best_weights):
         builtins.append(
             EarlyStopping(
@@ -195,7 +202,8 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
         logger.warning(
             "loggers=%s write into run_dir, which is not set: nothing is logged. Set run_dir=...", config.loggers
         )
-    trainer.checkpointing = Checkpointing.for_config(config, trainer.monitor, trainer.healer.on_good_checkpoint)
+    writer = session.checkpoint_writer() if session is not None else None  # FSDP: every process writes its shards
+    trainer.checkpointing = Checkpointing.for_config(config, trainer.monitor, trainer.healer.on_good_checkpoint, writer)
     last = [trainer.checkpointing] if trainer.checkpointing is not None else []
     if session is not None:
         # After every callback that may set should_stop, before the checkpoint that records it.

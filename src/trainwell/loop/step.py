@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ class StepRunner:
 
     Attributes:
         last_grad_norm: The last step's gradient norm before clipping (a device tensor), or None.
+        compiling: Whether the next step carries ``torch.compile``'s compilation: it is timed and
+            recorded as a ``compile`` event, its seconds kept apart (:meth:`take_compile_seconds`).
     """
 
     def __init__(
@@ -84,9 +87,13 @@ class StepRunner:
         self.micro_batching = micro_batching or MicroBatching()
         self.split_on_oom = split_on_oom
         self.last_grad_norm: torch.Tensor | None = None
+        self.compiling = False
+        self.compile_seconds = 0.0
 
     def __call__(self, inputs: Any, targets: Any) -> torch.Tensor:
         """One optimizer step on the batch; returns its loss (out of memory: as micro-batches, :mod:`~trainwell.reliability.oom`)."""
+        if self.compiling:
+            return self._first_compiled_step(inputs, targets)
         if self.micro_batching.chunks > 1:
             return self.micro_batching.step(inputs, targets, self._accumulate, self._finish)
         try:
@@ -109,6 +116,27 @@ class StepRunner:
             step=self.state.global_step,
             record_event=self.state.record_event,
         )
+
+    def _first_compiled_step(self, inputs: Any, targets: Any) -> torch.Tensor:
+        """The first step under ``torch.compile``, timed: it carries the compilation."""
+        self.compiling = False
+        started = time.perf_counter()
+        loss = self(inputs, targets)
+        if self.precision.device.type == "cuda":
+            torch.cuda.synchronize(self.precision.device)
+        seconds = time.perf_counter() - started
+        self.compile_seconds += seconds
+        self.state.record_event(
+            "compile",
+            message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.",
+            compile_time_s=seconds,
+        )
+        return loss
+
+    def take_compile_seconds(self) -> float:
+        """The seconds compilation took since the last call (0 once compiled), and start counting again."""
+        seconds, self.compile_seconds = self.compile_seconds, 0.0
+        return seconds
 
     def _accumulate(self, inputs: Any, targets: Any, weight: float, last: bool) -> torch.Tensor:
         """One micro-batch's forward and backward, its loss weighted by its share of the batch."""
@@ -135,6 +163,8 @@ class StepRunner:
         if self.max_grad_norm is not None:
             self.precision.unscale_(self.optimizer)
             grad_norm = nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+            if self.session is not None:  # FSDP: the norm over every process's pieces, as a plain tensor
+                grad_norm = self.session.plain(grad_norm)
             # Kept on the device; loggers read it only at their logging interval.
             self.last_grad_norm = grad_norm
         scaled = self.precision.scaler is not None

@@ -22,6 +22,7 @@ from trainwell.callbacks import Callback, CallbackList, EarlyStopping
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.config import TrainConfig
 from trainwell.data import batches
+from trainwell.distributed.elastic import resume_after_restart
 from trainwell.distributed.session import Session, joined, on_primary, start_in
 from trainwell.exceptions import ConfigError
 from trainwell.files.rundir import check_run_dir
@@ -129,7 +130,7 @@ class Trainer:
         The loop::
 
             validate config, model and loaders; probe the first batch (task, targets, batch size)
-            under torchrun: join the processes, shard the loaders, wrap the model in DDP (distributed/)
+            under torchrun: join the processes, shard the loaders, wrap the model in DDP or shard it (FSDP)
             build the parts: optimizer, precision, schedule, guard + healer, step runner, callbacks
             if resuming: load_state_dict(checkpoint)         # every part's state, RNGs last
             while epochs remain and not should_stop:
@@ -177,13 +178,17 @@ class Trainer:
             if session is not None:
                 self.config, train_loader, val_loader = session.share(self.config, train_loader, val_loader)
             try:
-                return self._fit_in_run_dir(model, train_loader, val_loader, resume)
-            finally:
-                if session is not None:
-                    self.model = self.module  # the DDP wrapper goes with the process group
+                result = self._fit_in_run_dir(model, train_loader, val_loader, resume)
+            except BaseException as error:
+                if session is not None:  # the DDP wrapper goes with the process group; FSDP's weights come home
+                    self.model = self.module = session.release(model, self.module, error)
+                raise
+            if session is not None:
+                self.model = self.module = result.model = session.release(model, self.module)
+            return result
 
     def _fit_in_run_dir(self, model: nn.Module, train_loader: Any, val_loader: Any, resume: Any) -> FitResult:
-        session = self.distributed
+        session, resume = self.distributed, resume_after_restart(resume, self.config.run_dir, self.distributed)
         if self.config.run_dir is None:
             return self._fit(model, train_loader, val_loader, start_in(session, resume, None))
         run_dir = Path(self.config.run_dir)
@@ -208,6 +213,7 @@ class Trainer:
         checked()  # every part is built and checked: now the run directory is created
         if checkpoint is not None:
             self._resume_from(*checkpoint)
+            del checkpoint  # its tensors are the parts' now (a sharded one's pieces are on the device)
         self.healer.remember()  # the first good state to roll back to
         state = self.state
         try:
@@ -255,7 +261,7 @@ class Trainer:
             if self._channels_last:
                 inputs = batches.channels_last(inputs)
             self.learning_rates.before_step(state.global_step)
-            loss = self._compiled_first_step(inputs, targets) if self._compiling else self.runner(inputs, targets)
+            loss = self.runner(inputs, targets)
             state.global_step += 1
             state.batch_in_epoch = batch_index + 1
             if self._device_checks and state.global_step % log_every == 0:
@@ -264,8 +270,7 @@ class Trainer:
             if self._signals.received is not None:
                 self._stop_on_signal()
         # Compilation is reported on its own (a "compile" event), not as slow training.
-        elapsed = time.perf_counter() - started - self._compile_seconds
-        self._compile_seconds = 0.0
+        elapsed = time.perf_counter() - started - self.runner.take_compile_seconds()
         self.guard.flush(state.global_step)
         state.batch_in_epoch = None
         samples = state.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
@@ -276,22 +281,6 @@ class Trainer:
             "nonfinite_steps": self.guard.skipped - state.skipped_at_epoch_start,
         }
 
-    def _compiled_first_step(self, inputs: Any, targets: Any) -> torch.Tensor:
-        """The first step under ``torch.compile``, timed: it carries the compilation."""
-        self._compiling = False
-        started = time.perf_counter()
-        loss = self.runner(inputs, targets)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - started
-        self._compile_seconds += seconds
-        self.record_event(
-            "compile",
-            message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.",
-            compile_time_s=seconds,
-        )
-        return loss
-
     def _validate(self, val_loader: Iterable[Any]) -> dict[str, float]:
         # Validation must not change training's randomness (a DataLoader draws a seed from the
         # global RNG whenever it is iterated): with or without it, training sees the same dropout
@@ -299,11 +288,11 @@ class Trainer:
         with torch.random.fork_rng(devices=self._rng_devices):
             if self.distributed is None:
                 return self.evaluate(val_loader)
-            # Several processes validate on the plain module, with rank 0's buffers (distributed/session.py).
-            self.distributed.broadcast_buffers(self.module)
+            # Several processes validate on the plain module, with rank 0's buffers (FSDP: whole weights gathered).
             wrapped, self.model = self.model, self.module
             try:
-                return self.evaluate(val_loader)
+                with self.distributed.validating(self.module):
+                    return self.evaluate(val_loader)
             finally:
                 self.model = wrapped
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,6 +87,7 @@ class Healer:
         guard: The guard whose runs of bad steps call :meth:`on_diverged`.
         monitor: Which epoch is best (the one a rollback prefers to return to).
         peak_lr: The peak lr training started with (for the DivergenceError message).
+        read: Reads a checkpoint to roll back to (every process of a sharded run reads its pieces together).
 
     Example:
         >>> from trainwell.loop.state import TrainState
@@ -109,6 +111,7 @@ class Healer:
         guard: NonFiniteGuard,
         monitor: Monitor,
         peak_lr: float | None = None,
+        read: Callable[[Path], dict[str, Any]] = read_checkpoint,
     ) -> None:
         self.max_rollbacks = max_rollbacks
         self.lr_factor = lr_factor
@@ -121,6 +124,7 @@ class Healer:
         self.guard = guard
         self.monitor = monitor
         self.peak_lr = peak_lr
+        self.read = read
         self.rollbacks = 0
         self.good_step: int | None = None
         self._snapshot: dict[str, Any] | None = None
@@ -184,7 +188,7 @@ class Healer:
         """The best good state: a good checkpoint (the best epoch, else the newest), else the host copy."""
         for manifest in self._good_checkpoints():
             try:
-                checkpoint = read_checkpoint(manifest.path)
+                checkpoint = self.read(manifest.path)
                 parts = trainer_state_of(checkpoint, f"checkpoint '{manifest.path}'")
             except CheckpointError as error:
                 logger.warning("Cannot roll back to %s: %s", manifest.path.name, error)

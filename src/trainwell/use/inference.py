@@ -140,7 +140,8 @@ def load_model(
         ['3', '8', '1']
     """
     from trainwell.data import load_data_info
-    from trainwell.files.checkpoint import load_model_state, read_checkpoint
+    from trainwell.distributed.shards import read as read_whole
+    from trainwell.files.checkpoint import load_model_state
     from trainwell.system import resolve_device
 
     run_dir = Path(run_dir)
@@ -164,7 +165,7 @@ def load_model(
         info = load_data_info(run_dir) if RunPaths(run_dir).data_info.is_file() else None
         config = None
     path = find_checkpoint(run_dir, checkpoint)
-    saved = read_checkpoint(path)
+    saved = read_whole(path, None)  # a sharded checkpoint (strategy="fsdp"): its pieces put together
     state = saved.get("model_state_dict", saved) if isinstance(saved, dict) else saved
     load_model_state(model, state, source=f"checkpoint '{path}'")
     resolved = resolve_device(device)
@@ -185,9 +186,10 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
 
     if str(which) not in ("best", "last"):
         path = Path(which)
-        if not path.is_file():
+        if not path.is_file() and not (path.is_dir() and path.suffix == ".dcp"):
             raise CheckpointError(
-                f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file."
+                f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file "
+                "(or of a sharded checkpoint's .dcp directory)."
             )
         return path
     directory = checkpoint_directory(run_dir)
