@@ -129,3 +129,18 @@ def test_chosen_metrics_keep_their_order_without_duplicates():
     assert TrainConfig(metrics=["top10", "f1", "top10", "perplexity"]).metrics == ["top10", "f1", "perplexity"]
     assert TrainConfig(metrics=[]).metrics == []
     assert TrainConfig(metrics=("mae", "r2")).to_yaml_dict()["metrics"] == ["mae", "r2"]
+
+
+FLOAT_OPTIONS = [name for name, info in TrainConfig.model_fields.items() if "float" in str(info.annotation)]
+
+
+@pytest.mark.parametrize("name", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", [True, "0.01"], ids=["bool", "text"])
+def test_float_options_take_numbers_only(name, value):
+    """lr=True trained at lr 1.0, and lr="0.01" was accepted, while epochs=True was refused: every float option is strict."""
+    with pytest.raises(ConfigError, match=rf"^{name}={value!r} has the wrong type: expected a number"):
+        TrainConfig(**{name: value})
+
+
+def test_float_options_still_take_integers():
+    assert TrainConfig(lr=1, weight_decay=0).lr == 1.0

@@ -20,6 +20,8 @@ from trainwell.exceptions import (
     DivergenceError,
     ModelError,
     OutOfMemoryError,
+    RunDirLockedError,
+    StorageError,
     TrainingInterrupted,
     TrainwellError,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "FitResult",
     "ModelError",
     "OutOfMemoryError",
+    "RunDirLockedError",
+    "StorageError",
     "TrainConfig",
     "Trainer",
     "TrainingInterrupted",

@@ -111,6 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainwellError as error:
         _fail(f"trainwell {args.command}: failed: {error}")
         return EXIT_FAILED
+    except OSError as error:
+        # A file no check named (a read-only or full disk under a path trainwell did not expect): one line still.
+        from trainwell.files.storage import describe_os_error
+
+        _fail(f"trainwell {args.command}: failed: {describe_os_error(error)}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _fail(f"trainwell {args.command}: interrupted")
         return EXIT_INTERRUPTED

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -56,7 +57,8 @@ class TrainConfig(BaseModel):
 
     Args:
         epochs: Passes over the training data, an integer from 1 to 1000.
-        lr: Peak learning rate, from 1e-6 to 1. The schedule scales it step by step.
+        lr: Peak learning rate, from 1e-6 to 1 (a number: not a string, not a bool, like every
+            float option). The schedule scales it step by step.
         weight_decay: Decoupled (AdamW) weight decay; 0 disables it.
         decay_bias_and_norm: Whether biases and normalisation weights are decayed too. Off by
             default: decaying them only pulls BatchNorm/LayerNorm scales towards zero.
@@ -91,7 +93,10 @@ class TrainConfig(BaseModel):
         loss_fn: Loss callable ``loss_fn(outputs, targets)``; None picks the task's default
             (cross-entropy, binary cross-entropy with logits, or mean squared error).
         run_dir: Directory for config.yaml, metrics.jsonl, train.log and checkpoints/; None
-            writes nothing.
+            writes nothing. One process at a time writes it (it holds the directory's lock).
+        run_dir_wait_s: When another process holds ``run_dir`` (the same job started twice, or
+            two resumes of one run), how many seconds to wait for it to end before refusing; 0
+            refuses at once, naming that process's pid and host; None waits until it ends.
         loggers: Loggers beside metrics.jsonl: ``"csv"`` (metrics.csv), ``"tensorboard"`` (event
             files in ``run_dir/tensorboard``; needs ``pip install 'trainwell[tensorboard]'``) and
             ``"mlflow"`` (an MLflow run in ``mlflow_tracking_uri``, else a local store in
@@ -158,42 +163,43 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True, defer_build=True)
 
     epochs: StrictInt = Field(10, ge=1, le=1000)
-    lr: float = Field(1e-3, ge=1e-6, le=1.0, allow_inf_nan=False)
-    weight_decay: float = Field(0.01, ge=0.0, allow_inf_nan=False)
+    lr: StrictFloat = Field(1e-3, ge=1e-6, le=1.0, allow_inf_nan=False)
+    weight_decay: StrictFloat = Field(0.01, ge=0.0, allow_inf_nan=False)
     decay_bias_and_norm: StrictBool = False
     optimizer: Union[Literal["adamw", "sgd"], Callable[..., Any]] = "adamw"
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: StrictFloat = Field(0.9, ge=0.0, lt=1.0)
     schedule: Schedule = "constant"
-    warmup_fraction: Optional[float] = Field(None, ge=0.0, lt=1.0)
-    max_grad_norm: Optional[float] = Field(1.0, gt=0.0, allow_inf_nan=False)
+    warmup_fraction: Optional[StrictFloat] = Field(None, ge=0.0, lt=1.0)
+    max_grad_norm: Optional[StrictFloat] = Field(1.0, gt=0.0, allow_inf_nan=False)
     precision: Precision = "auto"
     compile: StrictBool = False
     channels_last: Optional[StrictBool] = None
     early_stopping_patience: Optional[StrictInt] = Field(5, ge=1)
-    early_stopping_min_delta: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    early_stopping_min_delta: StrictFloat = Field(0.0, ge=0.0, allow_inf_nan=False)
     restore_best_weights: StrictBool = True
     seed: Optional[StrictInt] = Field(None, ge=0)
     device: str = Field("auto", pattern=_DEVICE_PATTERN)
     task: Task = "auto"
     loss_fn: Optional[Callable[..., Any]] = None
     run_dir: Optional[Path] = None
+    run_dir_wait_s: Optional[StrictFloat] = Field(0.0, ge=0.0, allow_inf_nan=False)
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=list)
     mlflow_tracking_uri: Optional[str] = None
     log_every_steps: StrictInt = Field(50, ge=1)
     progress: StrictBool = True
     max_nonfinite_steps: StrictInt = Field(5, ge=1)
     max_rollbacks: StrictInt = Field(3, ge=0)
-    rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
-    loss_spike_factor: Optional[float] = Field(None, gt=1.0, allow_inf_nan=False)
+    rollback_lr_factor: StrictFloat = Field(0.5, gt=0.0, lt=1.0)
+    loss_spike_factor: Optional[StrictFloat] = Field(None, gt=1.0, allow_inf_nan=False)
     split_batch_on_oom: StrictBool = True
     save_checkpoints: StrictBool = True
     checkpoint_every_steps: Optional[StrictInt] = Field(None, ge=1)
     checkpoint_keep_last: StrictInt = Field(2, ge=1)
     checkpoint_keep_best: StrictInt = Field(1, ge=0)
     retry_attempts: StrictInt = Field(3, ge=1, le=100)
-    retry_base_delay_s: float = Field(1.0, ge=0.0, le=3600.0, allow_inf_nan=False)
-    retry_factor: float = Field(2.0, ge=1.0, le=100.0, allow_inf_nan=False)
-    retry_jitter: float = Field(0.1, ge=0.0, le=10.0, allow_inf_nan=False)
+    retry_base_delay_s: StrictFloat = Field(1.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    retry_factor: StrictFloat = Field(2.0, ge=1.0, le=100.0, allow_inf_nan=False)
+    retry_jitter: StrictFloat = Field(0.1, ge=0.0, le=10.0, allow_inf_nan=False)
     reference_batch_size: Optional[StrictInt] = Field(None, ge=1)
     lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
     distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
@@ -413,6 +419,8 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         if getattr(item, "pattern", None) == _DEVICE_PATTERN:
             return "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # StrictFloat, StrictInt: the type, with its constraints
+        return describe_allowed(typing.get_args(annotation)[0], metadata)
     if origin in (Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         described = " or ".join(describe_allowed(arg, metadata) for arg in members)

@@ -40,6 +40,17 @@ class CheckpointError(TrainwellError, RuntimeError):
     corrupted, unsafe to unpickle, or from a newer format)."""
 
 
+class StorageError(TrainwellError, OSError):
+    """A file or directory trainwell writes cannot be written: a read-only file system, a permission, a full disk.
+
+    The message names the file, the reason and the fix; ``except OSError`` clauses catch it too.
+    """
+
+
+class RunDirLockedError(TrainwellError, RuntimeError):
+    """Another process is using the run directory (it holds the directory's lock): the message names its pid and host."""
+
+
 class CheckpointMismatchError(CheckpointError, ValueError):
     """A checkpoint does not fit the model it is loaded into (different parameter names or shapes)."""
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import Field, StrictBool, StrictInt, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from trainwell.config import Schedule, TrainConfig, config_error
 from trainwell.exceptions import ConfigError, DivergenceError
@@ -145,11 +145,11 @@ class RunConfig(TrainConfig):
     text_column: str = "text"
     max_length: Optional[StrictInt] = Field(None, ge=1, le=100_000)
     download: StrictBool = True
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    val_fraction: StrictFloat = Field(0.2, gt=0.0, lt=1.0)
     batch_size: StrictInt = Field(REFERENCE_BATCH_SIZE, ge=1, le=1_000_000)
     model: ModelName = "mlp"
     model_args: dict[str, Any] = Field(default_factory=dict)
-    lr: float = Field(RECIPE_LR, ge=1e-6, le=1.0, allow_inf_nan=False)
+    lr: StrictFloat = Field(RECIPE_LR, ge=1e-6, le=1.0, allow_inf_nan=False)
     schedule: Schedule = "onecycle"
     seed: StrictInt | None = Field(0, ge=0)
     reference_batch_size: StrictInt | None = Field(REFERENCE_BATCH_SIZE, ge=1)

@@ -39,3 +39,34 @@ def test_damaged_or_foreign_files_are_refused(tmp_path):
     (tmp_path / "data.json").write_text(json.dumps({"name": "x"}))
     with pytest.raises(DataError, match="is incomplete"):
         load_data_info(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda info: info.update(input_shape=[100_000_000]), r"input_shape \[100000000\] is out of range"),
+        (lambda info: info.update(num_classes="ten"), r"num_classes: Input should be a valid integer \('ten'\)"),
+        (lambda info: info.update(num_classes=True), r"num_classes: Input should be a valid integer \(True\)"),
+        (lambda info: info["normalization"]["mean"].__setitem__(2, float("nan")), r"normalization\['mean'\]\[2\] is not a finite number"),
+        (lambda info: info["normalization"]["std"].__setitem__(0, 0.0), "normalization std holds a value ≤ 0"),
+        (lambda info: info.update(class_names=["a"]), "1 class_names for num_classes=3"),
+        (lambda info: info.update(vocab_size=10**12), "vocab_size: Input should be less than or equal to 10000000"),
+        (lambda info: info.update(task="ranking"), r"task: Input should be 'classification' or 'regression'"),
+    ],
+    ids=["huge input", "classes as text", "classes as a bool", "NaN statistic", "zero std", "class names", "huge vocabulary", "task"],
+)
+def test_values_are_range_checked_when_loaded(tmp_path, change, named):
+    """A crafted data.json made the model allocate 51 GB, and NaN statistics gave NaN predictions: both refused on load."""
+    path = save_data_info(load("iris").info, tmp_path)
+    stored = json.loads(path.read_text())
+    change(stored)
+    path.write_text(json.dumps(stored))
+    with pytest.raises(DataError, match=named) as caught:
+        load_data_info(path)
+    assert str(caught.value).startswith(f"'{path}' is damaged: ") and "Rerun the training" in str(caught.value)
+
+
+def test_a_data_info_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "data.json").write_bytes(b'{"name": "\xff"}')
+    with pytest.raises(DataError, match=r"data info '.*data.json' is not UTF-8 text"):
+        load_data_info(tmp_path)

@@ -144,3 +144,17 @@ def test_bad_options_are_refused(tmp_path):
         load(path, target="label", missing="guess")
     with pytest.raises(ConfigError, match="image_size=32 does not apply to tabular data"):
         load(path, target="label", image_size=32)
+
+
+def test_a_table_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("name,label\ncafé,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"table '{path}' is not UTF-8 text \(it holds the byte 0xe9, .*iconv"):
+        read_columns(path)
+
+
+def test_a_damaged_parquet_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "table.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match=rf"table '{path}' is not a readable Parquet file"):
+        read_columns(path)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trainwell.distributed.elastic import restart_count, resume_after_restart, shared_store_warning
+from trainwell.files.manifest import manifest_text
 
 from ..distributed_children import Launcher, free_port, stop, torchrun
 
@@ -156,8 +157,9 @@ def test_a_restarted_group_resumes_from_the_newest_checkpoint_of_its_run_dir(tmp
     other = tmp_path / "other" / "epoch-0003-step-000000030.pt"
     assert resume_after_restart(other, run_dir, _Group(1)) == other
     (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / "checkpoints" / "step-000000004.manifest.json").write_text(
-        json.dumps({"files": {"step-000000004.pt": {"sha256": "0", "bytes": 1}}, "step": 4, "epoch": 0})
+    committed = run_dir / "checkpoints" / "step-000000004.pt"
+    (run_dir / "checkpoints" / "step-000000004.manifest.json").write_bytes(
+        manifest_text(committed, "0" * 64, 1, step=4, epoch=0, val_loss=None, kind="step", healthy=True)
     )
     assert resume_after_restart(other, run_dir, _Group(1)) == "auto"
     with caplog.at_level("WARNING", logger="trainwell"):

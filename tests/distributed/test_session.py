@@ -209,6 +209,19 @@ def test_an_existing_run_directory_is_refused_in_every_process(launcher, tmp_pat
     assert all("already holds a run" in rank["message"] for rank in ranks)
 
 
+@pytest.mark.multiprocess
+def test_rank_0_alone_holds_the_run_directory_and_a_held_one_is_refused_in_every_process(launcher, tmp_path):
+    from trainwell.files.lock import RunDirLock
+
+    with RunDirLock(tmp_path / "run"):
+        assert launcher.run(2, {"out": str(tmp_path / "out"), "run_dir": str(tmp_path / "run")}) == [3, 3]
+    ranks, _ = _results(tmp_path / "out", 2)
+    assert [rank["error"] for rank in ranks] == ["RunDirLockedError", "RunDirLockedError"]
+    assert all(f"is in use by process {os.getpid()}" in rank["message"] for rank in ranks)
+    # Free, the run trains in both processes: only rank 0 takes the lock (rank 1 taking it too would be refused).
+    assert launcher.run(2, {"out": str(tmp_path / "out"), "run_dir": str(tmp_path / "run")}) == [0, 0]
+
+
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_torchrun_runs_the_train_command_in_two_processes(tmp_path):

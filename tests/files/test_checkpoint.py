@@ -243,7 +243,9 @@ def test_disk_full_fails_after_the_retries_and_leaves_the_previous_checkpoint_in
     monkeypatch.setattr("builtins.open", full_disk_open)
     clock = FakeClock()
     with pytest.raises(
-        CheckpointError, match=r"after 3 attempts: \[Errno 28\] No space left on device\. Free disk space"
+        CheckpointError,
+        match=r"after 3 attempts: \[Errno 28\] No space left on device: the disk is full \(.+ free on the file system "
+        r"of '.+'; the checkpoint needs .+\)\. Free disk space",
     ) as caught:
         write_checkpoint(tmp_path / "step-000000020.pt", {"step": 20}, step=20, sleep=clock.sleep)
     monkeypatch.undo()
@@ -266,7 +268,8 @@ def test_permission_denied_fails_at_once_with_a_clear_message(tmp_path, monkeypa
     clock = FakeClock()
     with pytest.raises(
         CheckpointError,
-        match="Permission denied. This is not transient, so it was not retried. Make the directory writable",
+        match=r"Permission denied \(.+ free on the file system of '.+'\)\. This is not transient, so it was not "
+        r"retried\. Make the directory '.+' writable",
     ):
         write_checkpoint(tmp_path / "step-000000020.pt", {"step": 20}, step=20, sleep=clock.sleep)
     assert clock.waits == []

@@ -71,3 +71,11 @@ def test_the_first_batch_checks_leave_a_loaders_own_generator_alone(blobs):
                   progress=False, **options)  # fmt: skip
     for mine, theirs in zip(model.parameters(), plain.parameters()):
         assert torch.equal(mine, theirs)
+
+
+def test_a_model_on_the_meta_device_is_refused_saying_how_to_give_it_values():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
+    loader = [(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(ModelError, match=r"model=Sequential has tensors on the meta device \(0\.weight, 0\.bias, 1\.weight and 4 more\)"):
+        check_inputs(model, loader, None)

@@ -94,3 +94,17 @@ def test_the_registry_loads_without_torch():
     code = "import sys; from trainwell import models; models.describe(); models.registry.check_arguments('cnn', {}); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_sizes_no_machine_can_allocate_fail_with_the_arguments_that_asked_for_them(monkeypatch):
+    import torch
+
+    def refusing_allocator(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 102400000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", refusing_allocator)
+    with pytest.raises(ConfigError, match=r"model 'mlp' \(.*input_size=100000000, output_size=10\) asked for 102\.4 GB at once"):
+        models.build("mlp", input_size=100_000_000, output_size=10)

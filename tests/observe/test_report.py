@@ -187,3 +187,20 @@ def test_the_report_loads_in_headless_chromium_without_errors_and_shows_the_curv
     assert errors == []
     requests = [e["params"]["request"]["url"] for e in browser.events if e["method"] == "Network.requestWillBeSent"]
     assert requests and all(url.startswith(("file:", "data:")) for url in requests)
+
+
+def test_a_run_shorter_than_the_shortest_shown_time_keeps_its_status_line_intact():
+    from trainwell.observe.records import RunRecords
+    from trainwell.observe.report import _status
+
+    run = RunRecords.from_records(
+        [
+            {"event": "epoch", "epoch": 1, "epoch_time_s": 0.001, "train_loss": 1.0},
+            {"event": "exception", "type": "DivergenceError", "message": "Training diverged."},
+        ],
+        config={"epochs": 5},
+    )
+    # "< 0.01 s" must reach the page escaped, or the browser takes it for a tag and hides the message.
+    assert _status(run) == (
+        '<p class="status failed">Failed with DivergenceError after 1 epoch of 5 in &lt; 0.01 s: Training diverged.</p>'
+    )

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from trainwell import DivergenceError
-from trainwell.reliability.divergence import NonFiniteGuard
+from trainwell.reliability.divergence import NonFiniteGuard, check_finite_end
 
 
 def test_host_mode_counts_and_resets_on_a_finite_step():
@@ -55,3 +55,26 @@ def test_reason_and_kind_of_bad_step_appear_in_messages():
     with pytest.raises(DivergenceError, match="were non-finite or spiking for 1 steps in a row"):
         guard.observe(False, step=3, reason="Loss spike (9, over 3x its running mean)")
     assert messages == ["Loss spike (9, over 3x its running mean) at step 3: update skipped (1 in a row, 1 allowed)."]
+
+
+def test_the_advice_is_written_when_the_error_is_raised():
+    lr = [0.1]
+    guard = NonFiniteGuard(max_consecutive=1, advice=lambda: f"Lower lr (now {lr[0]:.3g}).")
+    lr[0] = 0.0125  # cut by rollbacks meanwhile
+    with pytest.raises(DivergenceError, match=r"Lower lr \(now 0\.0125\)"):
+        guard.observe(False, step=9)
+
+
+def test_a_model_with_non_finite_weights_or_untouched_by_every_step_is_refused_at_the_end():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    check_finite_end(model, steps=10, skipped=9)  # finite, and one step was taken
+    with torch.no_grad():
+        model[0].weight[0, :] = float("-inf")
+        model[1].running_var[1] = float("nan")
+    with pytest.raises(DivergenceError) as caught:
+        check_finite_end(model, steps=10, skipped=0, advice="Lower lr.")
+    assert "non-finite values in 0.weight (2 of 6 values), 1.running_var (1 of 3 values), after 10 steps" in str(caught.value)
+    assert str(caught.value).endswith("Lower lr.")
+    with pytest.raises(DivergenceError, match="all 4 steps had a non-finite loss or gradient and were skipped"):
+        check_finite_end(torch.nn.Linear(2, 1), steps=4, skipped=4)
+    check_finite_end(torch.nn.Linear(2, 1), steps=0, skipped=0)  # nothing trained yet is no failure

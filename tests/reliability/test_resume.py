@@ -279,3 +279,33 @@ def test_numpy_numbers_in_the_history_are_stored_as_plain_numbers(tmp_path):
     )
     history = trainwell.load_checkpoint(tmp_path)["trainer"]["state"]["history"]
     assert history[0]["custom"] == 0.25 and type(history[0]["custom"]) is float
+
+
+def test_grad_norm_is_logged_after_resuming_from_a_step_checkpoint_on_an_epochs_last_batch(tmp_path):
+    """A kill between an epoch's last step checkpoint and its validation: the resumed epoch's record keeps its grad_norm."""
+    torch.set_num_threads(1)
+    inputs, targets = _data()  # 160 samples, batches of 32: 5 steps per epoch, a step checkpoint on each last batch
+
+    class KilledBeforeValidationEnds(Callback):
+        def on_eval_end(self, trainer, metrics, **kwargs):
+            if trainer.epoch == 2:
+                raise KeyboardInterrupt
+
+    def fit(run_dir, **options):
+        trainwell.fit(
+            _model(), TensorLoader(inputs, targets, batch_size=32, seed=0), TensorLoader(inputs, targets, shuffle=False),
+            epochs=2, run_dir=run_dir, checkpoint_every_steps=5, **QUIET, **options,
+        )
+
+    fit(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "killed", callbacks=[KilledBeforeValidationEnds()])
+    fit(tmp_path / "killed", resume="auto")
+
+    def epoch_records(run_dir):
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return {row["epoch"]: row for row in rows if row["event"] == "epoch"}
+
+    resumed, whole = epoch_records(tmp_path / "killed")[2], epoch_records(tmp_path / "whole")[2]
+    assert resumed.get("grad_norm") is not None and resumed["grad_norm"] == whole["grad_norm"]
+    assert resumed["train_loss"] == whole["train_loss"]

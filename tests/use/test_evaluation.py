@@ -128,3 +128,9 @@ def test_many_classes_give_accuracy_by_default_and_per_class_scores_when_asked()
     assert asked.metrics["f1"] == pytest.approx(sk.f1_score(targets, predicted, average="macro"), abs=1e-6)
     assert len(asked.per_class) == 150 and asked.confusion_matrix is None
     assert [row["support"] for row in asked.per_class] == torch.bincount(targets, minlength=150).tolist()
+
+
+def test_a_label_beyond_the_classes_in_a_later_batch_is_named():
+    inputs, targets = torch.randn(12, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 5, 0, 1, 2])
+    with pytest.raises(DataError, match=r"^the loader batch 2 holds the target 5, but the model outputs 3 classes"):
+        trainwell.evaluate(torch.nn.Linear(2, 3), TensorLoader(inputs, targets, batch_size=4, shuffle=False))

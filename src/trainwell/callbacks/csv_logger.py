@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.callbacks.metric_logger import MetricLogger, plain
+from trainwell.files.storage import writing
 
 
 class CSVLogger(MetricLogger):
@@ -37,14 +38,15 @@ class CSVLogger(MetricLogger):
         records = [record for record in records if record.get("event") != "run_start"]
         if not records:
             return
-        if self._columns is None:
-            self._columns = self._existing_columns()
-        new = [key for record in records for key in record if key not in self._columns]
-        if new:
-            self._widen(list(dict.fromkeys(new)))
-        with self.path.open("a", encoding="utf-8", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self._columns, restval="")
-            writer.writerows({key: plain(value) for key, value in record.items()} for record in records)
+        with writing(self.path):
+            if self._columns is None:
+                self._columns = self._existing_columns()
+            new = [key for record in records for key in record if key not in self._columns]
+            if new:
+                self._widen(list(dict.fromkeys(new)))
+            with self.path.open("a", encoding="utf-8", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self._columns, restval="")
+                writer.writerows({key: plain(value) for key, value in record.items()} for record in records)
 
     def _existing_columns(self) -> list[str]:
         if not self.path.exists() or self.path.stat().st_size == 0:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.callbacks.metric_logger import MetricLogger, plain
+from trainwell.files.storage import writing
 
 
 class JSONLLogger(MetricLogger):
@@ -34,10 +35,11 @@ class JSONLLogger(MetricLogger):
     def write(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps({key: plain(value) for key, value in record.items()}, default=str) + "\n" for record in records)
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(lines)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as file:
+                file.write(lines)
 
     def state_dict(self) -> dict[str, Any]:
         # The file's length now: a run resumed from this state drops any line written after it

@@ -185,14 +185,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         ConfigError: the file is missing or not YAML, or a key is not an option (of its section),
             with a "did you mean" and the options of that section.
     """
-    import yaml
+    from trainwell.files.reading import read_yaml
 
     if not path.is_file():
         raise ConfigError(f"--config '{path}' does not exist or is not a file: give the path of a YAML file.")
-    try:
-        options = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--config '{path}' is not valid YAML: {error}") from None
+    options = read_yaml(path, ConfigError, "--config")
     if options is None:
         return {}
     if not isinstance(options, dict):

@@ -85,3 +85,19 @@ def channels_last(inputs: Any) -> Any:
     if isinstance(inputs, Mapping):
         return {key: channels_last(item) for key, item in inputs.items()}
     return inputs
+
+
+def sample_shapes(inputs: Any) -> Any:
+    """The shape of one sample of ``inputs`` (each tensor's shape without its leading batch size), for comparing batches.
+
+    Example:
+        >>> sample_shapes((torch.zeros(8, 3, 5), {"mask": torch.zeros(8, 5)}))
+        ((3, 5), {'mask': (5,)})
+    """
+    if isinstance(inputs, torch.Tensor):
+        return tuple(inputs.shape[1:])
+    if isinstance(inputs, (tuple, list)):
+        return tuple(sample_shapes(item) for item in inputs)
+    if isinstance(inputs, Mapping):
+        return {key: sample_shapes(item) for key, item in inputs.items()}
+    return None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainwell.exceptions import ConfigError, DataError
+from trainwell.files.reading import reading
 
 if TYPE_CHECKING:
     from trainwell.data.bundled import Splits
@@ -49,35 +50,37 @@ def read_columns(path: Path) -> dict[str, list[Any]]:
     """The columns of a CSV, TSV or Parquet file: name -> values, None for a missing cell.
 
     Raises:
-        DataError: the file is missing, empty, has no header, duplicate column names, or rows of
-            the wrong length (naming the line); Parquet without pyarrow installed.
+        DataError: the file is missing, unreadable, not UTF-8, empty, has no header, duplicate
+            column names, or rows of the wrong length (naming the line); Parquet without pyarrow
+            installed, or a damaged Parquet file.
     """
     if not path.is_file():
         raise DataError(f"'{path}' does not exist or is not a file: expected a CSV or Parquet file.")
     if path.suffix.lower() == ".parquet":
         return _read_parquet(path)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8-sig") as stream:
-        rows = csv.reader(stream, delimiter=delimiter)
-        header = next(rows, None)
-        if not header:
-            raise DataError(f"'{path}' is empty: expected a header line of column names, then one line per sample.")
-        header = [name.strip() for name in header]
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        if duplicates:
-            raise DataError(f"'{path}' has duplicate column names {duplicates}: every column needs its own name.")
-        columns: dict[str, list[Any]] = {name: [] for name in header}
-        for row in rows:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"'{path}' line {rows.line_num} has {len(row)} fields but the header has {len(header)}: "
-                    "check the quoting and the delimiter of that line."
-                )
-            for name, value in zip(header, row):
-                value = value.strip()
-                columns[name].append(None if value.lower() in MISSING_TOKENS else value)
+    with reading(path, DataError, "table"):
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            rows = csv.reader(stream, delimiter=delimiter)
+            header = next(rows, None)
+            if not header:
+                raise DataError(f"'{path}' is empty: expected a header line of column names, then one line per sample.")
+            header = [name.strip() for name in header]
+            duplicates = sorted({name for name in header if header.count(name) > 1})
+            if duplicates:
+                raise DataError(f"'{path}' has duplicate column names {duplicates}: every column needs its own name.")
+            columns: dict[str, list[Any]] = {name: [] for name in header}
+            for row in rows:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"'{path}' line {rows.line_num} has {len(row)} fields but the header has {len(header)}: "
+                        "check the quoting and the delimiter of that line."
+                    )
+                for name, value in zip(header, row):
+                    value = value.strip()
+                    columns[name].append(None if value.lower() in MISSING_TOKENS else value)
     if not next(iter(columns.values())):
         raise DataError(f"'{path}' has a header but no rows: expected one line per sample.")
     return columns
@@ -90,7 +93,10 @@ def _read_parquet(path: Path) -> dict[str, list[Any]]:
         raise DataError(
             f"reading '{path}' needs pyarrow, which is not installed: pip install 'trainwell[parquet]'."
         ) from None
-    columns = parquet.read_table(path).to_pydict()
+    try:
+        columns = parquet.read_table(path).to_pydict()
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"table '{path}' is not a readable Parquet file ({str(error).splitlines()[0]}): check the file.") from None
     if not columns or not next(iter(columns.values())):
         raise DataError(f"'{path}' has no rows: expected one row per sample.")
     return {

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainwell.exceptions import DataError
+from trainwell.files.reading import reading
 
 if TYPE_CHECKING:
     import torch
@@ -105,6 +106,25 @@ def read_text_records(path: Path, text_column: str, label_column: str) -> tuple[
     """
     if not path.is_file():
         raise DataError(f"'{path}' does not exist or is not a file: expected a CSV or JSONL file of (text, label).")
+    with reading(path, DataError, "text file"):
+        records = _records(path, text_column, label_column)
+    if not records:
+        raise DataError(f"'{path}' holds no records: expected one (text, label) per line.")
+    texts, labels = [], []
+    for number, record in records:
+        text, label = record.get(text_column), record.get(label_column)
+        if not isinstance(text, str) or not text.strip():
+            what = "has no" if text is None else "has an empty" if isinstance(text, str) else f"has a {type(text).__name__} as its"
+            raise DataError(f"'{path}' line {number} {what} {text_column!r} text: every record needs a non-empty text.")
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(f"'{path}' line {number} has no {label_column!r} label: every record needs one.")
+        texts.append(text)
+        labels.append(str(label).strip())
+    return texts, labels
+
+
+def _records(path: Path, text_column: str, label_column: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) of each record of a JSONL, CSV or TSV file of texts."""
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         with path.open(encoding="utf-8") as stream:
@@ -129,19 +149,7 @@ def read_text_records(path: Path, text_column: str, label_column: str) -> tuple[
                         "Name the text column with text_column=... (--text-column) and the label column with target=... (--target)."
                     )
             records = [(reader.line_num, row) for row in reader]
-    if not records:
-        raise DataError(f"'{path}' holds no records: expected one (text, label) per line.")
-    texts, labels = [], []
-    for number, record in records:
-        text, label = record.get(text_column), record.get(label_column)
-        if not isinstance(text, str) or not text.strip():
-            what = "has no" if text is None else "has an empty" if isinstance(text, str) else f"has a {type(text).__name__} as its"
-            raise DataError(f"'{path}' line {number} {what} {text_column!r} text: every record needs a non-empty text.")
-        if label is None or (isinstance(label, str) and not label.strip()):
-            raise DataError(f"'{path}' line {number} has no {label_column!r} label: every record needs one.")
-        texts.append(text)
-        labels.append(str(label).strip())
-    return texts, labels
+    return records
 
 
 def load_text(

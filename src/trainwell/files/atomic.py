@@ -4,29 +4,46 @@ Every file trainwell writes goes through here: checkpoints and their manifests, 
 data.json, plots, reports, predictions. A reader therefore finds either the previous complete
 file or the new complete file, never a mix; a temporary file left by a crash is named
 ``.<name>.tmp-<pid>`` (or ``<name>.tmp``) and never taken for the real one.
+
+``write_text``, ``write_bytes`` and ``write_yaml`` fail with a one-line
+:class:`~trainwell.exceptions.StorageError` naming the file, the reason (a read-only directory,
+a full disk) and the fix; :func:`write_atomically` raises the error as it is, for the checkpoint
+writer to classify and retry (:mod:`trainwell.files.storage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainwell.files.storage import os_error_beneath, writing
+
 
 class HashingWriter:
-    """A write-only file object that hashes what passes through it (no second read of the file)."""
+    """A write-only file object that hashes what passes through it (no second read of the file).
+
+    Attributes:
+        error: The OSError a write raised, kept because a serialiser may report it as its own error.
+    """
 
     def __init__(self, file: Any) -> None:
         self.file = file
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self.file.write(data)
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
 
     def flush(self) -> None:
         self.file.flush()
@@ -35,6 +52,7 @@ class HashingWriter:
 def write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]:
     """Write through ``write(file)`` into a temporary file, fsync it, rename it to ``path``, fsync the directory."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    hashing: HashingWriter | None = None
     try:
         with open(temporary, "wb") as raw:
             hashing = HashingWriter(raw)
@@ -42,9 +60,13 @@ def write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         # Free the space (a disk-full error is retried) and leave nothing that looks complete.
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file cannot be unlinked
+            temporary.unlink(missing_ok=True)
+        if hashing is not None and hashing.error is not None and os_error_beneath(error) is None:
+            # torch.save's zip writer reports a failed write as "unexpected pos": keep the real cause with it.
+            error.__context__ = hashing.error
         raise
     fsync_directory(path.parent)
     return hashing.sha256.hexdigest(), hashing.size
@@ -84,21 +106,39 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as YAML, atomically."""
+    """Write ``data`` as YAML, atomically.
+
+    Raises:
+        StorageError: the file cannot be written (read-only directory, full disk, permission).
+    """
     import yaml
 
     write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file renamed into place, so a crash never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    """Write ``text`` through a temporary file renamed into place, so a crash never leaves half a file.
+
+    Raises:
+        StorageError: the file cannot be written (read-only directory, full disk, permission).
+    """
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` through a temporary file renamed into place (an image, a report)."""
+    """Write ``data`` through a temporary file renamed into place (an image, a report); its directory is created.
+
+    Raises:
+        StorageError: the file cannot be written (read-only directory, full disk, permission).
+    """
+    path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    with writing(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(data)
+            temporary.replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise

@@ -15,14 +15,16 @@ checked against its manifest (a truncated or changed file is refused with an err
 and unpickled with ``weights_only=True``, so a crafted file cannot run code. "Latest" means the
 highest committed step, never the newest modification time.
 
-Writes are retried with exponential backoff on transient I/O errors (:mod:`trainwell.files.retry`);
-permanent ones (permission denied, a read-only file system, a disk still full after the retries)
-fail with a :class:`~trainwell.exceptions.CheckpointError` and leave earlier checkpoints untouched.
+Writes are retried with exponential backoff on transient failures (:mod:`trainwell.files.retry`),
+whatever raised them: an OSError, or the serialiser's own error for one (``torch.save``'s zip
+writer reports a full disk as a RuntimeError; :mod:`trainwell.files.storage` finds the cause).
+Permanent ones (permission denied, a read-only file system) and a disk still full after the
+retries fail with a :class:`~trainwell.exceptions.CheckpointError` that names the file, the free
+space and the fix, and leave earlier checkpoints untouched.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import pickle
@@ -33,7 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trainwell.exceptions import CheckpointError, CheckpointMismatchError
+from trainwell.exceptions import CheckpointError
 from trainwell.files.atomic import write_atomically
 from trainwell.files.manifest import (
     Manifest,
@@ -43,14 +45,14 @@ from trainwell.files.manifest import (
     manifest_text,
     read_manifest,
 )
+from trainwell.files.model_state import load_model_state
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
+from trainwell.files.storage import DISK_FULL, PERMISSION, WriteFailure, classify, format_bytes
 
 logger = logging.getLogger("trainwell")
 
 # 2: a trainer's state under "trainer", one entry per stateful part (1: flat keys, read by reliability.resume).
 FORMAT_VERSION = 2
-# Errors that no retry can fix: raised at once.
-_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -137,7 +139,11 @@ def write_checkpoint(
     manifest_file = manifest_path(path)
     _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
     digest, size = _with_retry(
-        lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
+        lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)),
+        retry,
+        sleep,
+        path,
+        size=lambda: serialised_size(checkpoint),
     )
     text = manifest_text(path, digest, size, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
     _with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
@@ -178,40 +184,97 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
     )
 
 
-class _PermanentError(Exception):
-    """Carries an OSError that retrying cannot fix past the retry loop."""
+class _WriteFailed(Exception):
+    """Carries a classified write failure through the retry loop (retried unless permanent)."""
 
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    def __init__(self, failure: WriteFailure) -> None:
+        super().__init__(failure.reason())
+        self.failure = failure
+
+
+class _Transient(_WriteFailed):
+    """A failure worth retrying."""
 
 
 def _with_retry(
-    operation: Callable[[], Any], policy: RetryPolicy, sleep: Callable[[float], Any], path: Path, what: str = "write"
+    operation: Callable[[], Any],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Any],
+    path: Path,
+    what: str = "write",
+    size: Callable[[], int | None] = lambda: None,
 ) -> Any:
+    """``operation()``, retried on transient failures, any failure ending as a CheckpointError that says what to do.
+
+    Every exception counts, not only OSError: ``torch.save``'s zip writer reports a full disk as a
+    RuntimeError. :func:`trainwell.files.storage.classify` finds the cause (disk full, permission,
+    other); a permission is not retried.
+    """
+
     def attempt() -> Any:
         try:
             return operation()
-        except OSError as error:
-            if error.errno in _PERMANENT_ERRNOS:
-                raise _PermanentError(error) from error
-            raise
+        except Exception as error:
+            failure = classify(error, path.parent)
+            if failure.permanent:
+                raise _WriteFailed(failure) from error
+            # Retried: the log names the cause, not the serialiser's words for it.
+            raise _Transient(failure) from error
 
     try:
         return retry_call(
-            attempt, policy=policy, retry_on=(OSError,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
+            attempt, policy=policy, retry_on=(_Transient,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
         )
-    except _PermanentError as permanent:
-        raise CheckpointError(
-            f"could not {what} checkpoint '{path}': {permanent.error}. This is not transient, so it was not retried. "
-            "Make the directory writable (or choose another run_dir); earlier checkpoints are intact."
-        ) from permanent.error
-    except OSError as error:
-        hint = "Free disk space" if error.errno == errno.ENOSPC else "Check the file system"
-        raise CheckpointError(
-            f"could not {what} checkpoint '{path}' after {policy.attempts} attempts: {error}. "
-            f"{hint}, then resume; earlier checkpoints are intact."
-        ) from error
+    except (_WriteFailed, _Transient) as failed:
+        raise CheckpointError(_failure_message(failed.failure, path, what, policy.attempts, size)) from failed.__cause__
+
+
+def _failure_message(
+    failure: WriteFailure, path: Path, what: str, attempts: int, size: Callable[[], int | None]
+) -> str:
+    directory = path.parent
+    resume = "then resume with resume='auto' (--resume auto); earlier checkpoints are intact."
+    where = f"{failure.free()} on the file system of '{directory}'"
+    if failure.kind == PERMISSION:
+        return (
+            f"could not {what} checkpoint '{path}': {failure.reason()} ({where}). This is not transient, so it was "
+            f"not retried. Make the directory '{directory}' writable (or choose another run_dir), {resume}"
+        )
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    if failure.kind == DISK_FULL:
+        needed = size()
+        needs = f"; the checkpoint needs {format_bytes(needed)}" if needed else ""
+        return (
+            f"could not {what} checkpoint '{path}'{tries}: {failure.reason()}: the disk is full ({where}{needs}). "
+            f"Free disk space there (or set run_dir on a larger disk, or keep fewer checkpoints with "
+            f"checkpoint_keep_last=1, checkpoint_keep_best=0), {resume}"
+        )
+    return (
+        f"could not {what} checkpoint '{path}'{tries}: {failure.reason()} ({where}). Check the file system "
+        f"(a network mount that went away, a failing disk) or choose another run_dir, {resume}"
+    )
+
+
+def serialised_size(checkpoint: Mapping[str, Any]) -> int | None:
+    """How many bytes ``torch.save`` writes for ``checkpoint`` (serialised into a counter, nothing stored)."""
+    import torch
+
+    class Counter:
+        size = 0
+
+        def write(self, data: bytes) -> int:
+            self.size += len(data)
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    counter = Counter()
+    try:
+        torch.save(dict(checkpoint), counter)
+    except Exception:  # noqa: BLE001 - only a message's detail depends on it
+        return None
+    return counter.size
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -369,44 +432,6 @@ def load_checkpoint(
             )
         optimizer.load_state_dict(saved)
     return checkpoint
-
-
-def load_model_state(model: Any, state: Mapping[str, Any], source: str, strict: bool = True) -> None:
-    """``model.load_state_dict(state)``, refusing a different architecture with a message that names the differences.
-
-    Raises:
-        CheckpointMismatchError: names missing, unexpected and differently shaped entries.
-    """
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a model state dict.")
-    problems = describe_mismatch(model.state_dict(), state)
-    if problems and (strict or "shape" in problems):
-        raise CheckpointMismatchError(
-            f"{source} does not fit the model {type(model).__name__}: {problems}. It was saved from a different "
-            "architecture: build the model it was trained with (a run directory's model.txt describes it)."
-        )
-    model.load_state_dict(state, strict=strict)
-
-
-def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any], limit: int = 8) -> str:
-    """Say which entries of two state dicts differ: missing, unexpected, or of another shape ('' if none)."""
-    missing = [name for name in expected if name not in found]
-    unexpected = [name for name in found if name not in expected]
-    shapes = [
-        f"{name} (checkpoint {tuple(found[name].shape)}, model {tuple(tensor.shape)})"
-        for name, tensor in expected.items()
-        if name in found and hasattr(found[name], "shape") and tuple(found[name].shape) != tuple(tensor.shape)
-    ]
-    parts = []
-    for label, names in (
-        ("missing from the checkpoint", missing),
-        ("not in the model", unexpected),
-        ("different shape", shapes),
-    ):
-        if names:
-            shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-            parts.append(f"{label}: {shown}")
-    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------- discovery

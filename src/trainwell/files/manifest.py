@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from trainwell.exceptions import CheckpointError
 from trainwell.files.atomic import fsync_directory
@@ -26,6 +29,40 @@ logger = logging.getLogger("trainwell")
 MANIFEST_SUFFIX = ".manifest.json"
 # The layout of the manifest itself (a checkpoint's contents have their own format_version).
 MANIFEST_FORMAT = 1
+
+
+class FileEntry(BaseModel):
+    """One committed file in a manifest: its SHA-256 (hex) and size."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class ManifestSchema(BaseModel):
+    """What a manifest file must hold (JSON): anything else, or any value of the wrong type, commits nothing.
+
+    Example:
+        >>> ManifestSchema.model_validate_json('{"step": 12, "files": {}}').step
+        12
+        >>> from pydantic import ValidationError
+        >>> try:
+        ...     ManifestSchema.model_validate_json('{"step": "12", "files": {}}')
+        ... except ValidationError as error:
+        ...     print(error.errors()[0]["msg"])
+        Input should be a valid integer
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)
+
+    format_version: int = Field(MANIFEST_FORMAT, ge=1)
+    kind: str = "manual"
+    step: Optional[int] = Field(None, ge=0)
+    epoch: Optional[int] = Field(None, ge=0)
+    val_loss: Optional[float] = Field(None, allow_inf_nan=False)
+    healthy: bool = True
+    files: dict[str, FileEntry]
 
 
 @dataclass(frozen=True)
@@ -40,7 +77,7 @@ class Manifest:
         epoch: Epochs completed when it was written.
         val_loss: The validation loss of the last completed epoch, when there was one.
         kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
-            signal), or ``"manual"`` (:func:`save_checkpoint`).
+            signal, or before a bad batch ends the run), or ``"manual"`` (:func:`save_checkpoint`).
         healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
     """
 
@@ -91,34 +128,31 @@ def manifest_text(
 
 
 def read_manifest(path: Path) -> Manifest | None:
-    """The manifest of checkpoint ``path``, or None when it has none (not committed)."""
+    """The manifest of checkpoint ``path``, or None when it has none (not committed).
+
+    Raises:
+        CheckpointError: the manifest exists but is unreadable or malformed (naming the manifest
+            and what is wrong), so the checkpoint cannot be verified.
+    """
     manifest_file = manifest_path(path)
     try:
-        data = json.loads(manifest_file.read_text(encoding="utf-8"))
-        entry = data["files"].get(Path(path).name)
-        if entry is None:
-            raise KeyError(f"it does not list {Path(path).name}")
-        return Manifest(
-            path=Path(path),
-            sha256=str(entry["sha256"]),
-            size=int(entry["bytes"]),
-            step=data.get("step"),
-            epoch=data.get("epoch"),
-            val_loss=data.get("val_loss"),
-            kind=data.get("kind", "manual"),
-            healthy=bool(data.get("healthy", True)),
-        )
+        manifest = _manifests_in(manifest_file).get(Path(path).name)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    if manifest is None:
         raise CheckpointError(
-            f"the manifest '{manifest_file}' of checkpoint '{path}' is unreadable ({error}): the checkpoint cannot be "
-            "verified. Resume from another checkpoint."
-        ) from error
+            f"the manifest '{manifest_file}' of checkpoint '{path}' does not list {Path(path).name}: the checkpoint "
+            "cannot be verified. Resume from another checkpoint."
+        )
+    return manifest
 
 
 def committed_checkpoints(directory: str | Path) -> list[Manifest]:
-    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here."""
+    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here.
+
+    A manifest that is unreadable or malformed (wrong types, missing fields) commits nothing: its
+    checkpoint counts as uncommitted, and a warning names the manifest and what is wrong.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -126,17 +160,53 @@ def committed_checkpoints(directory: str | Path) -> list[Manifest]:
     for manifest_file in directory.glob("*" + MANIFEST_SUFFIX):
         stem = manifest_file.name[: -len(MANIFEST_SUFFIX)]
         try:
-            names = [
-                name
-                for name in json.loads(manifest_file.read_text(encoding="utf-8"))["files"]
-                if Path(name).stem == stem
-            ]
-            found = [read_manifest(directory / name) for name in names]
-        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
-            logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)
+            listed = _manifests_in(manifest_file)
+        except FileNotFoundError:  # pruned meanwhile
             continue
-        manifests.extend(manifest for manifest in found if manifest is not None)
+        except CheckpointError as error:
+            logger.warning("Ignoring checkpoint manifest %s (its checkpoint counts as uncommitted): %s", manifest_file, error)
+            continue
+        manifests.extend(manifest for name, manifest in listed.items() if Path(name).stem == stem)
     return sorted(manifests, key=lambda m: m.order, reverse=True)
+
+
+def _manifests_in(manifest_file: Path) -> dict[str, Manifest]:
+    """What ``manifest_file`` commits, by file name, checked against the manifest's schema.
+
+    Raises:
+        CheckpointError: naming the file and the first problems (not JSON, wrong types, missing fields).
+        FileNotFoundError: there is no such manifest.
+    """
+    from pydantic import ValidationError
+
+    source = f"the manifest '{manifest_file}'"
+    try:
+        data = ManifestSchema.model_validate_json(manifest_file.read_bytes())
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise CheckpointError(f"{source} cannot be read ({error}): its checkpoint cannot be verified.") from error
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'the file'}: {problem['msg']}"
+            for problem in error.errors()[:3]
+        )
+        raise CheckpointError(
+            f"{source} is malformed ({problems}): its checkpoint cannot be verified. Resume from another checkpoint."
+        ) from None
+    return {
+        name: Manifest(
+            path=manifest_file.parent / name,
+            sha256=entry.sha256,
+            size=entry.bytes,
+            step=data.step,
+            epoch=data.epoch,
+            val_loss=data.val_loss,
+            kind=data.kind,
+            healthy=data.healthy,
+        )
+        for name, entry in data.files.items()
+    }
 
 
 def checkpoint_directory(path: str | Path) -> Path:

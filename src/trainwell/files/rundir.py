@@ -13,6 +13,7 @@
 <run_dir>/confusion.json    the validation confusion matrix of the weights the run ended with
 <run_dir>/report.html       the run at a glance, with the doctor's findings
 <run_dir>/lr_find.png       the LR finder's curve (--lr auto)
+<run_dir>/.lock             held by the process writing the run (files.lock), with its pid and host
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from trainwell.exceptions import ConfigError
 from trainwell.files.atomic import write_yaml
+from trainwell.files.storage import writing
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class RunPaths:
     def lr_find(self) -> Path:
         return self.root / "lr_find.png"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
     def holds_a_run(self) -> list[Path]:
         """The files whose presence means the directory already holds a run."""
         return [path for path in (self.metrics, self.config) if path.exists()]
@@ -124,8 +130,10 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], resuming: bool = Fals
 
     Raises:
         ConfigError: ``run_dir`` is a file, or already holds another run's files.
+        StorageError: ``run_dir`` cannot be created or written (read-only, full disk, permission).
     """
     check_run_dir(run_dir, resuming)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with writing(run_dir, "create the run directory"):
+        run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(RunPaths(run_dir).config, config)
     return run_dir

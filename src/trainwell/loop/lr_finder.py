@@ -95,7 +95,6 @@ class LRFinderResult:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes(path, buffer.getvalue())
         return path
 

@@ -29,7 +29,8 @@ def check_inputs(model: Any, train_loader: Any, val_loader: Any) -> None:
     """Refuse a model that cannot be trained and loaders that cannot feed it.
 
     Raises:
-        ModelError: ``model`` is not an ``nn.Module`` instance, or has no trainable parameters.
+        ModelError: ``model`` is not an ``nn.Module`` instance, has no trainable parameters, or has
+            parameters on the meta device.
         DataError: a loader is None, not iterable, a one-shot iterator, or empty.
     """
     if not isinstance(model, nn.Module):
@@ -42,9 +43,27 @@ def check_inputs(model: Any, train_loader: Any, val_loader: Any) -> None:
             f"model={type(model).__name__} has no trainable parameters: every parameter is frozen or "
             "there are none. Unfreeze some (requires_grad=True) or add layers with parameters."
         )
+    refuse_meta(model)
     check_loader(train_loader, "train_loader")
     if val_loader is not None:
         check_loader(val_loader, "val_loader")
+
+
+def refuse_meta(model: nn.Module, argument: str = "model") -> None:
+    """Refuse a model whose parameters or buffers are on the meta device: shapes without values.
+
+    Raises:
+        ModelError: naming the first such tensors and how to give them values.
+    """
+    meta = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if meta:
+        shown = ", ".join(meta[:3]) + (f" and {len(meta) - 3} more" if len(meta) > 3 else "")
+        raise ModelError(
+            f"{argument}={type(model).__name__} has tensors on the meta device ({shown}): they have shapes but no "
+            "values (the model was built under torch.device('meta') or an empty-weights context). Give them values "
+            "first: model.to_empty(device='cpu') and initialise them, or load a state dict with "
+            "model.load_state_dict(state, assign=True)."
+        )
 
 
 def check_loader(loader: Any, name: str) -> None:

@@ -34,6 +34,19 @@ class FitResult:
     model: nn.Module | None = field(default=None, repr=False)
     best_checkpoint: Path | None = None
 
+    @classmethod
+    def of(cls, trainer: Any) -> FitResult:
+        """The result of a :class:`~trainwell.Trainer`'s run as it stands: its history, the best epoch by its
+        monitor, its best checkpoint."""
+        from trainwell.callbacks import EarlyStopping
+
+        index = trainer.monitor.best_index([row.get(trainer.monitor.metric) for row in trainer.history])
+        best = trainer.history[index] if index is not None else None
+        stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch is not None for c in trainer.callbacks)
+        run_dir = Path(trainer.config.run_dir) if trainer.config.run_dir is not None else None
+        best_checkpoint = trainer.checkpointing.best_path if trainer.checkpointing is not None else None
+        return cls(list(trainer.history), best, stopped, run_dir, trainer.module, best_checkpoint)
+
     @property
     def final(self) -> dict[str, Any]:
         """The last epoch's row."""

@@ -7,7 +7,6 @@ must run); the Trainer then composes their states (:meth:`trainwell.Trainer.stat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,12 +20,13 @@ from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.callbacks.process_sync import ProcessSync
 from trainwell.callbacks.restart import Restarted
 from trainwell.callbacks.run_dir import run_dir_callbacks
+from trainwell.data import batches
 from trainwell.distributed.elastic import group_restarts
-from trainwell.distributed.session import is_primary, on_primary
-from trainwell.files.atomic import write_text
+from trainwell.distributed.session import is_primary
 from trainwell.files.checkpoint import read_checkpoint
-from trainwell.files.rundir import RunPaths, prepare_run_dir
+from trainwell.files.rundir import RunPaths
 from trainwell.loop import preflight
+from trainwell.loop.batch_check import BatchCheck
 from trainwell.loop.metric_choice import choose_metrics
 from trainwell.loop.optimizers import build_optimizer, scaled_lr
 from trainwell.loop.precision import Precision
@@ -34,7 +34,6 @@ from trainwell.loop.run_info import log_run_start
 from trainwell.loop.schedules import LearningRate, schedule_for
 from trainwell.loop.state import TrainState
 from trainwell.loop.step import StepRunner
-from trainwell.observe.logs import drop_captured, log_to_file
 from trainwell.observe.monitor import run_monitor
 from trainwell.reliability.divergence import LossSpikeDetector, NonFiniteGuard
 from trainwell.reliability.healing import Healer, divergence_advice
@@ -86,6 +85,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     per_step = not (config.schedule == "constant" and not config.warmup_fraction)
     trainer.learning_rates = LearningRate(trainer.optimizer, schedule_for(config, trainer.steps_per_epoch), per_step)
     _build_guard(trainer)
+    trainer.batch_check = BatchCheck(lambda: trainer.task, on_device=trainer._device_checks)
+    trainer.batch_check.first_inputs = batches.sample_shapes(first.inputs)
     trainer.runner = StepRunner(
         trainer.train_step,
         trainer.optimizer,
@@ -99,6 +100,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         session=session,
         # A forward that failed leaves FSDP's state of the step undefined: no retry in pieces there.
         split_on_oom=config.split_batch_on_oom and (session is None or session.sharding is None),
+        batch_check=trainer.batch_check,
     )
     trainer._move_batches = trainer.device.type != "cpu"
     trainer.loader_position = LoaderPosition(train_loader)
@@ -110,19 +112,6 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     if config.compile:
         trainer.model = torch.compile(trainer.model)
     trainer.run_info = log_run_start(trainer, first.samples)
-
-
-def create_run_dir(trainer: Trainer, run_dir: Path, resuming: bool, files: contextlib.ExitStack) -> None:
-    """Create the run directory once every part is built and checked: config.yaml, model.txt, and
-    train.log (kept open by ``files``), which begins with the lines logged before it existed."""
-    session = trainer.distributed
-    on_primary(session, prepare_run_dir, run_dir, trainer.config.to_yaml_dict(), resuming=resuming)
-    if is_primary(session):
-        paths = RunPaths(run_dir)
-        files.enter_context(log_to_file(paths.log))
-        write_text(paths.model_summary, trainer.model_summary + "\n")
-    else:
-        drop_captured()  # rank 0 alone writes train.log
 
 
 def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.FirstBatch:
@@ -152,7 +141,8 @@ def _build_guard(trainer: Trainer) -> None:
     )
     trainer.guard = NonFiniteGuard(
         config.max_nonfinite_steps,
-        advice=divergence_advice(config.max_grad_norm, trainer.peak_lr, trainer.precision.name),
+        # Built when the error is raised, so that it quotes the lr after any rollback's cuts.
+        advice=lambda: divergence_advice(config.max_grad_norm, trainer.learning_rates.peak_lrs[0], trainer.precision.name),
         on_skip=lambda message, *args, skipped: trainer.record_event(
             "nonfinite_skip", logging.WARNING, message % args, skipped=skipped
         ),

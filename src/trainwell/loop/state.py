@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from trainwell.exceptions import CheckpointMismatchError
-from trainwell.files.checkpoint import load_model_state
+from trainwell.files.model_state import load_model_state
 
 logger = logging.getLogger("trainwell")
 

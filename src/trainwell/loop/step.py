@@ -29,6 +29,7 @@ from trainwell.reliability.oom import MicroBatching
 
 if TYPE_CHECKING:
     from trainwell.distributed.session import Session
+    from trainwell.loop.batch_check import BatchCheck
     from trainwell.loop.precision import Precision
     from trainwell.loop.state import TrainState
     from trainwell.reliability.divergence import LossSpikeDetector, NonFiniteGuard
@@ -51,6 +52,8 @@ class StepRunner:
         session: Under torchrun, the process's session (loss averaging, ``no_sync``); None alone.
         micro_batching: The split of batches that ran out of memory.
         split_on_oom: Retry a batch that runs out of memory as micro-batches (else the error propagates).
+        batch_check: Device mode: the check of every batch's targets, whose verdict on the step's
+            batch (:attr:`~trainwell.loop.batch_check.BatchCheck.step_bad`) skips the update too.
 
     Attributes:
         last_grad_norm: The last step's gradient norm before clipping (a device tensor), or None.
@@ -73,6 +76,7 @@ class StepRunner:
         session: Session | None = None,
         micro_batching: MicroBatching | None = None,
         split_on_oom: bool = True,
+        batch_check: BatchCheck | None = None,
     ) -> None:
         self.train_step = train_step
         self.optimizer = optimizer
@@ -86,6 +90,7 @@ class StepRunner:
         self.session = session
         self.micro_batching = micro_batching or MicroBatching()
         self.split_on_oom = split_on_oom
+        self.batch_check = batch_check
         self.last_grad_norm: torch.Tensor | None = None
         self.compiling = False
         self.compile_seconds = 0.0
@@ -156,6 +161,12 @@ class StepRunner:
         """Backward (unless the gradients are already accumulated), clip, and step unless the step went bad."""
         if backward:
             self.precision.backward(loss)
+        bad_batch = self._bad_batch()
+        if bad_batch is not None and self.precision.scaler is not None:
+            # The GradScaler skips a step whose gradients are not finite: make a bad batch's so.
+            grads = [p.grad for p in self.parameters if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, torch.where(bad_batch, math.nan, 1.0).to(grads[0].dtype))
         if self.session is not None:
             # Every process judges the step by the same number: the mean loss of the global batch.
             loss = self.session.mean(loss)
@@ -176,12 +187,14 @@ class StepRunner:
             bad = ~torch.isfinite(loss.detach() + grad_norm if judge_norm else loss.detach())
             if self.spikes is not None:
                 bad = self.spikes.spikes_on_device(loss, bad)
+            # A batch that failed its check is skipped too, but it is a data error, not a bad step.
+            skip = bad if bad_batch is None else bad | bad_batch
             if not scaled:
-                self.optimizer.found_inf = bad.float()
+                self.optimizer.found_inf = skip.float()
             self.precision.step(self.optimizer)
             self.guard.observe_on_device(bad)
-            state.loss_sum = state.loss_sum + torch.where(bad, 0.0, loss.detach().float())
-            state.loss_count = state.loss_count + (~bad).to(state.loss_count.dtype)
+            state.loss_sum = state.loss_sum + torch.where(skip, 0.0, loss.detach().float())
+            state.loss_count = state.loss_count + (~skip).to(state.loss_count.dtype)
         else:
             loss_value = loss.item()
             finite = math.isfinite(loss_value) and (not judge_norm or math.isfinite(grad_norm.item()))
@@ -194,6 +207,13 @@ class StepRunner:
                 state.loss_count += 1
             self.guard.observe(good, state.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _bad_batch(self) -> torch.Tensor | None:
+        """Device mode: whether a batch of this step failed its check (a device bool), or None; consumed here."""
+        if self.batch_check is None or self.batch_check.step_bad is None:
+            return None
+        bad, self.batch_check.step_bad = self.batch_check.step_bad, None
+        return bad
 
     def state_dict(self) -> dict[str, Any]:
         norm = self.last_grad_norm

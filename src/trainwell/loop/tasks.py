@@ -82,6 +82,39 @@ class Task:
             return self.loss_fn(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
         return self.loss_fn(outputs, targets)
 
+    # ------------------------------------------------ every batch's targets (used by loop/batch_check.py)
+
+    def target_shape_problem(self, outputs: torch.Tensor, targets: torch.Tensor) -> str | None:
+        """What is wrong with a batch's targets for these outputs, from shapes and dtypes alone (no sync), or None."""
+        if not isinstance(targets, torch.Tensor) or not isinstance(outputs, torch.Tensor):
+            return None  # a custom step's business
+        if self.kind == "multiclass":
+            if targets.is_floating_point():
+                return f"targets are {targets.dtype}: class-index targets must be integers"
+            dims = list(outputs.shape)
+            del dims[self.class_dim]
+            expected = torch.Size(dims)
+        elif self.reshape_targets:
+            if targets.numel() == outputs.numel() and targets.shape[:1] == outputs.shape[:1]:
+                return None
+            expected = outputs.shape
+        else:
+            expected = outputs.shape
+        if targets.shape != expected:
+            return (
+                f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} "
+                f"(expected targets of shape {tuple(expected)}, as in the first batch)"
+            )
+        return None
+
+    def target_range(self) -> tuple[float, float] | None:
+        """The values a target may take, ``(low, high)`` inclusive, or None when any value is acceptable (regression)."""
+        if self.kind == "multiclass" and self.classes is not None:
+            return (0, self.classes - 1)
+        if self.kind == "binary":
+            return (0, 1)
+        return None
+
 
 def task_of_loss(loss_fn: Any) -> str | None:
     """``classification``/``regression`` for torch's well-known losses, None for anything else."""

@@ -8,7 +8,6 @@ run's stateful parts; what one step computes lives in :meth:`Trainer.train_step`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -18,28 +17,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainwell.callbacks import Callback, CallbackList, EarlyStopping
+from trainwell.callbacks import Callback, CallbackList
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.config import TrainConfig
 from trainwell.data import batches
 from trainwell.distributed.elastic import resume_after_restart
-from trainwell.distributed.session import Session, joined, on_primary, start_in
-from trainwell.exceptions import ConfigError
-from trainwell.files.rundir import check_run_dir
+from trainwell.distributed.session import Session, joined
+from trainwell.exceptions import ConfigError, DataError
 from trainwell.loop import preflight
+from trainwell.loop.batch_check import BatchCheck, stopped_at_bad_batch
 from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
 from trainwell.loop.result import FitResult
-from trainwell.loop.setup import assemble, create_run_dir
+from trainwell.loop.run_dir import run_directory
+from trainwell.loop.setup import assemble
 from trainwell.loop.state import FromState, TrainState, load_parts
 from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import Task
 from trainwell.loop.validation import evaluation_pass
-from trainwell.observe.logs import captured, format_epoch, setup_console_logging
+from trainwell.observe.logs import format_epoch, setup_console_logging
 from trainwell.observe.monitor import Monitor
-from trainwell.reliability.divergence import judged_on_device
+from trainwell.reliability.divergence import check_finite_end, judged_on_device
 from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher, stop_on_signal
-from trainwell.reliability.resume import checkpoint_of, continues_in, trainer_state_of, warn_about_changed_options
+from trainwell.reliability.resume import checkpoint_of, trainer_state_of, warn_about_changed_options
 from trainwell.reliability.rng import RandomState
 from trainwell.system import memory_metrics, reset_peak_memory
 
@@ -114,6 +114,7 @@ class Trainer:
         self.checkpointing: Checkpointing | None = None
         self.distributed: Session | None = None
         self.runner: StepRunner | None = None
+        self.batch_check: BatchCheck | None = None
         self._signals = SignalCatcher()
 
     # ------------------------------------------------------------------ the loop
@@ -158,14 +159,16 @@ class Trainer:
             A :class:`FitResult`.
 
         Raises:
-            ModelError: ``model`` is not an ``nn.Module`` or has no trainable parameters.
+            ModelError: ``model`` is not an ``nn.Module``, has no trainable parameters, or is on the meta device.
             DataError: a loader is empty or one-shot, a batch is not ``(inputs, targets)``, or the
-                targets do not fit the model's outputs.
+                targets of any batch do not fit the model's outputs (after a checkpoint, loop/batch_check.py).
             ConfigError: an option is invalid for this model or device.
             CheckpointError: a checkpoint to resume from is corrupt, or one could not be written.
             CheckpointMismatchError: the checkpoint to resume from belongs to another model.
-            DivergenceError: losses or gradients stayed non-finite after every rollback.
+            DivergenceError: losses or gradients stayed non-finite after every rollback, or the model
+                ended with non-finite weights or untouched by every step.
             OutOfMemoryError: a single sample does not fit in the device's memory.
+            RunDirLockedError, StorageError: another process is using ``run_dir``; or it cannot be written.
             TrainingInterrupted: SIGTERM or SIGINT stopped training after a checkpoint.
         """
         setup_console_logging()
@@ -188,18 +191,17 @@ class Trainer:
             return result
 
     def _fit_in_run_dir(self, model: nn.Module, train_loader: Any, val_loader: Any, resume: Any) -> FitResult:
-        session, resume = self.distributed, resume_after_restart(resume, self.config.run_dir, self.distributed)
-        if self.config.run_dir is None:
-            return self._fit(model, train_loader, val_loader, start_in(session, resume, None))
-        run_dir = Path(self.config.run_dir)
-        resumes = continues_in(resume, run_dir)
-        # Check, then create: refused now, created once every part is checked (a refusal leaves nothing).
-        on_primary(session, check_run_dir, run_dir, resuming=resumes)
-        # SIGTERM/SIGINT stop training after a checkpoint only where there are checkpoints to write.
-        signals = self._signals if self.config.save_checkpoints else contextlib.nullcontext()
-        with contextlib.ExitStack() as files, captured(), signals:
-            checkpoint, create = start_in(session, resume, run_dir), lambda: create_run_dir(self, run_dir, resumes, files)
-            return self._fit(model, train_loader, val_loader, checkpoint, create)
+        resume = resume_after_restart(resume, self.config.run_dir, self.distributed)
+        # Check, then create: the run directory is refused now if it must be, and created (locked, with its
+        # config.yaml and train.log) once every part is built and checked (loop/run_dir.py).
+        with run_directory(self.config, self.distributed, resume, self._signals) as (checkpoint, create):
+            return self._fit(
+                model,
+                train_loader,
+                val_loader,
+                checkpoint,
+                lambda: create(self.config.to_yaml_dict(), self.model_summary),
+            )
 
     def _fit(
         self,
@@ -237,10 +239,15 @@ class Trainer:
                 if self._signals.received is not None:
                     self._stop_on_signal()
             self.callbacks.call("on_train_end", self)
+            # fit never returns a model with non-finite weights, or one that no step changed.
+            check_finite_end(self.module, steps=state.global_step, skipped=self.guard.skipped, advice=self.guard.advice)
         except BaseException as error:
-            self.callbacks.call("on_exception", self, error=error)
-            raise
-        return self._result()
+            stopped = stopped_at_bad_batch(error, self) if isinstance(error, DataError) else error
+            self.callbacks.call("on_exception", self, error=stopped)
+            if stopped is error:
+                raise
+            raise stopped from error
+        return FitResult.of(self)
 
     def _train_epoch(self, train_loader: Iterable[Any]) -> dict[str, Any]:
         """One pass over the training data (the rest of it, when resuming inside the epoch); returns its metrics."""
@@ -261,16 +268,23 @@ class Trainer:
             if self._channels_last:
                 inputs = batches.channels_last(inputs)
             self.learning_rates.before_step(state.global_step)
-            loss = self.runner(inputs, targets)
+            self.batch_check.at("train_loader", batch_index, state.epoch)
+            try:
+                loss = self.runner(inputs, targets)
+            except (RuntimeError, ValueError, IndexError) as error:
+                self.batch_check.refuse_if_reshaped(error, inputs)
+                raise
             state.global_step += 1
             state.batch_in_epoch = batch_index + 1
             if self._device_checks and state.global_step % log_every == 0:
+                self.batch_check.flush()
                 self.guard.flush(state.global_step)
             self.callbacks.on_batch_end(self, batch_index, loss)
             if self._signals.received is not None:
                 self._stop_on_signal()
         # Compilation is reported on its own (a "compile" event), not as slow training.
         elapsed = time.perf_counter() - started - self.runner.take_compile_seconds()
+        self.batch_check.flush()
         self.guard.flush(state.global_step)
         state.batch_in_epoch = None
         samples = state.epoch_samples * (self.distributed.world_size if self.distributed is not None else 1)
@@ -285,6 +299,7 @@ class Trainer:
         # Validation must not change training's randomness (a DataLoader draws a seed from the
         # global RNG whenever it is iterated): with or without it, training sees the same dropout
         # masks and batch order.
+        self.batch_check.at("val_loader", counting=True)
         with torch.random.fork_rng(devices=self._rng_devices):
             if self.distributed is None:
                 return self.evaluate(val_loader)
@@ -314,12 +329,13 @@ class Trainer:
         """
         inputs, targets = batch
         outputs = batches.forward(self.model, inputs)
-        return {"loss": self.task.loss(outputs, targets)}
+        return {"loss": self.task.loss(outputs, self.batch_check(outputs, targets))}
 
     def eval_step(self, batch: tuple[Any, Any]) -> dict[str, Any]:
         """What one validation step computes: ``{"loss", "outputs", "targets"}`` for one batch."""
         inputs, targets = batch
         outputs = batches.forward(self.model, inputs)
+        targets = self.batch_check(outputs, targets)
         return {"loss": self.task.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
@@ -343,6 +359,7 @@ class Trainer:
             session=self.distributed,
             metrics=self.config.metrics,
         )
+        self.batch_check.flush()
         self.last_validation = result.details
         return result.metrics
 
@@ -374,6 +391,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state of the run inside ``fit``: every part's ``state_dict()``, by part."""
+        self.batch_check.flush()  # device mode: a bad batch since the last read ends the run before a checkpoint
         self.guard.flush(self.global_step)  # device mode: the verdicts of the steps so far are read
         return {name: part.state_dict() for name, part in self.parts().items()}
 
@@ -435,11 +453,3 @@ class Trainer:
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         """Build the run's parts for ``model`` and the loaders (a fresh state: resuming loads into it)."""
         assemble(self, model, train_loader, val_loader)
-
-    def _result(self) -> FitResult:
-        index = self.monitor.best_index([row.get(self.monitor.metric) for row in self.history])
-        best = self.history[index] if index is not None else None
-        stopped = any(isinstance(c, EarlyStopping) and c.stopped_epoch is not None for c in self.callbacks)
-        run_dir = Path(self.config.run_dir) if self.config.run_dir is not None else None
-        best_checkpoint = self.checkpointing.best_path if self.checkpointing is not None else None
-        return FitResult(list(self.history), best, stopped, run_dir, self.module, best_checkpoint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -297,7 +298,20 @@ def build(name: str, **arguments: Any) -> Any:
     defaults = {a.name: a.default for a in model.arguments if not a.from_data and a.name not in checked}
     module_name, attribute = model.target.split(":")
     factory = getattr(importlib.import_module(module_name), attribute)
-    return factory(**model.fixed, **defaults, **checked)
+    try:
+        return factory(**model.fixed, **defaults, **checked)
+    except RuntimeError as error:
+        # The allocator's refusal of a size no machine here has (e.g. a crafted data.json's input size):
+        # say which sizes asked for it instead of the allocator's traceback.
+        if "allocate" not in str(error):
+            raise
+        shown = ", ".join(f"{key}={_show(value)}" for key, value in {**defaults, **checked}.items())
+        asked = re.search(r"allocate (\d+) bytes", str(error))
+        size = f" {int(asked.group(1)) / 1e9:,.1f} GB at once," if asked else ""
+        raise ConfigError(
+            f"model {name!r} ({shown}) asked for{size} more memory than this machine can allocate: lower the sizes, "
+            "or check the data's sizes (a run's data.json) if they come from there."
+        ) from None
 
 
 def describe(name: str | None = None) -> str:

@@ -115,7 +115,6 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> 
     if out is None:
         out = RunPaths(runs[0].path).curves if len(runs) == 1 else Path(RunPaths(Path()).curves.name)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(out, render_curves(runs))
     return out
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.display import number, seconds
+from trainwell.files.storage import writing
 
 logger = logging.getLogger("trainwell")
 
@@ -114,8 +115,9 @@ def log_to_file(path: Path) -> Iterator[None]:
 
     Records kept by an enclosing :func:`captured` block are written first, with their own times.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(_FILE_FORMAT))
     pending = [h for h in logger.handlers if isinstance(h, _Pending)]

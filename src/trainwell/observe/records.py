@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import ConfigError, DataError
+from trainwell.files.reading import read_text, read_yaml
 from trainwell.files.rundir import RunPaths
 
 
@@ -101,7 +102,7 @@ def read_run(run_dir: str | Path) -> RunRecords:
             f"RUN_DIR '{path}' holds no {metrics.name}: it is not a run directory, or its run has not finished an "
             "epoch yet. Give the directory that trainwell train or fit(run_dir=...) wrote."
         )
-    lines = metrics.read_text(encoding="utf-8").splitlines()
+    lines = read_text(metrics, DataError, "metrics file").splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -121,14 +122,12 @@ def read_run(run_dir: str | Path) -> RunRecords:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    import yaml
-
     config_file = RunPaths(path).config
     if not config_file.is_file():
         return {}
     try:
-        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
+        config = read_yaml(config_file, ConfigError)
+    except ConfigError:  # the report shows what it can without the configuration
         return {}
     return config if isinstance(config, dict) else {}
 

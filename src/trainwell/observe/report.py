@@ -82,7 +82,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, findings: S
     run = read_run(run_dir)
     out = Path(out) if out is not None else RunPaths(run.path).report
     page = render_report(run, diagnose(run) if findings is None else list(findings))
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, page)
     return out
 
@@ -123,9 +122,9 @@ def _status(run: RunRecords) -> str:
     failure = run.failure
     if failure is not None:
         message = str(failure.get("message", "")).splitlines()[0][:300] if failure.get("message") else ""
-        return f'<p class="status failed">Failed with {_e(failure.get("type"))} after {done}: {_e(message)}</p>'
+        return f'<p class="status failed">Failed with {_e(failure.get("type"))} after {_e(done)}: {_e(message)}</p>'
     stopped = " (stopped early)" if planned and epochs < planned else ""
-    return f'<p class="status">Finished {done}{stopped}.</p>'
+    return f'<p class="status">Finished {_e(done)}{stopped}.</p>'
 
 
 def _findings(findings: Sequence[Finding]) -> str:

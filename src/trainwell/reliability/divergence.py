@@ -32,7 +32,8 @@ class NonFiniteGuard:
 
     Args:
         max_consecutive: Bad steps in a row tolerated (each skipped) before DivergenceError.
-        advice: Says what to change; appended to the DivergenceError message.
+        advice: Says what to change, appended to the DivergenceError message: a text, or a
+            function returning it when the error is raised (so that it quotes the lr of that moment).
         on_skip: Called as ``on_skip(message, *args, skipped=n)`` when steps were skipped;
             logs a warning by default (the Trainer records an event).
         on_diverged: Called as ``on_diverged(run, step)`` when ``max_consecutive`` steps in a
@@ -50,14 +51,14 @@ class NonFiniteGuard:
     def __init__(
         self,
         max_consecutive: int,
-        advice: str = "",
+        advice: str | Callable[[], str] = "",
         on_skip: Callable[..., None] | None = None,
         on_diverged: Callable[[int, int], None] | None = None,
         bad: str = "non-finite",
     ) -> None:
         self.max_consecutive = max_consecutive
         self.bad = bad
-        self.advice = advice
+        self._advice = advice
         self.on_skip = on_skip or _log_skip
         self.on_diverged = on_diverged
         self.skipped = 0
@@ -65,6 +66,11 @@ class NonFiniteGuard:
         self._device_bad_total: torch.Tensor | None = None
         self._device_run: torch.Tensor | None = None
         self._device_longest_run: torch.Tensor | None = None
+
+    @property
+    def advice(self) -> str:
+        """What to change, as of now."""
+        return self._advice() if callable(self._advice) else self._advice
 
     def observe(self, finite: bool, step: int, reason: str = "Non-finite loss or gradient") -> None:
         """Host mode: record whether ``step`` was good (its update must be skipped if not) and why not."""
@@ -135,6 +141,44 @@ class NonFiniteGuard:
         return (
             f"Training diverged: the loss or gradients were {self.bad} for {run} steps in a row "
             f"(up to step {step}; {self.skipped} skipped in all, max_nonfinite_steps={self.max_consecutive})."
+        )
+
+
+def check_finite_end(module: torch.nn.Module, *, steps: int, skipped: int, advice: str = "") -> None:
+    """Refuse to end training with a model that holds non-finite values, or that no step ever changed.
+
+    A run can end with weights that went non-finite on a step whose loss was still finite (e.g.
+    ``weight_decay=1e308``), or with every step skipped (all-inf inputs): no run of bad steps long
+    enough for the guard, yet the model is broken or untrained. One pass over the parameters and
+    buffers at the end (one host synchronisation) catches both.
+
+    Args:
+        module: The trained module, as ``fit`` would return it.
+        steps: Optimizer steps taken in the run.
+        skipped: Steps whose update was skipped as non-finite.
+        advice: What to change, appended to the message.
+
+    Raises:
+        DivergenceError: naming the tensors with non-finite values (and how many), or the skipped steps.
+
+    Example:
+        >>> check_finite_end(torch.nn.Linear(2, 1), steps=10, skipped=0)
+    """
+    named = [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_floating_point()]
+    counts = torch.stack([(~torch.isfinite(t.detach())).sum() for _, t in named]).tolist() if named else []
+    broken = [(name, count, tensor.numel()) for (name, tensor), count in zip(named, counts) if count]
+    if broken:
+        shown = ", ".join(f"{name} ({count:,} of {size:,} values)" for name, count, size in broken[:5])
+        more = f" and {len(broken) - 5} more tensors" if len(broken) > 5 else ""
+        raise DivergenceError(
+            f"Training ended with a broken model: non-finite values in {shown}{more}, after {steps} steps "
+            f"({skipped} skipped as non-finite). The weights went non-finite on steps whose loss was still finite "
+            f"(an update too large: lr, weight_decay or momentum too high), so no rollback was triggered. {advice}".rstrip()
+        )
+    if steps and skipped >= steps:
+        raise DivergenceError(
+            f"Training ended without learning anything: all {steps} steps had a non-finite loss or gradient and were "
+            f"skipped, so the model is still its initial weights. {advice}".rstrip()
         )
 
 

@@ -43,7 +43,7 @@ _FORMAT_1_KEYS = (
     "events",
 )
 # Options that may change between a run and its resumption without making it a different run.
-_PRESENTATION_OPTIONS = {"run_dir", "progress", "log_every_steps"}
+_PRESENTATION_OPTIONS = {"run_dir", "run_dir_wait_s", "progress", "log_every_steps"}
 
 
 # ------------------------------------------------------------------------- finding the checkpoint

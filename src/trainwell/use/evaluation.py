@@ -67,7 +67,6 @@ class Evaluation:
         from trainwell.files.atomic import write_text
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
@@ -125,7 +124,7 @@ def evaluate(
         An :class:`Evaluation` (``.metrics``, ``.per_class``, ``.confusion_matrix``, ``.table()``).
 
     Raises:
-        ModelError: ``model`` is not an ``nn.Module``.
+        ModelError: ``model`` is not an ``nn.Module``, or its tensors are on the meta device.
         DataError: the loader is empty, a batch is not ``(inputs, targets)``, the model fails on
             the inputs, or the targets do not fit its outputs (a label beyond its classes).
         ConfigError: an unknown metric, or one that does not fit the task.
@@ -145,16 +144,23 @@ def evaluate(
     from trainwell.config import check_metric_names
     from trainwell.data import batches
     from trainwell.display import progress
+    from trainwell.loop.batch_check import BatchCheck
+    from trainwell.loop.preflight import refuse_meta
     from trainwell.loop.tasks import infer_task
     from trainwell.loop.validation import evaluation_pass
 
     if not isinstance(model, nn.Module):
         raise ModelError(f"model is a {type(model).__name__}: expected a torch.nn.Module (an instance, not the class).")
     metrics = check_metric_names(metrics)
+    refuse_meta(model)
     if device is None:
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
     decided = None
+    device = torch.device(device)
+    # Every batch's targets against the task the first one decided (read at once on the CPU, at the end elsewhere).
+    checked = BatchCheck(lambda: decided, on_device=device.type != "cpu")
+    checked.at("the loader", counting=True)
 
     def step(batch: tuple[Any, Any]) -> dict[str, Any]:
         nonlocal decided
@@ -168,17 +174,17 @@ def evaluate(
             ) from error
         if decided is None:
             decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
+        targets = checked(outputs, targets)
         return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
     # A bar only for a pass that lasts (delay): a large input shows progress, a small one nothing.
     total = len(loader) if hasattr(loader, "__len__") else None
     shown = progress(loader, total=total, desc="evaluating", unit="batch", leave=False, delay=1.0)
     try:
-        measured = evaluation_pass(
-            model, shown, step, task=lambda: decided, device=torch.device(device), source="loader", metrics=metrics
-        )
+        measured = evaluation_pass(model, shown, step, task=lambda: decided, device=device, source="loader", metrics=metrics)
     finally:
         shown.close()
+    checked.flush()
     if decided is None:
         raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
     metrics = {name.removeprefix("val_"): value for name, value in measured.metrics.items()}

@@ -17,9 +17,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from trainwell.exceptions import CheckpointError, CheckpointMismatchError, DependencyError, ExportError
+from trainwell.exceptions import CheckpointError, CheckpointMismatchError, DependencyError, ExportError, StorageError
 from trainwell.files.atomic import fsync_directory, ordinary_mode
-from trainwell.files.checkpoint import describe_mismatch, first_line
+from trainwell.files.checkpoint import first_line
+from trainwell.files.model_state import describe_mismatch
+from trainwell.files.storage import DISK_FULL, classify, storage_error, writing
 
 
 def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] | None = None) -> Path:
@@ -37,7 +39,8 @@ def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] |
         The path written.
 
     Raises:
-        CheckpointError: safetensors is not installed, or the file could not be written.
+        CheckpointError: safetensors is not installed.
+        StorageError: the file could not be written (read-only directory, full disk, permission).
 
     Example:
         >>> path = trainwell.use.export.save_safetensors("model.safetensors", model)  # doctest: +SKIP
@@ -45,20 +48,12 @@ def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] |
     """
     safetensors_torch = _safetensors()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def save(temporary: Path) -> None:
         safetensors_torch.save_model(model, str(temporary), metadata=dict(metadata) if metadata else None)
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
         ordinary_mode(temporary)  # safetensors creates its file 0600
-        os.replace(temporary, path)
-    except OSError as error:
-        raise CheckpointError(f"could not write '{path}': {error}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
-    fsync_directory(path.parent)
-    return path
+
+    return _write_then_replace(path, save, suffix="")
 
 
 def load_safetensors(path: str | Path, model: Any) -> None:
@@ -271,6 +266,8 @@ def export_onnx(
 
     try:
         saved, difference = _write_check_replace(Path(path), write, check)
+    except StorageError:
+        raise
     except ExportError as error:
         raise ExportError(
             f"{type(model).__name__} cannot be exported faithfully to ONNX: {error}. Export it as TorchScript "
@@ -398,23 +395,38 @@ def _compare(run: Any, model: Any, samples: list[Any], atol: float, rtol: float)
     return worst
 
 
-def _write_then_replace(path: Path, write: Any) -> Path:
-    saved, _ = _write_check_replace(path, write, lambda temporary: 0.0)
+def _write_then_replace(path: Path, write: Any, suffix: str | None = None) -> Path:
+    saved, _ = _write_check_replace(path, write, lambda temporary: 0.0, suffix)
     return saved
 
 
-def _write_check_replace(path: Path, write: Any, check: Any) -> tuple[Path, float]:
-    """Write to a temporary file, check it, then rename it into place: nothing unchecked looks complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+def _write_check_replace(path: Path, write: Any, check: Any, suffix: str | None = None) -> tuple[Path, float]:
+    """Write to a temporary file, check it, then rename it into place: nothing unchecked looks complete.
+
+    Raises:
+        StorageError: the file could not be written (read-only directory, full disk, permission).
+    """
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix if suffix is None else suffix}")
     try:
-        write(temporary)
+        with writing(path):
+            # A directory that cannot take the file fails here, with the operating system's reason (the
+            # serialisers below report it in their own words: SafetensorError, "open file failed").
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.touch()
+        try:
+            write(temporary)
+        except Exception as error:
+            if classify(error, path.parent).kind == DISK_FULL:
+                raise storage_error(path, error) from error
+            raise
         result = check(temporary)
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        with writing(path):
+            with open(temporary, "rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system even a missing file cannot be unlinked
+            temporary.unlink(missing_ok=True)
     fsync_directory(path.parent)
     return path, result
 

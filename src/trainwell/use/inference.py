@@ -141,7 +141,7 @@ def load_model(
     """
     from trainwell.data import load_data_info
     from trainwell.distributed.shards import read as read_whole
-    from trainwell.files.checkpoint import load_model_state
+    from trainwell.files.model_state import load_model_state
     from trainwell.system import resolve_device
 
     run_dir = Path(run_dir)
@@ -282,17 +282,14 @@ def evaluate_tensors(
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
-    import yaml
+    from trainwell.files.reading import read_yaml
 
     path = RunPaths(run_dir).config
     if not path.is_file():
         raise ConfigError(
             f"'{run_dir}' has no config.yaml: it is not a run directory written by trainwell train or fit(run_dir=...)."
         )
-    try:
-        options = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"'{path}' is not valid YAML ({error}): it is damaged.") from None
+    options = read_yaml(path, ConfigError, "the run's config") or {}
     if not isinstance(options, dict):
         raise ConfigError(f"'{path}' holds a {type(options).__name__}: expected a mapping of options.")
     return options

@@ -181,7 +181,6 @@ def write_predictions(
     if path is None:
         return text
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
     return path
 

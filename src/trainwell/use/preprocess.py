@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainwell.exceptions import DataError
+from trainwell.files.reading import read_text
 from trainwell.use.prepared import Prepared, encode_targets, row_ids
 from trainwell.use.tables import (
     as_columns,
@@ -304,12 +305,12 @@ def _read_strings(path: Path, info: Any, text_column: str, label_column: str) ->
     if suffix == ".txt":
         lines = [
             (number, line.rstrip("\n"))
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+            for number, line in enumerate(read_text(path, DataError, "input").splitlines(), start=1)
         ]
         records = [(number, {text_column: line}) for number, line in lines if line.strip()]
     elif suffix in TEXT_RECORD_SUFFIXES:
         records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text(path, DataError, "input").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
