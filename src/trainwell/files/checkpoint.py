@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import CheckpointError, CheckpointMismatchError
-from trainwell.files.atomic import write_atomically
+from trainwell.files.atomic import link_atomically, write_atomically
 from trainwell.files.manifest import (
     Manifest,
     checkpoint_directory,
@@ -117,6 +117,8 @@ def write_checkpoint(
     val_loss: float | None = None,
     kind: str = "manual",
     healthy: bool = True,
+    monitor: str | None = None,
+    monitored: float | None = None,
     retry: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> Path:
@@ -139,9 +141,59 @@ def write_checkpoint(
     digest, size = _with_retry(
         lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)), retry, sleep, path
     )
-    text = manifest_text(path, digest, size, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
+    text = manifest_text(
+        path,
+        digest,
+        size,
+        step=step,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+        healthy=healthy,
+        monitor=monitor,
+        monitored=monitored,
+    )
     _with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
     return path
+
+
+def alias_checkpoint(
+    source: Manifest,
+    alias: Path,
+    *,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> Path:
+    """Make ``alias`` (``last.pt``, ``best.pt``) the committed checkpoint ``source``, under a stable name.
+
+    The alias's manifest goes first, then its bytes are put in place (a hard link, else a copy:
+    :func:`~trainwell.files.atomic.link_atomically`), then its new manifest, with ``source``'s
+    checksum and values and ``alias_of`` naming it, commits it: a crash in between leaves an
+    uncommitted alias, which nothing loads, never a half-written one that looks complete. Discovery
+    and pruning leave aliases out (:func:`~trainwell.files.manifest.committed_checkpoints`).
+
+    Raises:
+        CheckpointError: the alias could not be written (``source`` is untouched).
+    """
+    alias = Path(alias)
+    manifest_file = manifest_path(alias)
+    _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, alias, "remove the old manifest of")
+    _with_retry(lambda: link_atomically(source.path, alias), retry, sleep, alias)
+    text = manifest_text(
+        alias,
+        source.sha256,
+        source.size,
+        step=source.step,
+        epoch=source.epoch,
+        val_loss=source.val_loss,
+        kind=source.kind,
+        healthy=source.healthy,
+        monitor=source.monitor,
+        monitored=source.monitored,
+        alias_of=source.path.name,
+    )
+    _with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, alias, "commit")
+    return alias
 
 
 def check_plain(value: Any, where: str = "checkpoint") -> None:

@@ -4,6 +4,11 @@ A checkpoint counts only once its manifest (``<name>.manifest.json``, beside it)
 file's SHA-256 and size, the step and epoch it was taken at, its kind, whether the state was
 healthy, and its ``val_loss``. Discovery therefore never sees a half-written checkpoint, and
 "latest" means the highest committed step, never the newest modification time.
+
+The stable names ``last.pt`` and ``best.pt`` are *aliases*: the same bytes as a committed
+checkpoint (a hard link, or a copy where the file system has none), committed by their own
+manifest, which names the checkpoint they stand for (``alias_of``). Discovery and pruning skip
+them: they are pointers for people and for ``load_model``, never a checkpoint of their own.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class Manifest:
         kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
             signal), or ``"manual"`` (:func:`save_checkpoint`).
         healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
+        monitor: The run's monitored metric (``val_loss``, ``val_accuracy`` ...), when it had one.
+        monitored: That metric's value in the last completed epoch.
+        alias_of: For ``last.pt``/``best.pt``, the name of the checkpoint they are a copy of; else None.
     """
 
     path: Path
@@ -51,6 +59,15 @@ class Manifest:
     val_loss: float | None = None
     kind: str = "manual"
     healthy: bool = True
+    monitor: str | None = None
+    monitored: float | None = None
+    alias_of: str | None = None
+
+    def value(self, metric: str) -> float | None:
+        """The value of ``metric`` recorded with the checkpoint (``val_loss`` is always recorded), or None."""
+        if metric == self.monitor:
+            return self.monitored
+        return self.val_loss if metric == "val_loss" else None
 
     @property
     def order(self) -> tuple[int, int]:
@@ -74,6 +91,9 @@ def manifest_text(
     val_loss: float | None,
     kind: str,
     healthy: bool,
+    monitor: str | None = None,
+    monitored: float | None = None,
+    alias_of: str | None = None,
 ) -> bytes:
     """The manifest that commits checkpoint ``path`` (its SHA-256 ``digest`` and ``size``), as JSON bytes."""
     manifest = {
@@ -81,8 +101,11 @@ def manifest_text(
         "kind": kind,
         "step": step,
         "epoch": epoch,
-        "val_loss": val_loss if val_loss is None or math.isfinite(val_loss) else None,
+        "val_loss": _finite_or_none(val_loss),
         "healthy": healthy,
+        "monitor": monitor,
+        "monitored": _finite_or_none(monitored),
+        "alias_of": alias_of,
         "files": {path.name: {"sha256": digest, "bytes": size}},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -106,6 +129,9 @@ def read_manifest(path: Path) -> Manifest | None:
             val_loss=data.get("val_loss"),
             kind=data.get("kind", "manual"),
             healthy=bool(data.get("healthy", True)),
+            monitor=data.get("monitor"),
+            monitored=data.get("monitored"),
+            alias_of=data.get("alias_of"),
         )
     except FileNotFoundError:
         return None
@@ -117,7 +143,8 @@ def read_manifest(path: Path) -> Manifest | None:
 
 
 def committed_checkpoints(directory: str | Path) -> list[Manifest]:
-    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here."""
+    """The committed checkpoints in ``directory``, newest (highest step) first; aliases (``last.pt``,
+    ``best.pt``) are not checkpoints of their own and are left out. Files are not verified here."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -134,7 +161,7 @@ def committed_checkpoints(directory: str | Path) -> list[Manifest]:
         except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
             logger.warning("Ignoring the unreadable checkpoint manifest %s: %s", manifest_file, error)
             continue
-        manifests.extend(manifest for manifest in found if manifest is not None)
+        manifests.extend(manifest for manifest in found if manifest is not None and manifest.alias_of is None)
     return sorted(manifests, key=lambda m: m.order, reverse=True)
 
 
@@ -197,3 +224,7 @@ def prune(
         if temporary or orphan:
             leftover.unlink(missing_ok=True)
     return deleted
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

@@ -10,7 +10,8 @@ validation set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -107,3 +108,19 @@ def evaluation_pass(
         metrics.update(decided.summarize(dict(zip(names, values[1:]))))
         metrics.update(details.compute())
     return PassResult(metrics, details, samples)
+
+
+@contextlib.contextmanager
+def on_plain_module(trainer: Any) -> Iterator[None]:
+    """Under torchrun, a block in which ``trainer.model`` is the plain module with rank 0's buffers (BatchNorm
+    statistics), as checkpoints hold them: several processes validate it (:mod:`trainwell.distributed.session`).
+    In one process, nothing changes."""
+    if trainer.distributed is None:
+        yield
+        return
+    trainer.distributed.broadcast_buffers(trainer.module)
+    wrapped, trainer.model = trainer.model, trainer.module
+    try:
+        yield
+    finally:
+        trainer.model = wrapped
