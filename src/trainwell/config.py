@@ -121,7 +121,8 @@ class TrainConfig(BaseModel):
             epoch ends.
         checkpoint_keep_last: How many of the newest checkpoints to keep (2 leaves a fallback if
             the newest is damaged later).
-        checkpoint_keep_best: How many of the best end-of-epoch checkpoints by the monitor (val_loss by default) to keep too.
+        checkpoint_keep_best: How many of the best end-of-epoch checkpoints by the monitor (val_loss
+            by default) to keep too.
         retry_attempts: Tries in all for a checkpoint write that fails with a transient I/O error.
         retry_base_delay_s: Wait before the second try, in seconds; each later wait is
             ``retry_factor`` times the previous one, stretched by up to ``retry_jitter`` of itself.
@@ -148,7 +149,8 @@ class TrainConfig(BaseModel):
             share of them (a number in (0, 1], at least one batch); None uses every batch.
         limit_val_batches: The same for each validation pass.
         fast_dev_run: Run one training batch and one validation batch, then stop: a check that
-            the whole loop runs. No file is written (``run_dir`` and checkpoints are ignored).
+            the whole loop runs. No file is written (``run_dir``, loggers and checkpoints are
+            ignored; ``resume`` is refused).
         overfit_batches: Train every epoch on the same first this-many training batches (taken
             once, in the loader's first order): a model that cannot overfit them has a bug.
         monitor: The metric that decides the best epoch: early stopping, the restored weights,

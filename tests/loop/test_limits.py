@@ -98,6 +98,8 @@ def test_val_every_steps_validates_inside_epochs_too(classifier, blobs, tmp_path
     assert inside == [(4, 1), (8, 1), (12, 2), (16, 2)]
     assert all("val_loss" in r and "val_accuracy" in r for r in records if r["event"] == "validation")
     assert len(result.history) == 2  # the best epoch is still decided on epochs' ends
+    confusion = json.loads((tmp_path / "confusion.json").read_text())  # of the epoch-end pass the model ends with
+    assert (confusion["epoch"], confusion["val_loss"]) == (result.best["epoch"], result.best["val_loss"])
 
 
 def test_limit_train_and_val_batches(classifier, blobs):

@@ -198,25 +198,30 @@ def _accumulation_data():
     return inputs, targets
 
 
-def _fit_batches(batch_size, epochs=2, resume=None, dropout=0.0, **options):
+def _fit_batches(batch_size, epochs=2, resume=None, dropout=0.0, device_checks=False, **options):
     import trainwell
     from trainwell.data import TensorLoader
+
+    class Judging(trainwell.Trainer):
+        def _checks_on_device(self):  # as on an accelerator: bad steps judged on the device, no host sync
+            return device_checks
 
     inputs, targets = _accumulation_data()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 2))
-    trainer = trainwell.Trainer(epochs=epochs, lr=1e-2, schedule="onecycle", seed=0, progress=False, **options)
+    trainer = Judging(epochs=epochs, lr=1e-2, schedule="onecycle", seed=0, progress=False, **options)
     loader = TensorLoader(inputs, targets, batch_size=batch_size, shuffle=False)
     trainer.fit(model, loader, [(inputs, targets)], resume=resume)
     return trainer, model
 
 
-def test_accumulating_4_batches_of_16_trains_as_batches_of_64():
+@pytest.mark.parametrize("device_checks", [False, True], ids=["host", "device"])
+def test_accumulating_4_batches_of_16_trains_as_batches_of_64(device_checks):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        large, large_model = _fit_batches(64)
-        accumulated, accumulated_model = _fit_batches(16, accumulate_grad_batches=4)
+        large, large_model = _fit_batches(64, device_checks=device_checks)
+        accumulated, accumulated_model = _fit_batches(16, accumulate_grad_batches=4, device_checks=device_checks)
     finally:
         torch.set_num_threads(threads)
     assert accumulated.global_step == large.global_step == 8 and accumulated.limits.steps_per_epoch == 4

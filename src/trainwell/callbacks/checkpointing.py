@@ -1,5 +1,5 @@
-"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by the monitored metric,
-also under the stable names ``last.pt`` and ``best.pt``."""
+"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by the
+monitored metric, also under the stable names ``last.pt`` and ``best.pt``."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ class EarlyStopping(Callback):
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"mode={mode!r} is not a valid choice: expected 'auto', 'min' or 'max'.")
         if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
-            raise ConfigError(f"patience={patience!r} is out of range: expected an integer ≥ 1, or None (never stop).")
+            raise ConfigError(f"patience={patience!r} is out of range: expected an integer ≥ 1, or None (no stop).")
         if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
         self.monitor = Monitor(monitor, mode=resolve_mode(monitor, mode), min_delta=min_delta, patience=patience)

@@ -5,7 +5,8 @@ Records, in the order they happen:
 - ``{"event": "run_start", ...}`` first: ``trainer.run_info`` (trainwell, torch and python
   versions, device, precision, threads, batch_size, steps_per_epoch, peak_lr, parameters, task).
 - ``{"event": "step", "epoch", "step", "train_loss", "lr", "grad_norm"}`` every N optimizer
-  steps (N defaults to the config's ``log_every_steps``; once per step under ``accumulate_grad_batches``). ``train_loss`` is the mean over the
+  steps (N defaults to the config's ``log_every_steps``; once per step under
+  ``accumulate_grad_batches``). ``train_loss`` is the mean over the
   epoch's steps so far, as a progress bar shows it. Values are read from the device only at
   these steps, so step records add no per-step host synchronisation.
 - ``{"event": "epoch", "epoch", "step", ...}`` with the epoch's row of ``trainer.history``

@@ -51,7 +51,8 @@ def write_atomically(path: Path, write: Callable[[Any], Any]) -> tuple[str, int]
 
 
 def link_atomically(source: Path, path: Path) -> None:
-    """Make ``path`` hold ``source``'s bytes, atomically: a hard link (no copy) where the file system has them, else a copy.
+    """Make ``path`` hold ``source``'s bytes, atomically: a hard link (no copy) where the file system has them,
+    else a copy.
 
     Either way the new name is prepared under a temporary name, fsynced and renamed into place, so
     a reader finds the previous file or the new one, never part of one.

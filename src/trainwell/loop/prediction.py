@@ -56,7 +56,8 @@ def prediction_pass(trainer: Any, loader: Iterable[Any], model: nn.Module | None
         trainer.module = trainer.model = model.to(device)
     if trainer.model is None:
         raise ModelError(
-            "Trainer.predict has no model: call fit(model, ...) first, or pass one: trainer.predict(loader, model=model)."
+            "Trainer.predict has no model: call fit(model, ...) first, or pass one: "
+            "trainer.predict(loader, model=model)."
         )
     precision = trainer.precision or Precision(trainer.config.precision, device)
     module = trainer.model

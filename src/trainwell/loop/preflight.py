@@ -264,7 +264,8 @@ def check_eval_step(
         )
     except DataError as error:
         raise DataError(
-            f"eval_step returned outputs {batches.describe(out['outputs'])} and targets {batches.describe(out['targets'])}, "
+            f"eval_step returned outputs {batches.describe(out['outputs'])} "
+            f"and targets {batches.describe(out['targets'])}, "
             f"on which no metric can be computed: {error} Return outputs (N, C) of class scores with targets (N,) "
             "(a sequence model: outputs.reshape(-1, C), targets.reshape(-1)), values (N, K) with targets (N, K), or "
             "{'loss': loss} alone for val_loss only."

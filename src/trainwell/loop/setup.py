@@ -213,7 +213,7 @@ def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.Fi
 
 
 def _run_monitor(trainer: Trainer, validated: bool) -> Monitor:
-    """The run's one monitor: the config's ``monitor``/``mode``, or an EarlyStopping of the user's (which must agree)."""
+    """The run's one monitor: the config's ``monitor``/``mode``, or the user's EarlyStopping (they must agree)."""
     config = trainer.config
     stoppers = [c.monitor for c in trainer.user_callbacks if isinstance(c, EarlyStopping)]
     asked = [(config.monitor, resolve_mode(config.monitor, config.mode))] if config.monitor is not None else []

@@ -179,7 +179,7 @@ class StepRunner:
         self._backward_and_step(loss, backward=False)
 
     def _windowed(self, inputs: Any, targets: Any, left_in_epoch: int | None) -> torch.Tensor:
-        """One batch of a gradient window: its loss / (batches in the window) backward; the window's last batch steps."""
+        """One batch of a gradient window: backward of its loss / (the window's batches); the last batch steps."""
         window = self.window
         if window.batches == 0:
             window.size = self.accumulate if left_in_epoch is None else max(1, min(self.accumulate, left_in_epoch))
@@ -192,7 +192,7 @@ class StepRunner:
         return part * window.size  # the batch's own loss (the window may have restarted after an out-of-memory error)
 
     def _weighted(self, inputs: Any, targets: Any, weight: float, sync: bool) -> torch.Tensor:
-        """Forward and backward of a batch whose loss counts ``weight`` in the step (as micro-batches once memory ran out)."""
+        """Forward and backward of a batch whose loss counts ``weight`` in the step (split once out of memory)."""
 
         def accumulate(part_inputs: Any, part_targets: Any, share: float, last: bool) -> torch.Tensor:
             return self._accumulate(part_inputs, part_targets, share * weight, sync and last)
@@ -211,7 +211,7 @@ class StepRunner:
                 "oom_window_dropped",
                 logging.WARNING,
                 f"Out of memory inside a gradient window at step {self.state.global_step}: the gradients of its "
-                f"{self.window.batches} earlier batches are dropped; the step is taken on the batches from this one on.",
+                f"{self.window.batches} earlier batches are dropped; the step is taken on the batches from this one.",
                 dropped_batches=self.window.batches,
             )
             self.window.size -= self.window.batches

@@ -333,7 +333,7 @@ class Trainer:
 
     def predict(self, loader: Iterable[Any], model: nn.Module | None = None) -> Any:
         """The outputs of :meth:`predict_step` for every batch of ``loader`` (eval mode, no gradients), on the CPU:
-        concatenated along the batch dimension, else a list per batch (:func:`~trainwell.loop.prediction.prediction_pass`).
+        concatenated along the batch dimension, else a list per batch (``loop.prediction.prediction_pass``).
 
         Args:
             loader: Batches as in training (the targets unused), or of inputs alone (tensors, 1-tuples, ``{"inputs"}``).

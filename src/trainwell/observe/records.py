@@ -78,7 +78,7 @@ class RunRecords:
 
 
 def monitor_of(run: RunRecords) -> Monitor:
-    """The monitor that decided ``run``'s best epoch, from its config (``monitor``, ``mode``, ``early_stopping_min_delta``)."""
+    """The monitor that decided ``run``'s best epoch, from its config (``monitor``, ``mode``, min delta)."""
     config = run.config
     return run_monitor(
         config.get("early_stopping_min_delta") or 0.0,

@@ -14,8 +14,9 @@ Each action is logged and recorded as an event (``nonfinite_skip``, ``rollback``
 
 Which state to go back to. A state is *good* when no step of its epoch had gone bad when it was
 taken. Among good states the rollback picks the one of the best epoch by the run's monitor (val_loss
-unless ``monitor`` says otherwise: the one early stopping would keep), else the newest: a run that was improving goes back to its last epoch, a run
-whose validation had been getting worse as it blew up goes back further, to before the damage.
+unless ``monitor`` says otherwise: the one early stopping would keep), else the newest: a run that was
+improving goes back to its last epoch, a run whose validation had been getting worse as it blew up
+goes back further, to before the damage.
 These states cost nothing per step: with a run directory they are its committed checkpoints (on
 disk anyway; a host copy of the starting state serves until the first one is committed, and is
 then freed); without one, a copy on the host taken when training starts and at the end of each
