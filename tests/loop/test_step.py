@@ -261,3 +261,27 @@ def test_a_run_stopped_inside_a_gradient_window_resumes_it_exactly(tmp_path):
     for mine, theirs in zip(resumed_model.parameters(), reference_model.parameters()):
         assert torch.equal(mine, theirs)
     assert [row["train_loss"] for row in resumed.history] == [row["train_loss"] for row in reference.history]
+
+
+def test_out_of_memory_inside_a_window_drops_its_earlier_batches_and_splits_the_rest():
+    runner, model, state = _runner(accumulate=3)
+    real = runner.train_step
+    failed = []
+
+    def limited(batch):
+        if len(batch[0]) > 4 and state.global_step == 0 and not failed and runner.window.batches == 1:
+            failed.append(True)
+            raise torch.OutOfMemoryError("simulated")
+        return real(batch)
+
+    runner.train_step = limited
+    parts = _batches([8, 8, 8])
+    reference, reference_model, _ = _runner(accumulate=2)  # what is left: the window's last two batches
+    for index, (inputs, targets) in enumerate(parts[1:]):
+        reference(inputs, targets, left_in_epoch=2 - index)
+    for index, (inputs, targets) in enumerate(parts):
+        runner(inputs, targets, left_in_epoch=3 - index)
+    assert [e["event"] for e in state.events] == ["oom_window_dropped", "oom_split"]
+    assert state.events[0]["dropped_batches"] == 1 and runner.micro_batching.chunks == 2
+    assert runner.stepped and state.loss_count == 1
+    assert torch.allclose(model.weight, reference_model.weight, atol=1e-6)
