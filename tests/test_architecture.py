@@ -34,6 +34,7 @@ LAYERS = [
             "trainwell.version",
             "trainwell.extras",
             "trainwell.display",
+            "trainwell.option_errors",
         ],
     ),
 ]

@@ -1,9 +1,10 @@
 import math
 
 import pytest
+import torch
 
 from trainwell import ConfigError, TrainConfig, TrainwellError
-from trainwell.config import describe_allowed
+from trainwell.option_errors import describe_allowed
 
 
 @pytest.mark.parametrize(
@@ -138,9 +139,58 @@ FLOAT_OPTIONS = [name for name, info in TrainConfig.model_fields.items() if "flo
 @pytest.mark.parametrize("value", [True, "0.01"], ids=["bool", "text"])
 def test_float_options_take_numbers_only(name, value):
     """lr=True trained at lr 1.0, and lr="0.01" was accepted, while epochs=True was refused: every float option is strict."""
-    with pytest.raises(ConfigError, match=rf"^{name}={value!r} has the wrong type: expected a number"):
+    with pytest.raises(ConfigError, match=rf"^{name}={value!r} has the wrong type: expected .*a number"):
         TrainConfig(**{name: value})
 
 
 def test_float_options_still_take_integers():
     assert TrainConfig(lr=1, weight_decay=0).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"accumulate_grad_batches": 0},
+            "accumulate_grad_batches=0 is out of range: expected an integer from 1 to 100000",
+        ),
+        ({"accumulate_grad_batches": 2.0}, "accumulate_grad_batches=2.0 has the wrong type"),
+        ({"max_steps": True}, "max_steps=True has the wrong type: expected an integer ≥ 1 or None"),
+        ({"val_every_steps": 0}, "val_every_steps=0 is out of range"),
+        (
+            {"limit_train_batches": 0},
+            "limit_train_batches=0 is out of range: expected an integer ≥ 1 or a number > 0 and ≤ 1 or None",
+        ),
+        ({"limit_val_batches": 1.5}, "limit_val_batches=1.5 is out of range"),
+        ({"limit_val_batches": "10"}, "limit_val_batches='10' has the wrong type"),
+        ({"limit_train_batches": False}, "limit_train_batches=False has the wrong type"),
+        ({"fast_dev_run": 1}, "fast_dev_run=1 has the wrong type: expected true or false"),
+        ({"overfit_batches": 0.5}, "overfit_batches=0.5 has the wrong type"),
+        (
+            {"monitor": "val loss"},
+            "monitor='val loss' is not a valid choice: expected a metric name such as 'val_loss' or None",
+        ),
+        (
+            {"mode": "maxi"},
+            "mode='maxi' is not a valid choice: expected one of 'auto', 'min', 'max'. Did you mean 'max'?",
+        ),
+        ({"schedule_interval": "batch"}, "schedule_interval='batch' is not a valid choice"),
+    ],
+)
+def test_the_options_with_lightnings_names_are_checked(options, message):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**options)
+    assert str(caught.value) == message or str(caught.value).startswith(message)
+
+
+def test_max_steps_without_epochs_lets_max_steps_decide():
+    assert TrainConfig(max_steps=100).epochs == 1000 and TrainConfig(max_steps=100, epochs=3).epochs == 3
+    assert TrainConfig().epochs == 10 and TrainConfig(max_steps=100).replace(max_steps=None).epochs == 10
+    assert TrainConfig(max_steps=100).to_yaml_dict()["epochs"] == 1000  # config.yaml re-runs the same run
+
+
+def test_a_schedule_factory_is_a_valid_schedule():
+    factory = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 2)  # noqa: E731
+    config = TrainConfig(schedule=factory)
+    assert config.schedule is factory and config.warmup_fraction == 0.0
+    assert config.to_yaml_dict()["schedule"].startswith("<tests.test_config.")

@@ -9,18 +9,16 @@ what is allowed, before any heavy work starts.
 from __future__ import annotations
 
 import difflib
-import math
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -32,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from trainwell.exceptions import ConfigError
+from trainwell.option_errors import DEVICE_PATTERN, config_error
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["onecycle", "cosine", "constant"]
@@ -42,7 +41,6 @@ Task = Literal["auto", "classification", "regression"]
 # cosine annealing and a constant rate start at the peak, as users of those schedules expect.
 DEFAULT_WARMUP_FRACTION = {"onecycle": 0.3, "cosine": 0.0, "constant": 0.0}
 
-_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
 # The validation metrics `metrics=` may name, by task ("topK", any K from 2, is classification's
 # too). Each is reported as ``val_<name>``; which of them a task computes by default, and which
@@ -50,6 +48,13 @@ _DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall", "confusion_matrix", "perplexity")
 REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
 TOP_K_PATTERN = r"top([0-9]+)"
+# A number of batches (an integer ≥ 1) or a share of the loader's batches (a number in (0, 1]).
+BatchLimit = Union[
+    Annotated[int, Strict(), annotated_types.Ge(1)],
+    Annotated[float, Strict(), annotated_types.Gt(0.0), annotated_types.Le(1.0)],
+]
+# With max_steps and no epochs of its own, a run goes on until max_steps: up to the most epochs allowed.
+EPOCHS_DEFAULT, EPOCHS_MAX = 10, 1000
 
 
 class TrainConfig(BaseModel):
@@ -63,16 +68,23 @@ class TrainConfig(BaseModel):
         decay_bias_and_norm: Whether biases and normalisation weights are decayed too. Off by
             default: decaying them only pulls BatchNorm/LayerNorm scales towards zero.
         optimizer: ``"adamw"`` (fused where torch supports it on the device), ``"sgd"``
-            (Nesterov momentum), or a callable that takes the parameter groups and returns an
-            optimizer.
+            (Nesterov momentum), or a factory: a callable that takes the model's trainable
+            parameters (a list) and returns a torch optimizer, e.g.
+            ``lambda params: torch.optim.SGD(params, lr=0.1)``. The factory's own settings are
+            used as they are (``lr``, ``weight_decay``, ``momentum`` and the lr scaling apply to
+            the built-in optimizers only); optimizers whose ``step`` needs a closure
+            (``torch.optim.LBFGS``) get one that recomputes the step.
         momentum: Momentum for ``optimizer="sgd"``.
         schedule: ``"constant"`` (the default), ``"onecycle"`` (warm up to ``lr``, then
             cosine-anneal; recommended with a higher peak ``lr`` than a constant rate would
             tolerate, e.g. 3-10x) or ``"cosine"``; stepped every batch. The default is constant
             because, measured at the same ``lr`` on the bundled datasets, the annealing schedules
-            train less per epoch than a constant rate (README, "What is measured").
+            train less per epoch than a constant rate (README, "What is measured"). Or a factory
+            ``optimizer -> torch LR scheduler`` (``lambda opt: torch.optim.lr_scheduler.StepLR(opt,
+            10)``, ReduceLROnPlateau, LambdaLR ...), stepped as ``schedule_interval`` says.
         warmup_fraction: Share of all steps spent warming up; None picks the schedule's
-            standard value (0.3 for one-cycle, 0 for the others).
+            standard value (0.3 for one-cycle, 0 for the others; a scheduler of your own warms up
+            itself).
         max_grad_norm: Clip the global gradient norm to this value; None disables clipping.
         precision: ``"auto"`` (bf16 on CUDA devices that support it, fp16 with a GradScaler on
             older CUDA devices, fp32 on CPU), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
@@ -82,10 +94,10 @@ class TrainConfig(BaseModel):
         channels_last: Keep convolutional models and their image batches in channels-last
             memory layout, which tensor cores prefer; None (auto) does so on CUDA for models
             with 2-D convolutions.
-        early_stopping_patience: Epochs without a val_loss improvement before stopping; None
-            disables early stopping.
-        early_stopping_min_delta: How much val_loss must fall to count as an improvement.
-        restore_best_weights: Leave the model with the weights of the best epoch by val_loss.
+        early_stopping_patience: Epochs without an improvement of the monitored metric (val_loss
+            by default, see ``monitor``) before stopping; None disables early stopping.
+        early_stopping_min_delta: How much the monitored metric must improve to count.
+        restore_best_weights: Leave the model with the weights of the best epoch by the monitor.
         seed: Seeds Python, NumPy and torch before training; None leaves the RNGs alone.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         task: ``"classification"``, ``"regression"`` or ``"auto"`` (inferred from the loss, the
@@ -124,7 +136,8 @@ class TrainConfig(BaseModel):
             epoch ends.
         checkpoint_keep_last: How many of the newest checkpoints to keep (2 leaves a fallback if
             the newest is damaged later).
-        checkpoint_keep_best: How many of the best end-of-epoch checkpoints by val_loss to keep too.
+        checkpoint_keep_best: How many of the best end-of-epoch checkpoints by the monitor (val_loss
+            by default) to keep too.
         retry_attempts: Tries in all for a checkpoint write that fails with a transient I/O error.
         retry_base_delay_s: Wait before the second try, in seconds; each later wait is
             ``retry_factor`` times the previous one, stretched by up to ``retry_jitter`` of itself.
@@ -150,6 +163,35 @@ class TrainConfig(BaseModel):
             model, gradients averaged every step: DistributedDataParallel) or ``"fsdp"`` (weights,
             gradients and optimizer state sharded over the processes: torch's FSDP2
             ``fully_shard``; checkpoints are sharded too, one file per process). Unused in one process.
+        accumulate_grad_batches: Sum the gradients of this many consecutive batches before each
+            optimizer step (each batch's loss divided by the batches in the step), so that a step
+            equals one on their concatenation for a mean loss; under DDP the gradients are averaged
+            across processes once per step. Steps, schedules and ``max_steps`` count optimizer steps.
+        max_steps: Stop after this many optimizer steps (inside an epoch: that epoch is then
+            validated and recorded); None stops after ``epochs`` only. Without ``epochs`` of its
+            own, ``epochs`` becomes 1000, so that ``max_steps`` decides; the built-in schedules
+            span the run's planned steps (the fewer of the two).
+        val_every_steps: Also validate every this many optimizer steps inside an epoch (logged as
+            ``validation`` records; callbacks get ``on_eval_begin``/``on_eval_end``); the best
+            epoch, early stopping and the best checkpoint are decided on the epochs' ends.
+        limit_train_batches: Train on at most this many batches per epoch (an integer), or this
+            share of them (a number in (0, 1], at least one batch); None uses every batch.
+        limit_val_batches: The same for each validation pass.
+        fast_dev_run: Run one training batch and one validation batch, then stop: a check that
+            the whole loop runs. No file is written (``run_dir``, loggers and checkpoints are
+            ignored; ``resume`` is refused).
+        overfit_batches: Train every epoch on the same first this-many training batches (taken
+            once, in the loader's first order): a model that cannot overfit them has a bug.
+        monitor: The metric that decides the best epoch: early stopping, the restored weights,
+            ``FitResult.best``, the best checkpoint (``checkpoints/best.pt``, ``load_model(...,
+            "best")``), the rollback target and ReduceLROnPlateau; None is ``val_loss``
+            (``train_loss`` without validation). Any key of an epoch's row, e.g. ``"val_accuracy"``.
+        mode: Whether the ``monitor`` is better ``"min"`` or ``"max"``; ``"auto"`` is ``"max"`` for
+            accuracy, f1, precision, recall, r2, auc and top-k metrics and ``"min"`` otherwise.
+        schedule_interval: When a scheduler of your own (``schedule=`` a factory) steps:
+            ``"step"`` (after every optimizer step) or ``"epoch"`` (after every epoch); with a
+            built-in schedule, ``"epoch"`` holds the rate for an epoch at its first step's value.
+            ReduceLROnPlateau steps after every epoch on ``monitor``.
 
     Raises:
         ConfigError: listing every invalid or unknown option.
@@ -168,7 +210,7 @@ class TrainConfig(BaseModel):
     decay_bias_and_norm: StrictBool = False
     optimizer: Union[Literal["adamw", "sgd"], Callable[..., Any]] = "adamw"
     momentum: StrictFloat = Field(0.9, ge=0.0, lt=1.0)
-    schedule: Schedule = "constant"
+    schedule: Union[Schedule, Callable[..., Any]] = "constant"
     warmup_fraction: Optional[StrictFloat] = Field(None, ge=0.0, lt=1.0)
     max_grad_norm: Optional[StrictFloat] = Field(1.0, gt=0.0, allow_inf_nan=False)
     precision: Precision = "auto"
@@ -178,7 +220,7 @@ class TrainConfig(BaseModel):
     early_stopping_min_delta: StrictFloat = Field(0.0, ge=0.0, allow_inf_nan=False)
     restore_best_weights: StrictBool = True
     seed: Optional[StrictInt] = Field(None, ge=0)
-    device: str = Field("auto", pattern=_DEVICE_PATTERN)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
     task: Task = "auto"
     loss_fn: Optional[Callable[..., Any]] = None
     run_dir: Optional[Path] = None
@@ -205,6 +247,16 @@ class TrainConfig(BaseModel):
     distributed_backend: Literal["auto", "nccl", "gloo"] = "auto"
     metrics: Optional[list[StrictStr]] = None
     strategy: Literal["ddp", "fsdp"] = "ddp"
+    accumulate_grad_batches: StrictInt = Field(1, ge=1, le=100_000)
+    max_steps: Optional[StrictInt] = Field(None, ge=1)
+    val_every_steps: Optional[StrictInt] = Field(None, ge=1)
+    limit_train_batches: Optional[BatchLimit] = None
+    limit_val_batches: Optional[BatchLimit] = None
+    fast_dev_run: StrictBool = False
+    overfit_batches: Optional[StrictInt] = Field(None, ge=1)
+    monitor: Optional[str] = Field(None, pattern=r"^\S+$")
+    mode: Literal["auto", "min", "max"] = "auto"
+    schedule_interval: Literal["step", "epoch"] = "step"
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -241,9 +293,12 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _resolve_schedule_defaults(self) -> TrainConfig:
+        # object.__setattr__ skips validate_assignment, which would recurse into this validator.
         if self.warmup_fraction is None:
-            # object.__setattr__ skips validate_assignment, which would recurse into this validator.
-            object.__setattr__(self, "warmup_fraction", DEFAULT_WARMUP_FRACTION[self.schedule])
+            warmup = DEFAULT_WARMUP_FRACTION.get(self.schedule, 0.0) if isinstance(self.schedule, str) else 0.0
+            object.__setattr__(self, "warmup_fraction", warmup)
+        if "epochs" not in self.model_fields_set:
+            object.__setattr__(self, "epochs", EPOCHS_MAX if self.max_steps is not None else EPOCHS_DEFAULT)
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -328,134 +383,3 @@ def describe_callable(value: Any) -> str:
     name = getattr(value, "__qualname__", None) or type(value).__qualname__
     module = getattr(value, "__module__", None) or type(value).__module__
     return f"<{module}.{name}>" if module else f"<{name}>"
-
-
-def config_error(
-    problems: ValidationError | list[dict[str, Any]],
-    config_type: type[BaseModel],
-    option_names: Mapping[str, str] | None = None,
-) -> ConfigError:
-    """Turn pydantic's report into one ConfigError that names each option, its value and the fix.
-
-    Args:
-        problems: What pydantic found (the error, or its ``errors()``).
-        config_type: The model that was validated (to describe what each field allows).
-        option_names: How to spell each field for the reader, e.g. ``{"epochs": "--epochs"}`` for
-            a command line; fields absent from the mapping keep their own name.
-
-    Returns:
-        A ConfigError whose ``problems`` attribute keeps pydantic's structured report, so that a
-        caller can render it again with other option names.
-    """
-    if isinstance(problems, ValidationError):
-        problems = problems.errors()
-    names = dict(option_names or {})
-    lines = []
-    seen = set()
-    for problem in problems:
-        # A field with a Union type reports once per member; the first report speaks for the field.
-        field = str(problem["loc"][0]) if problem["loc"] else "config"
-        if field in seen:
-            continue
-        seen.add(field)
-        shown = names.get(field, field)
-        value = problem.get("input")
-        if problem["type"] == "extra_forbidden":
-            lines.append(_unknown_option_message(shown, sorted(config_type.model_fields), names))
-            continue
-        if problem["type"] == "trainwell_choice":  # a validator's own message, which names the fix
-            lines.append(f"{shown}={_show(value)}: {problem['msg']}")
-            continue
-        info = config_type.model_fields.get(field)
-        allowed = describe_allowed(info.annotation, info.metadata) if info else problem["msg"]
-        line = f"{shown}={_show(value)} {_what_is_wrong(problem['type'])}: expected {allowed}."
-        if info is not None and isinstance(value, str):
-            choices = [str(choice) for choice in _literal_choices(info.annotation)]
-            close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
-            if close:
-                line += f" Did you mean {close[0]!r}?"
-        lines.append(line)
-    error = ConfigError("\n".join(lines))
-    error.problems = problems
-    return error
-
-
-def _literal_choices(annotation: Any) -> list[Any]:
-    if typing.get_origin(annotation) is Literal:
-        return list(typing.get_args(annotation))
-    return [choice for arg in typing.get_args(annotation) for choice in _literal_choices(arg)]
-
-
-def _unknown_option_message(shown: str, known: list[str], names: Mapping[str, str]) -> str:
-    spelled = [names.get(field, field) for field in known]
-    close = difflib.get_close_matches(shown, spelled, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(spelled)}."
-    return f"{shown!r} is not a known option.{hint}"
-
-
-def _what_is_wrong(problem_type: str) -> str:
-    if problem_type in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-        return "is out of range"
-    if problem_type == "finite_number":
-        return "is not a finite number"
-    if problem_type in {"literal_error", "string_pattern_mismatch", "callable_type"}:
-        return "is not a valid choice"
-    return "has the wrong type"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return repr(value)
-
-
-def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
-    """Say in words what a field accepts, from its type and its constraints."""
-    bounds = {}
-    for item in metadata:
-        for key in ("ge", "gt", "le", "lt"):
-            if isinstance(item, getattr(annotated_types, key.capitalize())):
-                bounds[key] = getattr(item, key)
-        if getattr(item, "pattern", None) == _DEVICE_PATTERN:
-            return "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:  # StrictFloat, StrictInt: the type, with its constraints
-        return describe_allowed(typing.get_args(annotation)[0], metadata)
-    if origin in (Union, types.UnionType):
-        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        described = " or ".join(describe_allowed(arg, metadata) for arg in members)
-        return described + (" or None" if type(None) in typing.get_args(annotation) else "")
-    if origin is Literal:
-        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
-    if origin is list:
-        return "a list, each item " + describe_allowed(typing.get_args(annotation)[0])
-    if annotation is bool or annotation == StrictBool:
-        return "true or false"
-    if annotation in (int, StrictInt):
-        return _with_bounds("an integer", bounds)
-    if annotation is float:
-        return _with_bounds("a number", bounds)
-    if annotation is Path:
-        return "a directory path"
-    if annotation in (str, StrictStr):
-        return "a string"
-    if origin is not None and "Callable" in str(origin):
-        return "a callable"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _with_bounds(noun: str, bounds: dict[str, Any]) -> str:
-    low = bounds.get("ge", bounds.get("gt"))
-    high = bounds.get("le", bounds.get("lt"))
-    if "ge" in bounds and "le" in bounds:
-        return f"{noun} from {_number(low)} to {_number(high)}"
-    parts = []
-    if low is not None:
-        parts.append(f"{'≥' if 'ge' in bounds else '>'} {_number(low)}")
-    if high is not None:
-        parts.append(f"{'≤' if 'le' in bounds else '<'} {_number(high)}")
-    return f"{noun} {' and '.join(parts)}" if parts else noun
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"

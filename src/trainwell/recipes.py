@@ -15,9 +15,10 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
-from trainwell.config import Schedule, TrainConfig, config_error
+from trainwell.config import Schedule, TrainConfig
 from trainwell.exceptions import ConfigError, DivergenceError
 from trainwell.models.registry import MODELS, check_arguments, spec
+from trainwell.option_errors import config_error
 
 # The defaults the built-in recipe was tuned with (see README, "What is measured"): one-cycle
 # at a peak lr of 1e-2 beat a constant 1e-3 and 3e-3 on digits over 6 seeds, for batches of 64.

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import trainwell
-from trainwell import CheckpointError
+import trainwell.callbacks
+from trainwell import CheckpointError, ConfigError
 from trainwell.callbacks import Callback
 from trainwell.callbacks.checkpointing import Checkpointing
 from trainwell.config import TrainConfig
@@ -50,9 +51,11 @@ def test_every_epoch_the_last_two_and_the_best_are_kept(tmp_path):
     assert result.best_checkpoint == tmp_path / "checkpoints" / "epoch-0002-step-000000006.pt"
     assert read_checkpoint(result.best_checkpoint)["val_loss"] == 0.4
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.suffix == ".pt") == [
+        "best.pt",
         "epoch-0002-step-000000006.pt",
         "epoch-0004-step-000000012.pt",
         "epoch-0005-step-000000015.pt",
+        "last.pt",
     ]
 
 
@@ -100,3 +103,99 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_and_leaves_the_last_
     path, saved = latest_checkpoint(tmp_path)
     assert (path.name, saved["epoch"]) == ("epoch-0002-step-000000006.pt", 2)
     assert not [p for p in os.listdir(tmp_path / "checkpoints") if ".tmp-" in p]
+
+
+# ---------------------------------------------------------------- the monitor, last.pt and best.pt
+
+
+class _Scripted(Callback):
+    """Each epoch's validation metrics, as scripted (the monitor's decisions are then known)."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def on_eval_end(self, trainer, metrics, **kwargs):
+        for name, values in self.values.items():
+            metrics[name] = values[trainer.epoch - 1]
+
+
+SCRIPT = {
+    "val_loss": [0.9, 0.4, 0.6, 0.7],
+    "val_accuracy": [0.5, 0.6, 0.8, 0.7],
+}  # best: epoch 2 by loss, 3 by accuracy
+
+
+class _Weights(Callback):
+    """The module's weights at each epoch's end."""
+
+    def __init__(self):
+        self.by_epoch = {}
+
+    def on_epoch_end(self, trainer, epoch, metrics, **kwargs):
+        self.by_epoch[epoch] = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"monitor": "val_accuracy"},  # mode "auto": higher is better for an accuracy
+        {"monitor": "val_accuracy", "mode": "max"},
+        {"callbacks": [trainwell.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=None)]},
+    ],
+)
+def test_the_monitor_chooses_the_best_epoch_the_restored_weights_and_the_best_checkpoint(tmp_path, how):
+    options = dict(how)
+    weights = _Weights()
+    callbacks = [_Scripted(**SCRIPT), *options.pop("callbacks", []), weights]
+    result = _fit(tmp_path, epochs=4, callbacks=callbacks, early_stopping_patience=None, **options)
+    assert result.best["epoch"] == 3
+    assert result.best_checkpoint == tmp_path / "checkpoints" / "epoch-0003-step-000000009.pt"
+    best = read_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["epoch"] == 3 and read_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 4
+    # The model ends with epoch 3's weights, which best.pt and load_model(..., "best") hold too.
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, weights.by_epoch[3][name]) and torch.equal(best["model_state_dict"][name], tensor)
+    loaded = trainwell.load_model(tmp_path, model=nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+    assert loaded.checkpoint.name == "epoch-0003-step-000000009.pt"
+    manifests = {m.epoch: m for m in committed_checkpoints(tmp_path / "checkpoints")}
+    assert (manifests[3].monitor, manifests[3].monitored, manifests[3].val_loss) == ("val_accuracy", 0.8, 0.6)
+    assert sorted(manifests) == [3, 4]  # the 2 newest, the best among them: epoch 2 (best by loss) is pruned
+
+
+def test_by_default_the_lowest_val_loss_is_the_best(tmp_path):
+    result = _fit(tmp_path, epochs=4, callbacks=[_Scripted(**SCRIPT)], early_stopping_patience=None)
+    assert result.best["epoch"] == 2 and read_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] == 2
+
+
+def test_two_monitors_for_one_run_are_refused(tmp_path):
+    stopper = trainwell.callbacks.EarlyStopping(monitor="val_accuracy")
+    with pytest.raises(ConfigError, match=r"two monitors for one run: val_accuracy \(max\), val_loss \(min\)"):
+        _fit(tmp_path, callbacks=[stopper], monitor="val_loss")
+    with pytest.raises(ConfigError, match="monitor='val_accuracy' is a validation metric, but no val_loader was given"):
+        trainwell.fit(
+            nn.Linear(4, 2), [(torch.randn(8, 4), torch.randint(0, 2, (8,)))], monitor="val_accuracy", **QUIET
+        )
+
+
+def test_a_monitor_the_epochs_do_not_record_is_refused_naming_those_they_do(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"monitor='val_acc' is not a metric of this run: .*Did you mean 'val_accuracy'\?"
+    ):
+        _fit(tmp_path, epochs=2, monitor="val_acc", mode="max")
+
+
+@pytest.mark.slow
+def test_last_and_best_are_hard_links_committed_by_their_own_manifests(tmp_path):
+    from trainwell.files.manifest import read_manifest
+
+    _fit(tmp_path, epochs=3, callbacks=[_Scripted(val_loss=[0.5, 0.3, 0.4])], checkpoint_every_steps=2)
+    directory = tmp_path / "checkpoints"
+    last, best = read_manifest(directory / "last.pt"), read_manifest(directory / "best.pt")
+    assert (last.alias_of, best.alias_of) == ("epoch-0003-step-000000009.pt", "epoch-0002-step-000000006.pt")
+    assert os.path.samefile(directory / "best.pt", directory / "epoch-0002-step-000000006.pt")  # no copy
+    assert best.sha256 == read_manifest(directory / "epoch-0002-step-000000006.pt").sha256
+    # Discovery and pruning never take them for checkpoints of their own.
+    assert all(
+        m.alias_of is None and m.path.name not in ("last.pt", "best.pt") for m in committed_checkpoints(directory)
+    )
+    assert latest_checkpoint(tmp_path)[0].name == "epoch-0003-step-000000009.pt"

@@ -1,7 +1,9 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
+from trainwell import ConfigError
 from trainwell.callbacks import EarlyStopping
 
 
@@ -60,3 +62,27 @@ def test_the_best_weights_travel_with_the_state():
     restored.on_train_end(trainer)
     for name, tensor in trainer.module.state_dict().items():
         assert torch.equal(tensor, best[name])
+
+
+def test_lightnings_names_monitor_mode_patience_min_delta():
+    stopper, trainer = EarlyStopping(monitor="val_accuracy", mode="max", patience=2, min_delta=0.01), _trainer()
+    for epoch, accuracy in enumerate([0.80, 0.85, 0.855, 0.86], start=1):
+        trainer.epoch = epoch
+        stopper.on_epoch_end(trainer, epoch=epoch, metrics={"val_accuracy": accuracy, "val_loss": 1.0})
+    assert stopper.monitor.best_epoch == 2 and trainer.should_stop and stopper.stopped_epoch == 4
+    assert EarlyStopping(monitor="val_f1").monitor.mode == "max" and EarlyStopping("val_mae").monitor.mode == "min"
+    assert EarlyStopping(metric="val_accuracy").monitor.metric == "val_accuracy"  # the former name still works
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mode": "maximum"}, "mode='maximum' is not a valid choice"),
+        ({"patience": 0}, "patience=0 is out of range"),
+        ({"min_delta": -0.1}, "min_delta=-0.1 is out of range"),
+        ({"monitor": ""}, "monitor='' is not valid"),
+    ],
+)
+def test_bad_arguments_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        EarlyStopping(**options)

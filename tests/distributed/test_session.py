@@ -163,6 +163,23 @@ def test_out_of_memory_in_one_process_splits_its_batch_with_one_gradient_sync_pe
         assert (weights[0][key] - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_accumulated_gradients_are_synchronised_once_per_step_and_equal_the_large_batch(launcher, tmp_path):
+    """Batches of 8 accumulated 2 by 2 in each of 2 processes: one all-reduce per step, the steps of batches of 16."""
+    spec = {"epochs": 1, "count_allreduces": True}
+    assert launcher.run(2, {**spec, "out": str(tmp_path / "plain"), "options": COMPARED}) == [0, 0]
+    accumulated = {**COMPARED, "accumulate_grad_batches": 2}
+    assert launcher.run(2, {**spec, "out": str(tmp_path / "acc"), "batch_size": 8, "options": accumulated}) == [0, 0]
+    _, plain_weights = _results(tmp_path / "plain", 2)
+    ranks, weights = _results(tmp_path / "acc", 2)
+    steps = TRAIN // 32
+    assert [rank["allreduces"] for rank in ranks] == [steps, steps] and ranks[0]["step"] == steps
+    for key, reference in plain_weights[0].items():
+        assert torch.equal(weights[0][key], weights[1][key])
+        assert (weights[0][key] - reference).abs().max().item() <= 1e-5 * reference.abs().max().item()
+
+
 @pytest.mark.multiprocess
 def test_validation_uses_rank_0s_batch_norm_statistics_in_every_process(launcher, tmp_path):
     """BatchNorm statistics differ between processes after training; validation uses rank 0's, as checkpoints do."""

@@ -403,3 +403,67 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint_and_resum
     assert killed_outside >= 8, (
         f"only {killed_outside} of 12 outside kills landed before the run ended ({run_seconds:.2f} s)"
     )
+
+
+# ---------------------------------------------------------------- aliases: last.pt, best.pt
+
+
+def _committed(tmp_path, step=10, value=0.5):
+    path = tmp_path / f"epoch-0001-step-{step:09d}.pt"
+    write_checkpoint(
+        path, {"model_state_dict": nn.Linear(2, 2).state_dict()}, step=step, epoch=1, val_loss=value, kind="epoch"
+    )
+    return verify(path)
+
+
+def test_an_alias_is_the_checkpoint_under_a_stable_name_committed_by_its_own_manifest(tmp_path):
+    from trainwell.files.checkpoint import alias_checkpoint
+
+    source = _committed(tmp_path)
+    alias = alias_checkpoint(source, tmp_path / "best.pt")
+    manifest = verify(alias)  # the bytes match the manifest's checksum
+    assert (manifest.alias_of, manifest.step, manifest.val_loss) == (source.path.name, 10, 0.5)
+    assert os.path.samefile(alias, source.path)
+    assert [m.path.name for m in committed_checkpoints(tmp_path)] == [source.path.name]
+    # Pruning, which recognises checkpoints by name, leaves the alias alone.
+    prune(tmp_path, 1, 0, is_ours=lambda p: p.name.startswith("epoch-"), best_first=lambda ms: ms)
+    assert alias.exists() and verify(alias) is not None
+
+
+def test_without_hard_links_the_alias_is_a_copy(tmp_path, monkeypatch):
+    from trainwell.files import atomic
+    from trainwell.files.checkpoint import alias_checkpoint
+
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    source = _committed(tmp_path)
+    alias = alias_checkpoint(source, tmp_path / "last.pt")
+    assert not os.path.samefile(alias, source.path) and verify(alias).sha256 == source.sha256
+
+
+def test_a_crash_while_an_alias_is_replaced_leaves_no_alias_that_looks_complete(tmp_path, monkeypatch):
+    from trainwell.files import checkpoint
+    from trainwell.files.checkpoint import alias_checkpoint
+    from trainwell.files.manifest import read_manifest
+
+    first, second = _committed(tmp_path, 10, 0.5), _committed(tmp_path, 20, 0.3)
+    alias_checkpoint(first, tmp_path / "best.pt")
+    real = checkpoint.write_atomically
+
+    def crash_on_the_manifest(path, write):
+        if path.name.endswith(".manifest.json"):
+            raise KeyboardInterrupt  # the process dies after the new bytes are in place, before the commit
+        return real(path, write)
+
+    monkeypatch.setattr(checkpoint, "write_atomically", crash_on_the_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        alias_checkpoint(second, tmp_path / "best.pt")
+    monkeypatch.undo()
+    # The new bytes are there, but uncommitted: nothing loads best.pt as if it were the best.
+    assert read_manifest(tmp_path / "best.pt") is None
+    from trainwell.use.inference import find_checkpoint
+
+    assert find_checkpoint(tmp_path, "best").name == second.path.name  # chosen again from the manifests
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]

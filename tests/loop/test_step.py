@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import pytest
@@ -100,3 +101,187 @@ def test_the_runner_state_round_trips():
 def test_a_step_that_returns_no_scalar_loss_is_refused_saying_what_it_returned():
     with pytest.raises(DataError, match=r"returned a tensor of shape \(3,\) as its loss: expected a scalar tensor"):
         loss_of({"loss": torch.zeros(3)})
+
+
+def test_a_step_without_a_loss_key_is_refused_naming_the_keys():
+    with pytest.raises(DataError, match=r"mapping with keys \['logits'\]: expected a scalar loss tensor"):
+        loss_of({"logits": torch.zeros(3)})
+
+
+# ---------------------------------------------------------------- gradient accumulation
+
+
+def _batches(sizes, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, 3, generator=generator), torch.randn(n, generator=generator)) for n in sizes]
+
+
+def test_a_gradient_window_takes_one_step_equal_to_the_concatenated_batch():
+    whole, whole_model, whole_state = _runner(max_grad_norm=0.5)
+    windowed, windowed_model, windowed_state = _runner(max_grad_norm=0.5, accumulate=4)
+    parts = _batches([8, 8, 8, 8])
+    loss_whole = whole(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    stepped = []
+    for index, (inputs, targets) in enumerate(parts):
+        before = windowed_model.weight.detach().clone()
+        windowed(inputs, targets, left_in_epoch=len(parts) - index)
+        stepped.append((windowed.stepped, not torch.equal(before, windowed_model.weight)))
+    assert stepped == [(False, False), (False, False), (False, False), (True, True)]
+    assert torch.allclose(windowed_model.weight, whole_model.weight, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(windowed.last_grad_norm, whole.last_grad_norm, rtol=1e-6)
+    assert windowed_state.loss_count == 1 and windowed_state.loss_sum == pytest.approx(loss_whole.item(), rel=1e-6)
+
+
+def test_the_last_window_of_an_epoch_holds_the_batches_left():
+    runner, _, state = _runner(accumulate=4)
+    taken = []
+    for index, (inputs, targets) in enumerate(_batches([8] * 6)):
+        runner(inputs, targets, left_in_epoch=6 - index)
+        taken.append(runner.stepped)
+    assert taken == [False, False, False, True, False, True] and state.loss_count == 2
+    assert runner.flush() is False  # nothing left over
+
+
+def test_a_window_a_stream_ended_inside_is_stepped_on_the_mean_of_its_batches():
+    whole, whole_model, _ = _runner()
+    windowed, windowed_model, _ = _runner(accumulate=4)
+    parts = _batches([8, 8])
+    whole(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    for inputs, targets in parts:
+        windowed(inputs, targets)  # no length: the window expects 4 batches
+    assert not windowed.stepped and windowed.flush() is True
+    assert torch.allclose(windowed_model.weight, whole_model.weight, rtol=1e-6, atol=1e-7)
+
+
+def test_under_ddp_only_the_last_batch_of_a_window_synchronises_gradients():
+    class Session:
+        world_size = 1
+        syncs = []
+
+        def no_sync(self, last):
+            self.syncs.append(last)
+            return contextlib.nullcontext()
+
+        def mean(self, tensor):
+            return tensor
+
+    session = Session()
+    runner, _, _ = _runner(accumulate=3, session=session)
+    for index, (inputs, targets) in enumerate(_batches([4] * 6)):
+        runner(inputs, targets, left_in_epoch=6 - index)
+    assert session.syncs == [False, False, True, False, False, True]
+
+
+def test_a_window_survives_a_checkpoint_taken_inside_it():
+    reference, reference_model, _ = _runner(accumulate=3)
+    for index, (inputs, targets) in enumerate(_batches([8] * 3)):
+        reference(inputs, targets, left_in_epoch=3 - index)
+    first, _, _ = _runner(accumulate=3)
+    parts = _batches([8] * 3)
+    first(*parts[0], left_in_epoch=3)
+    saved = first.state_dict()
+    assert saved["window"]["batches"] == 1 and saved["window"]["grads"][0] is not None
+    resumed, resumed_model, _ = _runner(accumulate=3)
+    resumed.load_state_dict(saved)
+    resumed(*parts[1], left_in_epoch=2)
+    resumed(*parts[2], left_in_epoch=1)
+    assert torch.equal(resumed_model.weight, reference_model.weight) and torch.equal(
+        resumed_model.bias, reference_model.bias
+    )
+    assert resumed.state_dict()["window"] == {"batches": 0, "size": 3, "loss": None, "grads": None}
+
+
+def _accumulation_data():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(256, 6, generator=generator)
+    targets = (inputs[:, 0] - inputs[:, 1] > 0).long()
+    return inputs, targets
+
+
+def _fit_batches(batch_size, epochs=2, resume=None, dropout=0.0, device_checks=False, **options):
+    import trainwell
+    from trainwell.data import TensorLoader
+
+    class Judging(trainwell.Trainer):
+        def _checks_on_device(self):  # as on an accelerator: bad steps judged on the device, no host sync
+            return device_checks
+
+    inputs, targets = _accumulation_data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 2))
+    trainer = Judging(epochs=epochs, lr=1e-2, schedule="onecycle", seed=0, progress=False, **options)
+    loader = TensorLoader(inputs, targets, batch_size=batch_size, shuffle=False)
+    trainer.fit(model, loader, [(inputs, targets)], resume=resume)
+    return trainer, model
+
+
+@pytest.mark.parametrize("device_checks", [False, True], ids=["host", "device"])
+def test_accumulating_4_batches_of_16_trains_as_batches_of_64(device_checks):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        large, large_model = _fit_batches(64, device_checks=device_checks)
+        accumulated, accumulated_model = _fit_batches(16, accumulate_grad_batches=4, device_checks=device_checks)
+    finally:
+        torch.set_num_threads(threads)
+    assert accumulated.global_step == large.global_step == 8 and accumulated.limits.steps_per_epoch == 4
+    for mine, theirs in zip(accumulated_model.parameters(), large_model.parameters()):
+        assert ((mine - theirs).abs().max() / theirs.abs().max()).item() <= 1e-5
+    for mine, theirs in zip(accumulated.history, large.history):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
+        assert mine["lr"] == pytest.approx(theirs["lr"], rel=1e-9)  # the schedule counts optimizer steps
+
+
+@pytest.mark.slow
+def test_a_run_stopped_inside_a_gradient_window_resumes_it_exactly(tmp_path):
+    import os
+    import signal
+
+    import trainwell
+    from trainwell.callbacks import Callback
+
+    class SignalInsideTheWindow(Callback):
+        def on_batch_end(self, trainer, batch_index, loss, **kwargs):
+            if trainer.epoch == 2 and batch_index == 5:  # 2 batches into the epoch's second window
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        options = {"epochs": 3, "accumulate_grad_batches": 4, "dropout": 0.2}
+        reference, reference_model = _fit_batches(16, **options)
+        with pytest.raises(trainwell.TrainingInterrupted, match="step 5") as stopped:
+            _fit_batches(16, run_dir=tmp_path, callbacks=[SignalInsideTheWindow()], **options)
+        saved = trainwell.load_checkpoint(stopped.value.checkpoint)["trainer"]["step"]["window"]
+        assert saved["batches"] == 2 and saved["size"] == 4  # two batches' gradients, summed
+        resumed, resumed_model = _fit_batches(16, run_dir=tmp_path, resume="auto", **options)
+    finally:
+        torch.set_num_threads(threads)
+    assert [e for e in resumed.events if e["event"] == "resumed"][0]["step"] == 5
+    for mine, theirs in zip(resumed_model.parameters(), reference_model.parameters()):
+        assert torch.equal(mine, theirs)
+    assert [row["train_loss"] for row in resumed.history] == [row["train_loss"] for row in reference.history]
+
+
+def test_out_of_memory_inside_a_window_drops_its_earlier_batches_and_splits_the_rest():
+    runner, model, state = _runner(accumulate=3)
+    real = runner.train_step
+    failed = []
+
+    def limited(batch):
+        if len(batch[0]) > 4 and state.global_step == 0 and not failed and runner.window.batches == 1:
+            failed.append(True)
+            raise torch.OutOfMemoryError("simulated")
+        return real(batch)
+
+    runner.train_step = limited
+    parts = _batches([8, 8, 8])
+    reference, reference_model, _ = _runner(accumulate=2)  # what is left: the window's last two batches
+    for index, (inputs, targets) in enumerate(parts[1:]):
+        reference(inputs, targets, left_in_epoch=2 - index)
+    for index, (inputs, targets) in enumerate(parts):
+        runner(inputs, targets, left_in_epoch=3 - index)
+    assert [e["event"] for e in state.events] == ["oom_window_dropped", "oom_split"]
+    assert state.events[0]["dropped_batches"] == 1 and runner.micro_batching.chunks == 2
+    assert runner.stepped and state.loss_count == 1
+    assert torch.allclose(model.weight, reference_model.weight, atol=1e-6)

@@ -515,6 +515,9 @@ def test_callback_hooks_run_in_order(classifier, blob_loaders):
             if batch_index == 0:
                 calls.append("batch_end")
 
+        def on_eval_begin(self, trainer, **kwargs):
+            calls.append("eval_begin")
+
         def on_eval_end(self, trainer, metrics, **kwargs):
             calls.append("eval_end")
 
@@ -525,8 +528,8 @@ def test_callback_hooks_run_in_order(classifier, blob_loaders):
             calls.append("train_end")
 
     trainwell.fit(classifier, *blob_loaders, epochs=2, callbacks=[Tracer()], **QUIET)
-    assert calls == ["train_begin", "epoch_begin 1", "batch_end", "eval_end", "epoch_end 1",
-                     "epoch_begin 2", "batch_end", "eval_end", "epoch_end 2", "train_end"]
+    assert calls == ["train_begin", "epoch_begin 1", "batch_end", "eval_begin", "eval_end", "epoch_end 1",
+                     "epoch_begin 2", "batch_end", "eval_begin", "eval_end", "epoch_end 2", "train_end"]
 
 
 def test_callbacks_must_be_callback_instances(classifier, blob_loaders):

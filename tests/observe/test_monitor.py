@@ -45,3 +45,21 @@ def test_state_round_trip():
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Monitor("val_loss", **kwargs)
+
+
+def test_mode_auto_maximises_accuracy_like_metrics_only():
+    from trainwell.observe.monitor import resolve_mode, run_monitor
+
+    assert [resolve_mode(m) for m in ("val_accuracy", "val_f1", "train_acc", "val_top5", "val_r2", "val_auroc")] == ["max"] * 6
+    assert [resolve_mode(m) for m in ("val_loss", "val_mae", "val_rmse", "val_perplexity", "custom")] == ["min"] * 5
+    assert resolve_mode("val_accuracy", "min") == "min"
+    monitor = run_monitor(0.01, metric="val_accuracy")
+    assert (monitor.metric, monitor.mode, monitor.min_delta) == ("val_accuracy", "max", 0.01)
+
+
+def test_value_in_a_row_names_the_metrics_the_row_has():
+    from trainwell import ConfigError
+
+    assert Monitor("val_loss").value_in({"val_loss": 0.5}) == 0.5
+    with pytest.raises(ConfigError, match=r"monitor='val_acc' is not a metric of this run: its epochs record lr, train_loss, val_accuracy\. Did you mean 'val_accuracy'\?"):
+        Monitor("val_acc").value_in({"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5, "lr": 0.1})

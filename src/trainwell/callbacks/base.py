@@ -68,6 +68,8 @@ class Callback:
         on_train_begin
           on_epoch_begin
             on_batch_begin, on_batch_end      (per training batch)
+            on_eval_begin, on_eval_end(metrics)   (around validation every val_every_steps, if set)
+          on_eval_begin                       (before validation)
           on_eval_end(metrics)                (after validation)
           on_epoch_end(metrics)               (the epoch's complete metrics)
         on_train_end
@@ -95,10 +97,15 @@ class Callback:
         """A training batch is about to be processed."""
 
     def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        """A training step ended; ``loss`` is a detached tensor (reading it syncs the device)."""
+        """A training batch ended; ``loss`` is its loss, a detached tensor (reading it syncs the device). With
+        ``accumulate_grad_batches``, ``trainer.global_step`` grows only with the last batch of each step."""
+
+    def on_eval_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
+        """Validation is about to start (reset state that training carries, such as a recurrent hidden state)."""
 
     def on_eval_end(self, trainer: TrainerView, metrics: dict[str, Any], **kwargs: Any) -> None:
-        """Validation ended with ``metrics`` (val_loss and the task's metrics)."""
+        """Validation ended with ``metrics`` (val_loss and the task's metrics); inside an epoch (``val_every_steps``),
+        ``trainer.batch_in_epoch`` is not None."""
 
     def on_exception(self, trainer: TrainerView, error: BaseException, **kwargs: Any) -> None:
         """Training is failing with ``error``; it propagates after every callback has seen it."""

@@ -1,4 +1,5 @@
-"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by the monitored metric."""
+"""The trainer's automatic checkpoints: the last state every epoch (and every N steps), and the best by the
+monitored metric, also under the stable names ``last.pt`` and ``best.pt``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from trainwell.callbacks.base import Callback
 from trainwell.exceptions import CheckpointError
-from trainwell.files.checkpoint import write_checkpoint
+from trainwell.files.checkpoint import alias_checkpoint, write_checkpoint
 from trainwell.files.manifest import Manifest, committed_checkpoints, epoch_checkpoints, prune, read_manifest
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
-from trainwell.files.rundir import RunPaths
+from trainwell.files.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunPaths
 from trainwell.observe.monitor import Monitor
 from trainwell.system import is_primary_process
 
@@ -38,7 +39,13 @@ class Checkpointing(Callback):
     their manifests. What a checkpoint holds is the trainer's to say (``trainer.checkpoint()``);
     this callback decides when and where it is written, and ``writer`` how: by default rank 0
     writes one file; a sharded run's processes write a ``.dcp`` directory together
-    (:mod:`trainwell.distributed.shards`).
+    (:mod:`trainwell.distributed.shards`). Each manifest records the monitored metric's value, by
+    which the best are chosen.
+
+    After each commit, ``last.pt`` is the checkpoint just committed and ``best.pt`` the best
+    end-of-epoch one by the monitor (:attr:`best_path`): hard links where the file system has them
+    (no extra space), else copies, each committed by its own manifest, so that a crash never leaves
+    one that looks complete but is not (:func:`~trainwell.files.checkpoint.alias_checkpoint`).
 
     Put it after every callback whose state it should capture: the Trainer runs it last.
 
@@ -48,8 +55,8 @@ class Checkpointing(Callback):
         keep_last: How many of the newest checkpoints to keep (≥ 1; 2 leaves a fallback should
             the newest be damaged later).
         keep_best: How many of the best end-of-epoch checkpoints to keep as well.
-        monitor: Which end-of-epoch checkpoint is best (by its val_loss); the default is the
-            lowest val_loss.
+        monitor: Which end-of-epoch checkpoint is best (by the monitored metric's recorded value);
+            the default is the lowest val_loss.
         on_good_commit: Called after each commit of a healthy state (the healer then rolls back
             to checkpoints instead of its host copy).
         retry: Attempts and backoff for transient write errors.
@@ -86,6 +93,7 @@ class Checkpointing(Callback):
         self.sleep = sleep
         self.writer = writer
         self.last_path: Path | None = None
+        self._seen_step: int | None = None
 
     @classmethod
     def for_config(
@@ -115,8 +123,13 @@ class Checkpointing(Callback):
             writer=writer,
         )
 
+    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
+        self._seen_step = trainer.global_step
+
     def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        if self.every_steps is not None and trainer.global_step % self.every_steps == 0:
+        # Once per optimizer step: with accumulate_grad_batches, several batches end at the same step.
+        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+        if stepped and self.every_steps is not None and trainer.global_step % self.every_steps == 0:
             self.save(trainer, kind="step")
 
     def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
@@ -159,15 +172,18 @@ class Checkpointing(Callback):
             trainer.checkpoint(),
             step=trainer.global_step,
             epoch=completed,
-            val_loss=_last_val_loss(trainer),
+            val_loss=_last_value(trainer, "val_loss"),
             kind=kind,
             healthy=healthy,
+            monitor=self.monitor.metric,
+            monitored=_last_value(trainer, self.monitor.metric),
             retry=self.retry,
             sleep=self.sleep,
         )
         if is_primary_process():
             prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
         self.last_path = path
+        self._update_aliases(path)
         if healthy and self.on_good_commit is not None:
             self.on_good_commit()
         logger.debug("Checkpoint %s committed in %.3f s.", path, time.perf_counter() - started)
@@ -183,11 +199,38 @@ class Checkpointing(Callback):
         return committed[0].path if committed else None
 
     def _best_first(self, manifests: list[Manifest]) -> list[Manifest]:
-        return self.monitor.ranked(manifests, value=lambda m: m.val_loss)
+        return self.monitor.ranked(manifests, value=lambda m: m.value(self.monitor.metric))
+
+    def _update_aliases(self, newest: Path) -> None:
+        """Point ``last.pt`` at ``newest`` and ``best.pt`` at the best end-of-epoch checkpoint (when it changed).
+
+        The checkpoint itself is committed already: an alias that cannot be written is logged and
+        left uncommitted, so that nothing loads a stale one, and training goes on.
+        """
+        committed = [m for m in committed_checkpoints(self.directory) if _is_ours(m.path)]
+        best = self._best_first(epoch_checkpoints(committed))
+        targets = {LAST_CHECKPOINT: next((m for m in committed if m.path == newest), None)}
+        targets[BEST_CHECKPOINT] = best[0] if best else None
+        for name, source in targets.items():
+            alias = self.directory / name
+            if source is None or _same_alias(alias, source):
+                continue
+            try:
+                alias_checkpoint(source, alias, retry=self.retry, sleep=self.sleep)
+            except CheckpointError as error:
+                logger.warning(
+                    "Could not update %s (the checkpoint %s is committed): %s", alias, source.path.name, error
+                )
 
 
 def _is_ours(path: Path) -> bool:
     return bool(_NAME.match(path.name))
+
+
+def _same_alias(alias: Path, source: Manifest) -> bool:
+    """Whether ``alias`` is committed as ``source`` already (then it is left as it is)."""
+    current = _committed_manifest(alias)
+    return current is not None and current.alias_of == source.path.name and current.sha256 == source.sha256
 
 
 def _committed_manifest(path: Path) -> Manifest | None:
@@ -197,8 +240,9 @@ def _committed_manifest(path: Path) -> Manifest | None:
         return None
 
 
-def _last_val_loss(trainer: TrainerView) -> float | None:
-    if not trainer.history or "val_loss" not in trainer.history[-1]:
+def _last_value(trainer: TrainerView, metric: str) -> float | None:
+    """``metric`` in the last completed epoch's row (a checkpoint inside an epoch records the epoch before)."""
+    if not trainer.history:
         return None
-    value = trainer.history[-1]["val_loss"]
-    return value if isinstance(value, float) else None
+    value = trainer.history[-1].get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -40,7 +40,9 @@ class ConfusionMatrixLogger(Callback):
         self.best: dict[str, Any] | None = None
         self.last: dict[str, Any] | None = None
 
-    def on_eval_end(self, trainer: TrainerView, metrics: dict[str, Any], **kwargs: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView, epoch: int, metrics: dict[str, Any], **kwargs: Any) -> None:
+        # The epoch's row: its end-of-epoch validation (not one inside it, with val_every_steps) and every
+        # metric the monitor may watch.
         validation = getattr(trainer, "last_validation", None)
         matrix = getattr(validation, "confusion_matrix", None)
         if matrix is None:

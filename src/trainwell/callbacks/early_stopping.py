@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trainwell.callbacks.base import Callback
-from trainwell.observe.monitor import Monitor
+from trainwell.exceptions import ConfigError
+from trainwell.observe.monitor import Monitor, resolve_mode
 
 if TYPE_CHECKING:
     from trainwell.callbacks.base import TrainerView
@@ -17,31 +18,53 @@ logger = logging.getLogger("trainwell")
 
 
 class EarlyStopping(Callback):
-    """Stop when ``metric`` has not improved for ``patience`` epochs; keep the best weights.
+    """Stop when the monitored metric has not improved for ``patience`` epochs; keep the best weights.
+
+    Passed to ``fit`` (``callbacks=[EarlyStopping(monitor="val_accuracy")]``), it takes the place of
+    the built-in early stopping, and its monitor becomes the run's: the same metric, mode and
+    ``min_delta`` choose ``FitResult.best`` and the best checkpoint (a ``monitor``/``mode`` set in
+    the config must then agree with it).
 
     Args:
-        metric: The validation metric to watch.
-        mode: ``"min"`` or ``"max"``.
+        monitor: The metric to watch: a key of an epoch's row (``"val_loss"``, ``"val_accuracy"``,
+            ``"train_loss"`` ...).
+        mode: ``"min"``, ``"max"``, or ``"auto"``: ``"max"`` for accuracy-like metrics
+            (:func:`~trainwell.observe.monitor.resolve_mode`), ``"min"`` otherwise.
         patience: Epochs without improvement before stopping; None never stops (the best
             weights are still tracked and restored).
         min_delta: The smallest change that counts as an improvement.
         restore_best_weights: At the end of training, load the weights of the best epoch.
+        metric: The former name of ``monitor``.
+
+    Raises:
+        ConfigError: an invalid mode, a negative ``min_delta`` or ``patience`` < 1.
 
     Example:
-        >>> stopper = EarlyStopping(patience=3)
-        >>> stopper.monitor.metric
-        'val_loss'
+        >>> stopper = EarlyStopping(monitor="val_accuracy", patience=3)
+        >>> stopper.monitor.metric, stopper.monitor.mode
+        ('val_accuracy', 'max')
     """
 
     def __init__(
         self,
-        metric: str = "val_loss",
-        mode: str = "min",
+        monitor: str = "val_loss",
+        mode: str = "auto",
         patience: int | None = 5,
         min_delta: float = 0.0,
         restore_best_weights: bool = True,
+        *,
+        metric: str | None = None,
     ) -> None:
-        self.monitor = Monitor(metric, mode=mode, min_delta=min_delta, patience=patience)
+        monitor = metric if metric is not None else monitor
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"monitor={monitor!r} is not valid: expected a metric name such as 'val_accuracy'.")
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(f"mode={mode!r} is not a valid choice: expected 'auto', 'min' or 'max'.")
+        if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+            raise ConfigError(f"patience={patience!r} is out of range: expected an integer ≥ 1, or None (no stop).")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
+        self.monitor = Monitor(monitor, mode=resolve_mode(monitor, mode), min_delta=min_delta, patience=patience)
         self.restore_best_weights = restore_best_weights
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stopped_epoch: int | None = None

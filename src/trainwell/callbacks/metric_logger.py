@@ -5,14 +5,16 @@ Records, in the order they happen:
 - ``{"event": "run_start", ...}`` first: ``trainer.run_info`` (trainwell, torch and python
   versions, device, precision, threads, batch_size, steps_per_epoch, peak_lr, parameters, task).
 - ``{"event": "step", "epoch", "step", "train_loss", "lr", "grad_norm"}`` every N optimizer
-  steps (N defaults to the config's ``log_every_steps``). ``train_loss`` is the mean over the
+  steps (N defaults to the config's ``log_every_steps``; once per step under
+  ``accumulate_grad_batches``). ``train_loss`` is the mean over the
   epoch's steps so far, as a progress bar shows it. Values are read from the device only at
   these steps, so step records add no per-step host synchronisation.
 - ``{"event": "epoch", "epoch", "step", ...}`` with the epoch's row of ``trainer.history``
   (train_loss, val_loss, val_accuracy, ..., lr, memory, epoch_time_s, samples_per_s) and the
   ``grad_norm`` of the epoch's last step.
 - Events the trainer recorded (``trainer.record_event``: skipped non-finite steps, rollbacks,
-  the run's start with its system info), written before the record that follows them.
+  the run's start with its system info, ``validation`` inside an epoch with ``val_every_steps``),
+  written before the record that follows them.
 - ``{"event": "exception", "type", "message"}`` when training fails, so that the run's record
   says how it ended.
 
@@ -58,6 +60,7 @@ class MetricLogger(Callback):
         self._interval = every_n_steps or 0
         self._events_written = 0
         self._resumed = False
+        self._seen_step: int | None = None
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write ``records`` (plain dicts; may be empty) to the logger's destination."""
@@ -74,12 +77,14 @@ class MetricLogger(Callback):
             # A fresh run: the trainer's event list starts empty. A resumed run keeps the count
             # restored from its checkpoint, so no event is written twice.
             self._events_written = 0
+        self._seen_step = trainer.global_step
         run_info = getattr(trainer, "run_info", None)
         if run_info:
             self.write([{"event": "run_start", **run_info, **({"resumed": True} if self._resumed else {})}])
 
     def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        if not self._interval or trainer.global_step % self._interval:
+        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+        if not stepped or not self._interval or trainer.global_step % self._interval:
             return
         record = {
             "event": "step",

@@ -91,6 +91,32 @@ def ordinary_mode(path: Path) -> None:
     os.chmod(path, 0o666 & ~_UMASK)
 
 
+def link_atomically(source: Path, path: Path) -> None:
+    """Make ``path`` hold ``source``'s bytes, atomically: a hard link (no copy) where the file system has them,
+    else a copy.
+
+    Either way the new name is prepared under a temporary name, fsynced and renamed into place, so
+    a reader finds the previous file or the new one, never part of one.
+    """
+    import shutil
+
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            # No hard links here (FAT, some network file systems): a copy, flushed before the rename.
+            shutil.copyfile(source, temporary)
+            with open(temporary, "rb+") as copied:
+                os.fsync(copied.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
 def fsync_directory(directory: Path) -> None:
     """Make renames and deletions in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:

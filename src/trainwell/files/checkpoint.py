@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import CheckpointError
-from trainwell.files.atomic import write_atomically
+from trainwell.files.atomic import link_atomically, write_atomically
+from trainwell.files.checkpoint_retry import serialised_size, with_retry
 from trainwell.files.manifest import (
     Manifest,
     checkpoint_directory,
@@ -46,8 +47,7 @@ from trainwell.files.manifest import (
     read_manifest,
 )
 from trainwell.files.model_state import load_model_state
-from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy, retry_call
-from trainwell.files.storage import DISK_FULL, PERMISSION, WriteFailure, classify, format_bytes
+from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
 
 logger = logging.getLogger("trainwell")
 
@@ -119,6 +119,8 @@ def write_checkpoint(
     val_loss: float | None = None,
     kind: str = "manual",
     healthy: bool = True,
+    monitor: str | None = None,
+    monitored: float | None = None,
     retry: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> Path:
@@ -137,17 +139,67 @@ def write_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(path)
-    _with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
-    digest, size = _with_retry(
+    with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
+    digest, size = with_retry(
         lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)),
         retry,
         sleep,
         path,
         size=lambda: serialised_size(checkpoint),
     )
-    text = manifest_text(path, digest, size, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
-    _with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
+    text = manifest_text(
+        path,
+        digest,
+        size,
+        step=step,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+        healthy=healthy,
+        monitor=monitor,
+        monitored=monitored,
+    )
+    with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, path, "commit")
     return path
+
+
+def alias_checkpoint(
+    source: Manifest,
+    alias: Path,
+    *,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> Path:
+    """Make ``alias`` (``last.pt``, ``best.pt``) the committed checkpoint ``source``, under a stable name.
+
+    The alias's manifest goes first, then its bytes are put in place (a hard link, else a copy:
+    :func:`~trainwell.files.atomic.link_atomically`), then its new manifest, with ``source``'s
+    checksum and values and ``alias_of`` naming it, commits it: a crash in between leaves an
+    uncommitted alias, which nothing loads, never a half-written one that looks complete. Discovery
+    and pruning leave aliases out (:func:`~trainwell.files.manifest.committed_checkpoints`).
+
+    Raises:
+        CheckpointError: the alias could not be written (``source`` is untouched).
+    """
+    alias = Path(alias)
+    manifest_file = manifest_path(alias)
+    with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, alias, "remove the old manifest of")
+    with_retry(lambda: link_atomically(source.path, alias), retry, sleep, alias)
+    text = manifest_text(
+        alias,
+        source.sha256,
+        source.size,
+        step=source.step,
+        epoch=source.epoch,
+        val_loss=source.val_loss,
+        kind=source.kind,
+        healthy=source.healthy,
+        monitor=source.monitor,
+        monitored=source.monitored,
+        alias_of=source.path.name,
+    )
+    with_retry(lambda: write_atomically(manifest_file, lambda file: file.write(text)), retry, sleep, alias, "commit")
+    return alias
 
 
 def check_plain(value: Any, where: str = "checkpoint") -> None:
@@ -182,99 +234,6 @@ def check_plain(value: Any, where: str = "checkpoint") -> None:
         "plain data (numbers, strings, None, lists, tuples, dicts), so that it loads with weights_only=True "
         "and never runs code. Convert it, e.g. to a dict of its fields."
     )
-
-
-class _WriteFailed(Exception):
-    """Carries a classified write failure through the retry loop (retried unless permanent)."""
-
-    def __init__(self, failure: WriteFailure) -> None:
-        super().__init__(failure.reason())
-        self.failure = failure
-
-
-class _Transient(_WriteFailed):
-    """A failure worth retrying."""
-
-
-def _with_retry(
-    operation: Callable[[], Any],
-    policy: RetryPolicy,
-    sleep: Callable[[float], Any],
-    path: Path,
-    what: str = "write",
-    size: Callable[[], int | None] = lambda: None,
-) -> Any:
-    """``operation()``, retried on transient failures, any failure ending as a CheckpointError that says what to do.
-
-    Every exception counts, not only OSError: ``torch.save``'s zip writer reports a full disk as a
-    RuntimeError. :func:`trainwell.files.storage.classify` finds the cause (disk full, permission,
-    other); a permission is not retried.
-    """
-
-    def attempt() -> Any:
-        try:
-            return operation()
-        except Exception as error:
-            failure = classify(error, path.parent)
-            if failure.permanent:
-                raise _WriteFailed(failure) from error
-            # Retried: the log names the cause, not the serialiser's words for it.
-            raise _Transient(failure) from error
-
-    try:
-        return retry_call(
-            attempt, policy=policy, retry_on=(_Transient,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
-        )
-    except (_WriteFailed, _Transient) as failed:
-        raise CheckpointError(_failure_message(failed.failure, path, what, policy.attempts, size)) from failed.__cause__
-
-
-def _failure_message(
-    failure: WriteFailure, path: Path, what: str, attempts: int, size: Callable[[], int | None]
-) -> str:
-    directory = path.parent
-    resume = "then resume with resume='auto' (--resume auto); earlier checkpoints are intact."
-    where = f"{failure.free()} on the file system of '{directory}'"
-    if failure.kind == PERMISSION:
-        return (
-            f"could not {what} checkpoint '{path}': {failure.reason()} ({where}). This is not transient, so it was "
-            f"not retried. Make the directory '{directory}' writable (or choose another run_dir), {resume}"
-        )
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
-    if failure.kind == DISK_FULL:
-        needed = size()
-        needs = f"; the checkpoint needs {format_bytes(needed)}" if needed else ""
-        return (
-            f"could not {what} checkpoint '{path}'{tries}: {failure.reason()}: the disk is full ({where}{needs}). "
-            f"Free disk space there (or set run_dir on a larger disk, or keep fewer checkpoints with "
-            f"checkpoint_keep_last=1, checkpoint_keep_best=0), {resume}"
-        )
-    return (
-        f"could not {what} checkpoint '{path}'{tries}: {failure.reason()} ({where}). Check the file system "
-        f"(a network mount that went away, a failing disk) or choose another run_dir, {resume}"
-    )
-
-
-def serialised_size(checkpoint: Mapping[str, Any]) -> int | None:
-    """How many bytes ``torch.save`` writes for ``checkpoint`` (serialised into a counter, nothing stored)."""
-    import torch
-
-    class Counter:
-        size = 0
-
-        def write(self, data: bytes) -> int:
-            self.size += len(data)
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
-    counter = Counter()
-    try:
-        torch.save(dict(checkpoint), counter)
-    except Exception:  # noqa: BLE001 - only a message's detail depends on it
-        return None
-    return counter.size
 
 
 # ---------------------------------------------------------------------------------------- loading

@@ -4,6 +4,11 @@ A checkpoint counts only once its manifest (``<name>.manifest.json``, beside it)
 file's SHA-256 and size, the step and epoch it was taken at, its kind, whether the state was
 healthy, and its ``val_loss``. Discovery therefore never sees a half-written checkpoint, and
 "latest" means the highest committed step, never the newest modification time.
+
+The stable names ``last.pt`` and ``best.pt`` are *aliases*: the same bytes as a committed
+checkpoint (a hard link, or a copy where the file system has none), committed by their own
+manifest, which names the checkpoint they stand for (``alias_of``). Discovery and pruning skip
+them: they are pointers for people and for ``load_model``, never a checkpoint of their own.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class ManifestSchema(BaseModel):
     epoch: Optional[int] = Field(None, ge=0)
     val_loss: Optional[float] = Field(None, allow_inf_nan=False)
     healthy: bool = True
+    monitor: Optional[str] = None
+    monitored: Optional[float] = Field(None, allow_inf_nan=False)
+    alias_of: Optional[str] = None
     files: dict[str, FileEntry]
 
 
@@ -79,6 +87,9 @@ class Manifest:
         kind: ``"epoch"`` (end of an epoch), ``"step"`` (every N steps), ``"interrupt"`` (on a
             signal, or before a bad batch ends the run), or ``"manual"`` (:func:`save_checkpoint`).
         healthy: Whether no step of its epoch had gone bad when it was written (a state worth rolling back to).
+        monitor: The run's monitored metric (``val_loss``, ``val_accuracy`` ...), when it had one.
+        monitored: That metric's value in the last completed epoch.
+        alias_of: For ``last.pt``/``best.pt``, the name of the checkpoint they are a copy of; else None.
     """
 
     path: Path
@@ -89,6 +100,15 @@ class Manifest:
     val_loss: float | None = None
     kind: str = "manual"
     healthy: bool = True
+    monitor: str | None = None
+    monitored: float | None = None
+    alias_of: str | None = None
+
+    def value(self, metric: str) -> float | None:
+        """The value of ``metric`` recorded with the checkpoint (``val_loss`` is always recorded), or None."""
+        if metric == self.monitor:
+            return self.monitored
+        return self.val_loss if metric == "val_loss" else None
 
     @property
     def order(self) -> tuple[int, int]:
@@ -112,6 +132,9 @@ def manifest_text(
     val_loss: float | None,
     kind: str,
     healthy: bool,
+    monitor: str | None = None,
+    monitored: float | None = None,
+    alias_of: str | None = None,
 ) -> bytes:
     """The manifest that commits checkpoint ``path`` (its SHA-256 ``digest`` and ``size``), as JSON bytes."""
     manifest = {
@@ -119,8 +142,11 @@ def manifest_text(
         "kind": kind,
         "step": step,
         "epoch": epoch,
-        "val_loss": val_loss if val_loss is None or math.isfinite(val_loss) else None,
+        "val_loss": _finite_or_none(val_loss),
         "healthy": healthy,
+        "monitor": monitor,
+        "monitored": _finite_or_none(monitored),
+        "alias_of": alias_of,
         "files": {path.name: {"sha256": digest, "bytes": size}},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -148,7 +174,8 @@ def read_manifest(path: Path) -> Manifest | None:
 
 
 def committed_checkpoints(directory: str | Path) -> list[Manifest]:
-    """The committed checkpoints in ``directory``, newest (highest step) first. Files are not verified here.
+    """The committed checkpoints in ``directory``, newest (highest step) first; aliases (``last.pt``,
+    ``best.pt``) are not checkpoints of their own and are left out. Files are not verified here.
 
     A manifest that is unreadable or malformed (wrong types, missing fields) commits nothing: its
     checkpoint counts as uncommitted, and a warning names the manifest and what is wrong.
@@ -166,7 +193,9 @@ def committed_checkpoints(directory: str | Path) -> list[Manifest]:
         except CheckpointError as error:
             logger.warning("Ignoring checkpoint manifest %s (its checkpoint counts as uncommitted): %s", manifest_file, error)
             continue
-        manifests.extend(manifest for name, manifest in listed.items() if Path(name).stem == stem)
+        manifests.extend(
+            manifest for name, manifest in listed.items() if Path(name).stem == stem and manifest.alias_of is None
+        )
     return sorted(manifests, key=lambda m: m.order, reverse=True)
 
 
@@ -204,6 +233,9 @@ def _manifests_in(manifest_file: Path) -> dict[str, Manifest]:
             val_loss=data.val_loss,
             kind=data.kind,
             healthy=data.healthy,
+            monitor=data.monitor,
+            monitored=data.monitored,
+            alias_of=data.alias_of,
         )
         for name, entry in data.files.items()
     }
@@ -276,3 +308,7 @@ def remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

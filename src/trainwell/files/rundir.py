@@ -9,6 +9,7 @@
 <run_dir>/model.txt         the model's layers, output shapes and parameter counts
 <run_dir>/data.json         what was learned from the data (trainwell.data.save_data_info)
 <run_dir>/checkpoints/      exact-resume checkpoints, each committed by a manifest
+<run_dir>/checkpoints/last.pt, best.pt   the newest and the best of them, under stable names
 <run_dir>/curves.png        learning curves
 <run_dir>/confusion.json    the validation confusion matrix of the weights the run ended with
 <run_dir>/report.html       the run at a glance, with the doctor's findings
@@ -25,6 +26,10 @@ from typing import Any
 from trainwell.exceptions import ConfigError
 from trainwell.files.atomic import write_yaml
 from trainwell.files.storage import writing
+
+# The stable names of the newest and the best checkpoint, in any checkpoint directory.
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,14 @@ class RunPaths:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / BEST_CHECKPOINT
 
     @property
     def curves(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Any
@@ -34,20 +35,19 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.o
     """The optimizer ``config`` asks for, over ``model``'s trainable parameters, peaking at ``lr``.
 
     AdamW and SGD use torch's fused implementation where the parameters' device supports it
-    (one kernel for the whole update) and the multi-tensor (foreach) one otherwise.
-    A callable ``config.optimizer`` receives the parameter groups and returns an optimizer.
-    """
-    groups = param_groups(model, config.weight_decay, config.decay_bias_and_norm)
-    if callable(config.optimizer):
-        optimizer = config.optimizer(groups)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            from trainwell.exceptions import ConfigError
+    (one kernel for the whole update) and the multi-tensor (foreach) one otherwise, with
+    ``config.weight_decay`` on the weights (:func:`param_groups`) and ``lr``.
 
-            raise ConfigError(
-                f"optimizer={config.optimizer!r} returned {type(optimizer).__name__}: expected a "
-                "torch.optim.Optimizer built from the parameter groups it receives."
-            )
-        return optimizer
+    A factory (a callable ``config.optimizer``) receives the trainable parameters as a plain list
+    and its optimizer is used as it is: its own lr, weight decay and other settings win, and
+    ``lr`` is not applied (per-group options would also be refused by optimizers such as LBFGS).
+
+    Raises:
+        ConfigError: the factory returned something other than an optimizer of those parameters.
+    """
+    if callable(config.optimizer):
+        return _from_factory(config.optimizer, [p for p in model.parameters() if p.requires_grad])
+    groups = param_groups(model, config.weight_decay, config.decay_bias_and_norm)
     if config.optimizer == "adamw":
         make = lambda **fast: torch.optim.AdamW(groups, lr=lr, **fast)  # noqa: E731
     else:
@@ -59,6 +59,43 @@ def build_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.o
     except (RuntimeError, ValueError) as unsupported:
         logger.debug("Fused %s unavailable (%s); using the foreach implementation.", config.optimizer, unsupported)
         return make(foreach=True)
+
+
+def _from_factory(factory: Any, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    from trainwell.config import describe_callable
+    from trainwell.exceptions import ConfigError
+
+    optimizer = factory(parameters)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer={describe_callable(factory)} returned {type(optimizer).__name__}: expected a "
+            "torch.optim.Optimizer built from the parameters it receives, e.g. "
+            "optimizer=lambda params: torch.optim.SGD(params, lr=0.1)."
+        )
+    given = {id(p) for p in parameters}
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not optimized <= given or not optimized:
+        raise ConfigError(
+            f"optimizer={describe_callable(factory)} returned an optimizer of {len(optimized)} parameters, "
+            f"{len(optimized - given)} of them not among the model's {len(given)} trainable ones: build it from the "
+            "parameters the factory receives (optimizer=lambda params: torch.optim.SGD(params, lr=0.1))."
+        )
+    return optimizer
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` needs a closure that recomputes the loss (``torch.optim.LBFGS``).
+
+    Example:
+        >>> parameter = [torch.zeros(1, requires_grad=True)]
+        >>> needs_closure(torch.optim.LBFGS(parameter)), needs_closure(torch.optim.SGD(parameter, lr=0.1))
+        (True, False)
+    """
+    try:
+        closure = inspect.signature(type(optimizer).step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 def is_fused(optimizer: torch.optim.Optimizer) -> bool:

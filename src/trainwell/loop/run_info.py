@@ -19,10 +19,14 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
 
     params = sum(p.numel() for p in trainer._parameters)
     optimizer = type(trainer.optimizer).__name__ + (" (fused)" if is_fused(trainer.optimizer) else "")
-    steps = trainer.steps_per_epoch if trainer.steps_per_epoch is not None else "?"
+    # Optimizer steps: batches / accumulate_grad_batches (what step records and schedules count).
+    per_epoch = trainer.limits.steps_per_epoch if trainer.limits is not None else trainer.steps_per_epoch
+    steps = per_epoch if per_epoch is not None else "?"
+    accumulate = trainer.config.accumulate_grad_batches
+    batches = f"batch {batch_size}" + (f" (x {accumulate} accumulated per step)" if accumulate > 1 else "")
     task = trainer.task.name if trainer.task else "custom"
     logger.info(
-        "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of batch %d, %s, "
+        "Training %s (%s trainable parameters) on %s in %s: %d epochs x %s steps of %s, %s, "
         "lr %s (%s schedule), task %s.",
         type(trainer.module).__name__,
         number(params),
@@ -30,7 +34,7 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         trainer.precision.name,
         trainer.config.epochs,
         steps,
-        batch_size,
+        batches,
         optimizer,
         number(trainer.peak_lr),
         trainer.config.schedule,
@@ -42,10 +46,12 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
     )
     run = {
         "batch_size": batch_size,
-        "steps_per_epoch": trainer.steps_per_epoch,
+        "steps_per_epoch": per_epoch,
         "peak_lr": trainer.peak_lr,
         "parameters": params,
     }
+    if accumulate > 1:
+        run["accumulate_grad_batches"] = accumulate
     session = getattr(trainer, "distributed", None)
     if session is not None:  # under torchrun: batch_size is per process
         run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)

@@ -26,20 +26,22 @@ from trainwell.distributed.session import Session, joined
 from trainwell.exceptions import ConfigError, DataError
 from trainwell.loop import preflight
 from trainwell.loop.batch_check import BatchCheck, stopped_at_bad_batch
+from trainwell.loop.limits import RunLimits, dev_run_config
 from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
-from trainwell.loop.result import FitResult
+from trainwell.loop.prediction import prediction_pass
+from trainwell.loop.result import FitResult, fit_result
 from trainwell.loop.run_dir import run_directory
-from trainwell.loop.setup import assemble
+from trainwell.loop.setup import assemble, resume_from
 from trainwell.loop.state import FromState, TrainState, load_parts
 from trainwell.loop.step import StepRunner
 from trainwell.loop.tasks import Task
-from trainwell.loop.validation import evaluation_pass
+from trainwell.loop.validation import evaluation_pass, on_plain_module
 from trainwell.observe.logs import format_epoch, setup_console_logging
 from trainwell.observe.monitor import Monitor
 from trainwell.reliability.divergence import check_finite_end, judged_on_device
 from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher, stop_on_signal
-from trainwell.reliability.resume import checkpoint_of, trainer_state_of, warn_about_changed_options
+from trainwell.reliability.resume import checkpoint_of
 from trainwell.reliability.rng import RandomState
 from trainwell.system import memory_metrics, reset_peak_memory
 
@@ -69,8 +71,9 @@ class Trainer:
         model_summary: The model's layers, output shapes on the first batch and parameter
             counts (:func:`trainwell.models.summary`), also written to ``model.txt``.
         should_stop: Set it to True (e.g. from a callback) to stop after the current epoch.
-        monitor: Which epoch is best (:class:`~trainwell.observe.monitor.Monitor`: val_loss, or
-            train_loss without validation): ``FitResult.best``, the best checkpoint, the rollback target.
+        monitor: Which epoch is best (:class:`~trainwell.observe.monitor.Monitor`: ``monitor``/``mode``,
+            val_loss by default): early stopping, ``FitResult.best``, the best checkpoint, the rollback target.
+        limits: How long the run is (:class:`~trainwell.loop.limits.RunLimits`: epochs, max_steps, batches).
         checkpointing: The :class:`~trainwell.callbacks.checkpointing.Checkpointing` callback that
             writes the run's checkpoints (None without a run directory).
         distributed: Under torchrun, this process's :class:`~trainwell.distributed.session.Session`
@@ -115,6 +118,7 @@ class Trainer:
         self.distributed: Session | None = None
         self.runner: StepRunner | None = None
         self.batch_check: BatchCheck | None = None
+        self.limits: RunLimits | None = None
         self._signals = SignalCatcher()
 
     # ------------------------------------------------------------------ the loop
@@ -134,17 +138,17 @@ class Trainer:
             under torchrun: join the processes, shard the loaders, wrap the model in DDP or shard it (FSDP)
             build the parts: optimizer, precision, schedule, guard + healer, step runner, callbacks
             if resuming: load_state_dict(checkpoint)         # every part's state, RNGs last
-            while epochs remain and not should_stop:
-                for batch in train_loader (from the saved batch when resuming inside the epoch):
-                    lr = peak_lr * schedule(global_step)
-                    loss = step(batch)                          # loop/step.py: autocast, train_step,
-                                                                # backward, clip, judge, optimizer step
+            while epochs and max_steps remain and not should_stop:     # loop/limits.py
+                for batch in train_loader (from the saved batch when resuming inside the epoch; limited):
+                    lr = peak_lr * schedule(global_step)        # or the user's scheduler (loop/schedules.py)
+                    loss = step(batch)                          # loop/step.py: autocast, train_step, backward,
+                                                                # clip, judge, optimizer step (every N batches)
                     non-finite loss/grad -> update skipped; K in a row -> roll back, lr x 0.5;
                         M rollbacks -> DivergenceError          # reliability/healing.py
-                    every checkpoint_every_steps: checkpoint; SIGTERM/SIGINT: checkpoint and stop
+                    every val_every_steps: validate; every checkpoint_every_steps: checkpoint; signal: stop
                 metrics = evaluate(val_loader)                # loop/validation.py: val_loss, val_accuracy ...
-                callbacks.on_epoch_end(metrics)               # log, metrics.jsonl, early stopping, checkpoint
-            restore the best weights (early stopping); return FitResult
+                scheduler.step() per epoch; callbacks.on_epoch_end(metrics)  # early stopping, checkpoint ...
+            restore the best weights by the monitor (early stopping); return FitResult
 
         Args:
             model: Any ``nn.Module`` with trainable parameters; it is trained in place.
@@ -173,6 +177,8 @@ class Trainer:
         """
         setup_console_logging()
         preflight.check_inputs(model, train_loader, val_loader)
+        if self.config.fast_dev_run:
+            self.config = dev_run_config(self.config, resume)
         # Under torchrun: join the other processes and train on this one's share of the data (in one
         # process, nothing changes); rank 0 alone writes the run directory, and picks the checkpoint.
         with joined(self.config) as session:
@@ -214,26 +220,26 @@ class Trainer:
         self._setup(model, train_loader, val_loader)
         checked()  # every part is built and checked: now the run directory is created
         if checkpoint is not None:
-            self._resume_from(*checkpoint)
+            resume_from(self, *checkpoint)
             del checkpoint  # its tensors are the parts' now (a sharded one's pieces are on the device)
         self.healer.remember()  # the first good state to roll back to
-        state = self.state
+        state, limits = self.state, self.limits
         try:
             self.callbacks.call("on_train_begin", self)
-            while state.completed_epochs < self.config.epochs and not state.should_stop:
+            while limits.go_on(state):
                 if state.batch_in_epoch is None:  # else a resumed epoch goes on from its saved batch
                     state.begin_epoch(self.guard.skipped)
                 self.callbacks.call("on_epoch_begin", self, epoch=state.epoch)
                 started = time.perf_counter()
-                row = {"epoch": state.epoch, **self._train_epoch(train_loader)}
+                row = {"epoch": state.epoch, **self._train_epoch(train_loader, val_loader)}
                 if val_loader is not None:
-                    val_metrics = self._validate(val_loader)
-                    self.callbacks.call("on_eval_end", self, metrics=val_metrics)
-                    row.update(val_metrics)
+                    row.update(self._validate(val_loader))
                 row.update(memory_metrics(self.device))
                 row["epoch_time_s"] = time.perf_counter() - started
+                self.monitor.value_in(row)  # the monitored metric must be one the epochs record
                 state.history.append(row)
-                logger.info(format_epoch(row, self.config.epochs))
+                logger.info(format_epoch(row, limits.epochs))
+                self.learning_rates.after_epoch(row)  # a scheduler of the user's that steps per epoch
                 self.callbacks.call("on_epoch_end", self, epoch=state.epoch, metrics=row)
                 self.healer.on_epoch_end()
                 if self._signals.received is not None:
@@ -247,19 +253,22 @@ class Trainer:
             if stopped is error:
                 raise
             raise stopped from error
-        return FitResult.of(self)
+        return fit_result(self)
 
-    def _train_epoch(self, train_loader: Iterable[Any]) -> dict[str, Any]:
+    def _train_epoch(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> dict[str, Any]:
         """One pass over the training data (the rest of it, when resuming inside the epoch); returns its metrics."""
         self.model.train()
         set_epoch = getattr(train_loader, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(self.epoch - 1)
         reset_peak_memory(self.device)
-        state, log_every = self.state, self.config.log_every_steps
+        state, log_every, limits, runner = self.state, self.config.log_every_steps, self.limits, self.runner
         first = state.batch_in_epoch
         started = time.perf_counter()
-        for batch_index, batch in enumerate(self.loader_position.begin_epoch(first), start=first):
+        epoch_batches = limits.epoch(self.loader_position, first)
+        for batch_index, batch in enumerate(epoch_batches, start=first):
+            if limits.reached(state.global_step):  # max_steps: the epoch ends here
+                break
             self.callbacks.on_batch_begin(self, batch_index)
             inputs, targets = batches.split_batch(batch)
             state.epoch_samples += batches.count_samples(inputs)
@@ -270,20 +279,20 @@ class Trainer:
             self.learning_rates.before_step(state.global_step)
             self.batch_check.at("train_loader", batch_index, state.epoch)
             try:
-                loss = self.runner(inputs, targets)
+                loss = runner(inputs, targets, limits.left_in_epoch(batch_index))
             except (RuntimeError, ValueError, IndexError) as error:
                 self.batch_check.refuse_if_reshaped(error, inputs)
                 raise
-            state.global_step += 1
             state.batch_in_epoch = batch_index + 1
-            if self._device_checks and state.global_step % log_every == 0:
-                self.batch_check.flush()
-                self.guard.flush(state.global_step)
+            if runner.stepped:  # the last batch of a gradient window (every batch without accumulation)
+                self._after_step(val_loader, batch_index, log_every)
             self.callbacks.on_batch_end(self, batch_index, loss)
             if self._signals.received is not None:
                 self._stop_on_signal()
+        if runner.flush():  # a gradient window the epoch ended inside (a loader without a length)
+            self._after_step(None, None, log_every)
         # Compilation is reported on its own (a "compile" event), not as slow training.
-        elapsed = time.perf_counter() - started - self.runner.take_compile_seconds()
+        elapsed = time.perf_counter() - started - runner.pop_compile_seconds()
         self.batch_check.flush()
         self.guard.flush(state.global_step)
         state.batch_in_epoch = None
@@ -295,21 +304,31 @@ class Trainer:
             "nonfinite_steps": self.guard.skipped - state.skipped_at_epoch_start,
         }
 
-    def _validate(self, val_loader: Iterable[Any]) -> dict[str, float]:
-        # Validation must not change training's randomness (a DataLoader draws a seed from the
-        # global RNG whenever it is iterated): with or without it, training sees the same dropout
-        # masks and batch order.
+    def _after_step(self, val_loader: Iterable[Any] | None, batch_index: int | None, log_every: int) -> None:
+        """Count the optimizer step just taken; step a per-step scheduler; validate every ``val_every_steps``."""
+        state = self.state
+        state.global_step += 1
+        self.learning_rates.after_step()
+        if self._device_checks and state.global_step % log_every == 0:
+            self.batch_check.flush()
+            self.guard.flush(state.global_step)
+        if val_loader is not None and self.limits.validates_at(state.global_step, batch_index):
+            self._validate(val_loader, inside_epoch=True)
+
+    def _validate(self, val_loader: Iterable[Any], inside_epoch: bool = False) -> dict[str, float]:
+        """One validation pass (limited by ``limit_val_batches``) between the ``on_eval_begin``/``on_eval_end`` hooks;
+        one inside an epoch (``val_every_steps``) is recorded as a ``validation`` event."""
+        self.callbacks.call("on_eval_begin", self)
+        val_loader = self.limits.validation(val_loader)
         self.batch_check.at("val_loader", counting=True)
-        with torch.random.fork_rng(devices=self._rng_devices):
-            if self.distributed is None:
-                return self.evaluate(val_loader)
-            # Several processes validate on the plain module, with rank 0's buffers (FSDP: whole weights gathered).
-            wrapped, self.model = self.model, self.module
-            try:
-                with self.distributed.validating(self.module):
-                    return self.evaluate(val_loader)
-            finally:
-                self.model = wrapped
+        # Validation must not change training's randomness (a DataLoader draws a seed from the global RNG).
+        with torch.random.fork_rng(devices=self._rng_devices), on_plain_module(self):
+            metrics = self.evaluate(val_loader)
+        if inside_epoch:
+            shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+            self.record_event("validation", message=f"Validation at step {self.global_step}: {shown}", **metrics)
+        self.callbacks.call("on_eval_end", self, metrics=metrics)
+        return metrics
 
     def _stop_on_signal(self) -> None:
         """Commit a checkpoint of the state after the step (or epoch) that just finished, then raise TrainingInterrupted."""
@@ -337,6 +356,23 @@ class Trainer:
         outputs = batches.forward(self.model, inputs)
         targets = self.batch_check(outputs, targets)
         return {"loss": self.task.loss(outputs, targets), "outputs": outputs, "targets": targets}
+
+    def predict_step(self, inputs: Any) -> Any:
+        """The outputs for one batch of inputs (on the device); override it for a model called its own way."""
+        return batches.forward(self.model, inputs)
+
+    def predict(self, loader: Iterable[Any], model: nn.Module | None = None) -> Any:
+        """The outputs of :meth:`predict_step` for every batch of ``loader`` (eval mode, no gradients), on the CPU:
+        concatenated along the batch dimension, else a list per batch (``loop.prediction.prediction_pass``).
+
+        Args:
+            loader: Batches as in training (the targets unused), or of inputs alone (tensors, 1-tuples, ``{"inputs"}``).
+            model: The module to predict with; None is the one ``fit`` trained.
+
+        Example:
+            >>> probabilities = trainer.predict(test_loader).softmax(dim=1)  # doctest: +SKIP
+        """
+        return prediction_pass(self, loader, model)
 
     def evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
         """Mean loss and task metrics over ``loader``, weighted by batch size (no per-batch host sync).
@@ -414,17 +450,6 @@ class Trainer:
         self.guard.flush(self.global_step)
         return self.healer.is_good()
 
-    def _resume_from(self, path: Path, checkpoint: dict[str, Any]) -> None:
-        source = f"checkpoint '{path}'"
-        parts = trainer_state_of(checkpoint, source)
-        warn_about_changed_options(checkpoint.get("config") or {}, self.config.to_yaml_dict())
-        self.load_state_dict(parts, source)
-        batch, epoch = self.batch_in_epoch, self.epoch
-        where = f"epoch {epoch} after {batch} of its batches" if batch is not None else f"the end of epoch {epoch}"
-        self.record_event(
-            "resumed", logging.INFO, f"Resumed from {path} at step {self.global_step} ({where}).", checkpoint=str(path)
-        )
-
     # ------------------------------------------------------------------ helpers
 
     @property
@@ -441,14 +466,14 @@ class Trainer:
         (and metrics.jsonl: ``{"event": event, "epoch": ..., "step": ..., **fields}``)."""
         self.state.record_event(event, level, message, **fields)
 
-    @property
-    def overrides_train_step(self) -> bool:
-        """Whether a subclass computes the step itself (then the model's outputs are its business)."""
-        return type(self).train_step is not Trainer.train_step
-
     def _checks_on_device(self) -> bool:
         """Whether non-finite steps are judged on the device, with no per-step sync (reliability/divergence.py)."""
         return judged_on_device(self.device, self.precision.scaler is not None, is_fused(self.optimizer))
+
+    def overrides(self, step: str) -> bool:
+        """Whether a subclass computes ``step`` (``"train_step"``, ``"eval_step"``) itself: then the model's
+        signature and outputs are the step's business."""
+        return getattr(type(self), step) is not getattr(Trainer, step)
 
     def _setup(self, model: nn.Module, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
         """Build the run's parts for ``model`` and the loaders (a fresh state: resuming loads into it)."""

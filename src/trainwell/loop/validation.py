@@ -9,7 +9,8 @@ process are added up, so each metric covers the whole validation set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,3 +107,19 @@ def evaluation_pass(
     if details is not None:
         result.update(details.compute(totals[1:]))
     return PassResult(result, details, samples)
+
+
+@contextlib.contextmanager
+def on_plain_module(trainer: Any) -> Iterator[None]:
+    """Under torchrun, a block in which ``trainer.model`` is the plain module with rank 0's buffers (BatchNorm
+    statistics), as checkpoints hold them, and under FSDP its whole weights gathered: several processes validate
+    it (:mod:`trainwell.distributed.session`). In one process, nothing changes."""
+    if trainer.distributed is None:
+        yield
+        return
+    wrapped, trainer.model = trainer.model, trainer.module
+    try:
+        with trainer.distributed.validating(trainer.module):
+            yield
+    finally:
+        trainer.model = wrapped

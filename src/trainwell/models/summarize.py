@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 
-def summary(model: nn.Module, example_input: Any) -> str:
+def summary(model: nn.Module, example_input: Any, run: Callable[[], Any] | None = None) -> str:
     """Describe ``model`` layer by layer by running it once on ``example_input``.
 
     Each row is a layer that holds parameters of its own or has no sub-layers: its name, type,
@@ -24,6 +24,10 @@ def summary(model: nn.Module, example_input: Any) -> str:
         model: Any ``nn.Module``.
         example_input: One batch of inputs: a tensor, a tuple/list of tensors (passed as
             positional arguments) or a mapping (passed as keyword arguments).
+        run: Instead of calling ``model(example_input)`` in eval mode without gradients, call this
+            as it is (code that calls the model its own way, such as a training step with a
+            recurrent state, in the mode and gradient setting the caller chose): the shapes are
+            those of the model's first call.
 
     Returns:
         A multi-line table, ending with the total and trainable parameter counts.
@@ -52,19 +56,28 @@ def summary(model: nn.Module, example_input: Any) -> str:
         return hook
 
     handles = [module.register_forward_hook(record(name)) for name, module in rows if module is not model]
+    called: list[Any] = []
+    handles.append(
+        model.register_forward_hook(lambda module, args, output: called.append(output) if not called else None)
+    )
     parameter = next(model.parameters(), None)
     if parameter is not None:
         example_input = move_to(example_input, parameter.device)
     was_training = model.training
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    model.eval()
+    if run is None:
+        model.eval()
     try:
         # No gradients (no autograd graph, no activation memory kept), and torch's fused inference
         # kernels for attention and Transformer layers switched off for this one pass: they
         # bypass the sub-layers, whose hooks would then report nothing.
         torch.backends.mha.set_fastpath_enabled(False)
-        with torch.no_grad():
-            output = forward(model, example_input)
+        if run is None:
+            with torch.no_grad():
+                forward(model, example_input)
+        else:
+            run()
+        output = called[0] if called else None
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
@@ -94,6 +107,8 @@ def _is_row(module: nn.Module) -> bool:
 
 
 def _shape(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, torch.Tensor):
         return str(tuple(value.shape))
     if isinstance(value, nn.utils.rnn.PackedSequence):

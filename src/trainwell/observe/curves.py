@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trainwell.files.atomic import write_bytes
 from trainwell.files.rundir import RunPaths
-from trainwell.observe.records import RunRecords, read_run
+from trainwell.observe.records import RunRecords, monitor_of, read_run
 
 # Validation metrics the middle panel shows, in order of preference, with their titles.
 METRIC_PANELS = (
@@ -61,7 +61,8 @@ def render_curves(runs: Sequence[RunRecords], dpi: int = 100) -> bytes:
         if run.has("val_loss"):
             val_loss = run.series("val_loss")
             _line(loss_axes, epochs, val_loss, colour or "C1", "--", f"{prefix}validation")
-            best = _best_index(val_loss)
+            monitor = monitor_of(run)
+            best = monitor.best_index([row.get(monitor.metric) for row in run.epochs])
             if best is not None:
                 loss_axes.plot(
                     [epochs[best]], [val_loss[best]], marker="*", markersize=12, color=colour or "C1", linestyle="none"
@@ -72,7 +73,7 @@ def render_curves(runs: Sequence[RunRecords], dpi: int = 100) -> bytes:
         # A run that failed early may have one lr point: a marker shows it where a line would not.
         marker = "o" if len(rates) == 1 else None
         lr_axes.plot(positions, rates, color=colour or "C3", marker=marker, label=prefix.strip() or None)
-    loss_axes.set(title="loss (★ best validation)" if any(r.has("val_loss") for r in runs) else "loss", xlabel="epoch")
+    loss_axes.set(title="loss (★ best epoch)" if any(r.has("val_loss") for r in runs) else "loss", xlabel="epoch")
     if _span(runs) > LOG_SCALE_SPAN:
         loss_axes.set_yscale("log")
     loss_axes.legend(fontsize="small")
@@ -134,11 +135,6 @@ def _metric_of(runs: Sequence[RunRecords]) -> tuple[str | None, str]:
 def _line(axes, x: list[float], y: list[float], colour: str, style: str, label: str | None) -> None:
     # Markers keep single epochs, and epochs between non-finite gaps, visible.
     axes.plot(x, y, color=colour, linestyle=style, marker="o", markersize=3, label=label)
-
-
-def _best_index(values: list[float]) -> int | None:
-    finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
-    return min(finite)[1] if finite else None
 
 
 def _span(runs: Sequence[RunRecords]) -> float:

@@ -9,9 +9,12 @@ the best.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from trainwell.exceptions import ConfigError
 
 Item = TypeVar("Item")
 
@@ -65,6 +68,27 @@ class Monitor:
             self.bad_updates += 1
         return improved
 
+    def value_in(self, row: dict[str, Any]) -> Any:
+        """The monitored metric's value in an epoch's ``row``.
+
+        Raises:
+            ConfigError: the row has no such metric (naming those it has, and the closest).
+
+        Example:
+            >>> Monitor("val_acc").value_in({"epoch": 1, "val_loss": 0.3, "val_accuracy": 0.9})
+            Traceback (most recent call last):
+            ...
+            trainwell.exceptions.ConfigError: monitor='val_acc' is not a metric of this run: ...
+        """
+        if self.metric in row:
+            return row[self.metric]
+        names = sorted(name for name, value in row.items() if _is_number(value) and name != "epoch")
+        close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"monitor={self.metric!r} is not a metric of this run: its epochs record {', '.join(names)}.{hint}"
+        )
+
     @property
     def exhausted(self) -> bool:
         return self.patience is not None and self.bad_updates >= self.patience
@@ -115,18 +139,44 @@ class Monitor:
         self.bad_updates = state["bad_updates"]
 
 
-def run_monitor(min_delta: float = 0.0, validated: bool = True) -> Monitor:
-    """The monitor that decides a run's best epoch: the lowest val_loss (train_loss without validation).
+# Metrics that are better higher, by the first word of their name (after val_/train_): what mode="auto" maximises.
+HIGHER_IS_BETTER = ("accuracy", "acc", "f1", "precision", "recall", "r2", "auc", "auroc", "iou", "dice", "bleu")
+
+
+def resolve_mode(metric: str, mode: str = "auto") -> str:
+    """``mode``, or for ``"auto"`` the direction in which ``metric`` improves: ``"max"`` for accuracy-like metrics.
+
+    Example:
+        >>> resolve_mode("val_accuracy"), resolve_mode("val_top5"), resolve_mode("val_loss"), resolve_mode("val_mae")
+        ('max', 'max', 'min', 'min')
+    """
+    if mode != "auto":
+        return mode
+    stem = metric.split("_", 1)[1] if metric.startswith(("val_", "train_")) else metric
+    first = stem.split("_")[0].lower()
+    return "max" if first in HIGHER_IS_BETTER or (first.startswith("top") and first[3:].isdigit()) else "min"
+
+
+def run_monitor(
+    min_delta: float = 0.0, validated: bool = True, metric: str | None = None, mode: str = "auto"
+) -> Monitor:
+    """The monitor that decides a run's best epoch: ``metric`` (the config's ``monitor``), by default the
+    lowest val_loss (train_loss without validation).
 
     Args:
         min_delta: The run's ``early_stopping_min_delta``: smaller improvements do not count.
         validated: Whether the run validates (else its training loss is all there is).
+        metric: The config's ``monitor``: a key of an epoch's row; None for the default.
+        mode: The config's ``mode``: ``"min"``, ``"max"`` or ``"auto"`` (:func:`resolve_mode`).
 
     Example:
         >>> run_monitor().metric, run_monitor(validated=False).metric
         ('val_loss', 'train_loss')
+        >>> run_monitor(metric="val_accuracy").mode
+        'max'
     """
-    return Monitor("val_loss" if validated else "train_loss", "min", min_delta)
+    metric = metric or ("val_loss" if validated else "train_loss")
+    return Monitor(metric, resolve_mode(metric, mode), min_delta)
 
 
 def _is_number(value: Any) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from trainwell.display import number, seconds
 from trainwell.files.atomic import write_text
 from trainwell.files.rundir import RunPaths
 from trainwell.observe.doctor import Finding, diagnose
-from trainwell.observe.records import RunRecords, read_run
+from trainwell.observe.records import RunRecords, monitor_of, read_run
 
 # The metrics the summary table shows, in order, when the run has them.
 SUMMARY_METRICS = (
@@ -142,13 +141,12 @@ def _findings(findings: Sequence[Finding]) -> str:
 def _summary(run: RunRecords) -> str:
     if not run.epochs:
         return '<p class="muted">No epoch finished.</p>'
-    key = "val_loss" if run.has("val_loss") else "train_loss"
-    values = run.series(key)
-    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
+    monitor = monitor_of(run)
+    index = monitor.best_index([row.get(monitor.metric) for row in run.epochs])
     columns = []
-    if finite:
-        best = run.epochs[min(finite)[1]]
-        columns.append((f"best by {key} (epoch {best.get('epoch')})", best))
+    if index is not None:
+        best = run.epochs[index]
+        columns.append((f"best by {monitor.metric} (epoch {best.get('epoch')})", best))
     final = run.epochs[-1]
     if not columns or columns[0][1] is not final:
         columns.append((f"final (epoch {final.get('epoch')})", final))

@@ -13,9 +13,10 @@ The policy, one escalation per level:
 Each action is logged and recorded as an event (``nonfinite_skip``, ``rollback``) in metrics.jsonl.
 
 Which state to go back to. A state is *good* when no step of its epoch had gone bad when it was
-taken. Among good states the rollback picks the one of the best epoch by val_loss (the one early
-stopping would keep), else the newest: a run that was improving goes back to its last epoch, a run
-whose validation had been getting worse as it blew up goes back further, to before the damage.
+taken. Among good states the rollback picks the one of the best epoch by the run's monitor (val_loss
+unless ``monitor`` says otherwise: the one early stopping would keep), else the newest: a run that was
+improving goes back to its last epoch, a run whose validation had been getting worse as it blew up
+goes back further, to before the damage.
 These states cost nothing per step: with a run directory they are its committed checkpoints (on
 disk anyway; a host copy of the starting state serves until the first one is committed, and is
 then freed); without one, a copy on the host taken when training starts and at the end of each
@@ -211,7 +212,7 @@ class Healer:
             return []
         now = (self.state.global_step, self.state.epoch)
         good = [m for m in committed_checkpoints(self.checkpoints) if m.healthy and m.order <= now]
-        scored = self.monitor.ranked(epoch_checkpoints(good), value=lambda m: m.val_loss)
+        scored = self.monitor.ranked(epoch_checkpoints(good), value=lambda m: m.value(self.monitor.metric))
         return scored + [m for m in good if m not in scored]
 
     def _what_was_tried(self) -> str:

@@ -2,7 +2,8 @@
 
 :func:`load_model` rebuilds the model a run directory describes (``config.yaml``: the model and
 its arguments; ``data.json``: the sizes and the preprocessing learned from the training data),
-loads the weights of its best checkpoint (lowest val_loss, the weights the run ended with) and
+loads the weights of its best checkpoint (``checkpoints/best.pt``: the best by the run's monitor,
+the lowest val_loss by default, the weights the run ended with) and
 returns a :class:`LoadedModel` whose :meth:`~LoadedModel.predict` takes new data in the run's
 format and prepares it exactly as training did.
 """
@@ -116,9 +117,10 @@ def load_model(
     Args:
         run_dir: A run directory written by ``trainwell train`` (or by ``fit(..., run_dir=...)``,
             then with ``model`` given).
-        checkpoint: ``"best"`` (the best end-of-epoch checkpoint by the run's monitor, the lowest
-            val_loss: the weights the run ended with when it restored its best epoch), ``"last"`` (the newest), or the
-            path of a checkpoint file.
+        checkpoint: ``"best"`` (``checkpoints/best.pt``: the best end-of-epoch checkpoint by the
+            run's monitor, the lowest val_loss unless ``monitor`` said otherwise: the weights the
+            run ended with when it restored its best epoch), ``"last"`` (``checkpoints/last.pt``,
+            the newest), or the path of a checkpoint file.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         model: The module to load the weights into, for runs trained with ``trainwell.fit`` on
             your own model (their config names no model to rebuild). None rebuilds it from the run.
@@ -177,11 +179,18 @@ def load_model(
 def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     """The checkpoint file ``which`` names in ``run_dir``: ``"best"``, ``"last"``, or a path.
 
+    ``"best"`` and ``"last"`` are what the run's ``checkpoints/best.pt`` and ``last.pt`` stand for:
+    training kept them pointing at the best checkpoint by its monitor and at the newest. The
+    checkpoint they copy is returned while it is still there (its name says its epoch and step),
+    else the alias itself. For runs written before those names, or where they are not committed,
+    the same choice is made again from the manifests.
+
     Raises:
         CheckpointError: no committed checkpoint, or the path does not exist.
     """
     from trainwell.callbacks.checkpointing import Checkpointing
-    from trainwell.files.manifest import checkpoint_directory, committed_checkpoints
+    from trainwell.files.manifest import checkpoint_directory, committed_checkpoints, read_manifest
+    from trainwell.files.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT
     from trainwell.observe.monitor import run_monitor
 
     if str(which) not in ("best", "last"):
@@ -193,6 +202,15 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
             )
         return path
     directory = checkpoint_directory(run_dir)
+    alias = directory / (BEST_CHECKPOINT if str(which) == "best" else LAST_CHECKPOINT)
+    try:
+        pointer = read_manifest(alias) if alias.is_file() else None
+        original = read_manifest(directory / pointer.alias_of) if pointer and pointer.alias_of else None
+    except CheckpointError as error:
+        logger.warning("Ignoring %s: %s", alias, error)
+        pointer = original = None
+    if pointer is not None:
+        return original.path if original is not None and original.sha256 == pointer.sha256 else alias
     committed = committed_checkpoints(directory)
     if not committed:
         raise CheckpointError(
@@ -204,7 +222,11 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     # The Checkpointing callback's own choice by the run's own monitor, so "best" is the checkpoint
     # training kept as best (and whose weights it ended with).
     options = _read_config(run_dir) if RunPaths(run_dir).config.is_file() else {}
-    monitor = run_monitor(options.get("early_stopping_min_delta") or 0.0)
+    monitor = run_monitor(
+        options.get("early_stopping_min_delta") or 0.0,
+        metric=options.get("monitor"),
+        mode=options.get("mode") or "auto",
+    )
     return Checkpointing(directory, monitor=monitor).best_path or committed[0].path
 
 
