@@ -246,7 +246,10 @@ class Trainer:
                     self._stop_on_signal()
             self.callbacks.call("on_train_end", self)
             # fit never returns a model with non-finite weights, or one that no step changed.
-            check_finite_end(self.module, steps=state.global_step, skipped=self.guard.skipped, advice=self.guard.advice)
+            total = self.distributed.sum if self.distributed is not None else None
+            check_finite_end(
+                self.module, steps=state.global_step, skipped=self.guard.skipped, advice=self.guard.advice, total=total
+            )
         except BaseException as error:
             stopped = stopped_at_bad_batch(error, self) if isinstance(error, DataError) else error
             self.callbacks.call("on_exception", self, error=stopped)

@@ -144,7 +144,9 @@ class NonFiniteGuard:
         )
 
 
-def check_finite_end(module: torch.nn.Module, *, steps: int, skipped: int, advice: str = "") -> None:
+def check_finite_end(
+    module: torch.nn.Module, *, steps: int, skipped: int, advice: str = "", total: Any = None
+) -> None:
     """Refuse to end training with a model that holds non-finite values, or that no step ever changed.
 
     A run can end with weights that went non-finite on a step whose loss was still finite (e.g.
@@ -157,6 +159,8 @@ def check_finite_end(module: torch.nn.Module, *, steps: int, skipped: int, advic
         steps: Optimizer steps taken in the run.
         skipped: Steps whose update was skipped as non-finite.
         advice: What to change, appended to the message.
+        total: Under torchrun, sums a tensor over the processes (``Session.sum``): a sharded
+            module's tensors are checked shard by shard, and every process reaches the same verdict.
 
     Raises:
         DivergenceError: naming the tensors with non-finite values (and how many), or the skipped steps.
@@ -165,7 +169,12 @@ def check_finite_end(module: torch.nn.Module, *, steps: int, skipped: int, advic
         >>> check_finite_end(torch.nn.Linear(2, 1), steps=10, skipped=0)
     """
     named = [(name, t) for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_floating_point()]
-    counts = torch.stack([(~torch.isfinite(t.detach())).sum() for _, t in named]).tolist() if named else []
+    counts = []
+    if named:
+        # A sharded (FSDP) tensor is checked by its local shard, the processes' counts added up.
+        local = [getattr(t, "to_local", lambda t=t: t)().detach() for _, t in named]
+        summed = torch.stack([(~torch.isfinite(t)).sum() for t in local])
+        counts = (total(summed) if total is not None else summed).tolist()
     broken = [(name, count, tensor.numel()) for (name, tensor), count in zip(named, counts) if count]
     if broken:
         shown = ", ".join(f"{name} ({count:,} of {size:,} values)" for name, count, size in broken[:5])
