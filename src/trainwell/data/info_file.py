@@ -16,7 +16,8 @@ from trainwell.exceptions import DataError
 from trainwell.files.rundir import RunPaths
 
 DATA_INFO_FILE = RunPaths(Path()).data_info.name
-FORMAT_VERSION = 1
+# Version 2 added target_scaling (standardised regression targets); version 1 files read as unscaled.
+FORMAT_VERSION = 2
 
 
 def data_info_to_dict(info: Any) -> dict[str, Any]:

@@ -80,11 +80,14 @@ class FirstBatch:
         samples: Its sample count (the loader's batch size).
         inputs: Its inputs, on the device (for the model summary).
         task: The task decided from it (None for a custom step whose model returns no tensor).
+        target_stats: For regression, the mean and standard deviation of its targets (the doctor
+            reads their scale); None otherwise.
     """
 
     samples: int
     inputs: Any
     task: Task | None
+    target_stats: dict[str, float] | None = None
 
 
 def probe(
@@ -150,7 +153,11 @@ def probe(
         # The validation batches are checked against the task the training batches decided.
         decided = infer_task(task.name if task is not None else requested_task, loss_fn, outputs, targets, source)
         task = task or decided
-    return FirstBatch(batches.count_samples(inputs), inputs, task)
+    stats = None
+    if task is not None and task.name == "regression" and isinstance(targets, torch.Tensor) and targets.numel() > 1:
+        values = targets.detach().float()
+        stats = {"mean": float(values.mean()), "std": float(values.std())}
+    return FirstBatch(batches.count_samples(inputs), inputs, task, stats)
 
 
 def summarize(module: nn.Module, inputs: Any, device: torch.device) -> str:

@@ -45,6 +45,11 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         "peak_lr": trainer.peak_lr,
         "parameters": params,
     }
+    if trainer.target_scaling is not None:
+        run["target_scaling"] = trainer.target_scaling.to_dict()
+    if getattr(trainer, "target_stats", None) is not None:
+        # The first training batch's targets, as the model learns them: the doctor judges their scale.
+        run["targets"] = trainer.target_stats
     session = getattr(trainer, "distributed", None)
     if session is not None:  # under torchrun: batch_size is per process
         run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)

@@ -58,6 +58,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     trainer._parameters = [p for p in trainer.module.parameters() if p.requires_grad]
     trainer.steps_per_epoch = preflight.loader_length(train_loader)
     first = _probe(trainer, train_loader, "train_loader")
+    trainer.target_stats = first.target_stats
     if val_loader is not None:
         _probe(trainer, val_loader, "val_loader")
     else:
@@ -66,6 +67,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
             "stopping and no best-weight restore. Pass val_loader=... (best practice: always validate)."
         )
     trainer.monitor = run_monitor(config.early_stopping_min_delta, validated=val_loader is not None)
+    trainer.target_scaling = _target_scaling(trainer, train_loader, val_loader)
     # Under torchrun the lr is scaled for the global batch (every process's batch together).
     session = trainer.distributed
     global_batch = session.check_batches(first.samples, trainer.steps_per_epoch) if session else first.samples
@@ -185,6 +187,13 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
         # After every callback that may set should_stop, before the checkpoint that records it.
         last.insert(0, ProcessSync(session, trainer._signals, train_loader))
     return builtins + trainer.user_callbacks + last
+
+
+def _target_scaling(trainer: Trainer, train_loader: Any, val_loader: Any) -> Any:
+    """The scaling of standardised regression targets that the loaders carry (None otherwise)."""
+    if trainer.task is None or trainer.task.name != "regression":
+        return None
+    return getattr(val_loader, "target_scaling", None) or getattr(train_loader, "target_scaling", None)
 
 
 def _wants_channels_last(setting: bool | None, module: nn.Module, device: torch.device) -> bool:

@@ -74,6 +74,10 @@ class Trainer:
             writes the run's checkpoints (None without a run directory).
         distributed: Under torchrun, this process's :class:`~trainwell.distributed.session.Session`
             (rank, world_size, device); None in one process.
+        target_scaling: The :class:`~trainwell.data.targets.TargetScaling` of standardised
+            regression targets, read from the loaders (``loader.target_scaling``, set by
+            :meth:`trainwell.data.Splits.loaders`): losses stay on the standard scale the model
+            learns, val_mae and val_rmse are reported in the targets' own units. None otherwise.
 
     The run's state is its parts' states, composed by :meth:`state_dict` (ARCHITECTURE.md).
 
@@ -113,6 +117,8 @@ class Trainer:
         self.checkpointing: Checkpointing | None = None
         self.distributed: Session | None = None
         self.runner: StepRunner | None = None
+        self.target_scaling: Any = None
+        self.target_stats: dict[str, float] | None = None
         self._signals = SignalCatcher()
 
     # ------------------------------------------------------------------ the loop
@@ -347,6 +353,7 @@ class Trainer:
             source="val_loader",
             autocast=self.precision.autocast,
             session=self.distributed,
+            target_scaling=self.target_scaling,
         )
         self.last_validation = result.details
         return result.metrics

@@ -53,6 +53,7 @@ def evaluation_pass(
     source: str,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     session: Session | None = None,
+    target_scaling: Any = None,
 ) -> PassResult:
     """Run ``step`` over every batch of ``loader`` and measure the loss and the task's metrics.
 
@@ -67,6 +68,9 @@ def evaluation_pass(
         source: The loader's name, for messages about malformed batches.
         autocast: The precision's autocast context.
         session: Under torchrun, the process's session: sums and predictions of every process.
+        target_scaling: For regression on standardised targets, their
+            :class:`~trainwell.data.targets.TargetScaling`: the loss stays on the standard scale
+            the model learns, while the metrics (MAE, RMSE, R²) are computed in the targets' own units.
 
     Returns:
         A :class:`PassResult`.
@@ -92,9 +96,13 @@ def evaluation_pass(
                 if decided is None or not isinstance(out, dict) or "outputs" not in out:
                     continue
                 details = details or ValidationMetrics(decided)
-                for name, value in decided.metric_sums(out["outputs"], out["targets"]).items():
+                outputs, targets = out["outputs"], out["targets"]
+                if target_scaling is not None and decided.name == "regression":
+                    targets = decided.prepare_targets(outputs, targets)
+                    outputs, targets = target_scaling.unscale(outputs.float()), target_scaling.unscale(targets.float())
+                for name, value in decided.metric_sums(outputs, targets).items():
                     sums[name] = sums[name] + value if name in sums else value
-                details.update(out["outputs"], out["targets"])
+                details.update(outputs, targets)
     finally:
         model.train(was_training)
     names = list(sums)

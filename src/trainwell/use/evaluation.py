@@ -98,6 +98,7 @@ def evaluate(
     loss_fn: Callable[..., Any] | None = None,
     class_names: Sequence[str] | None = None,
     device: Any = None,
+    target_scaling: Any = None,
 ) -> Evaluation:
     """Measure ``model`` on every batch of ``loader``: the loss and the task's metrics.
 
@@ -114,6 +115,10 @@ def evaluate(
             logits for one output, MSE), as training does.
         class_names: Names for the classes in the per-class table (default ``"0"``, ``"1"``, ...).
         device: Where to run; None uses the device of the model's parameters.
+        target_scaling: For a model trained on standardised regression targets, their
+            :class:`~trainwell.data.targets.TargetScaling` (None: the loader's
+            ``target_scaling``, if any): MAE, RMSE and R² are then in the targets' own units,
+            the loss on the standard scale.
 
     Returns:
         An :class:`Evaluation` (``.metrics``, ``.per_class``, ``.confusion_matrix``, ``.table()``).
@@ -160,7 +165,10 @@ def evaluate(
             decided = infer_task(task, loss_fn, outputs, targets, source="the loader")
         return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
-    measured = evaluation_pass(model, loader, step, task=lambda: decided, device=torch.device(device), source="loader")
+    scaling = target_scaling if target_scaling is not None else getattr(loader, "target_scaling", None)
+    measured = evaluation_pass(
+        model, loader, step, task=lambda: decided, device=torch.device(device), source="loader", target_scaling=scaling
+    )
     if decided is None:
         raise DataError("the loader yielded no batches: nothing to evaluate. Pass data with at least one sample.")
     metrics = {name.removeprefix("val_"): value for name, value in measured.metrics.items()}
