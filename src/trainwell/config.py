@@ -75,6 +75,10 @@ class TrainConfig(BaseModel):
             disables early stopping.
         early_stopping_min_delta: How much val_loss must fall to count as an improvement.
         restore_best_weights: Leave the model with the weights of the best epoch by val_loss.
+        ema_decay: Keep an exponential moving average of the weights with this decay (e.g.
+            0.999; warmed up over the first steps) and make it the model: validation measures
+            the average, the best weights and the checkpoints' ``model_state_dict`` hold it, and
+            training ends with it. None (the default) trains and keeps the weights themselves.
         seed: Seeds Python, NumPy and torch before training; None leaves the RNGs alone.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
         task: ``"classification"``, ``"regression"`` or ``"auto"`` (inferred from the loss, the
@@ -144,6 +148,7 @@ class TrainConfig(BaseModel):
     early_stopping_patience: Optional[StrictInt] = Field(5, ge=1)
     early_stopping_min_delta: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     restore_best_weights: StrictBool = True
+    ema_decay: Optional[float] = Field(None, gt=0.0, lt=1.0, allow_inf_nan=False)
     seed: Optional[StrictInt] = Field(None, ge=0)
     device: str = Field("auto", pattern=_DEVICE_PATTERN)
     task: Task = "auto"

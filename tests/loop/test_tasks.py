@@ -53,3 +53,12 @@ def test_task_contradicting_the_loss():
 def test_class_dimension_mismatch():
     with pytest.raises(DataError, match=r"targets of shape \(4, 3\) do not fit outputs of shape \(4, 5\)"):
         infer_task("auto", None, torch.randn(4, 5), torch.zeros(4, 3, dtype=torch.long))
+
+
+def test_float_whole_number_labels_against_class_logits_get_the_cast_hint():
+    outputs, labels = torch.randn(6, 4), torch.tensor([0.0, 3.0, 1.0, 2.0, 0.0, 1.0])
+    with pytest.raises(DataError, match=r"float32 whole numbers \(0, 1, 2, 3\) against outputs with 4 classes.*Cast them to integers \(targets.long\(\)"):
+        infer_task("auto", None, outputs, labels)
+    # Real values keep the regression advice.
+    with pytest.raises(DataError, match="regression needs one output per target value"):
+        infer_task("auto", None, outputs, labels + 0.5)

@@ -66,7 +66,9 @@ class Splits:
 
         ``pin_memory`` None pins when CUDA is available (see :class:`~trainwell.data.TensorLoader`).
         Both carry the regression targets' scaling (``loader.target_scaling``), with which
-        ``fit`` reports val_mae and val_rmse in the targets' own units.
+        ``fit`` reports val_mae and val_rmse in the targets' own units. A last training batch of
+        a single sample is dropped (a different one each epoch, as the order is reshuffled):
+        BatchNorm cannot train on one sample.
         """
         import torch
 
@@ -76,9 +78,10 @@ class Splits:
 
         pin = torch.cuda.is_available() if pin_memory is None else pin_memory
         scaling = target_scaling_of(self.info)
+        lonely_last = len(self.train[0]) > batch_size and len(self.train[0]) % batch_size == 1
         return (
             TensorLoader(
-                *self.train, batch_size=batch_size, shuffle=True, seed=seed,
+                *self.train, batch_size=batch_size, shuffle=True, seed=seed, drop_last=lonely_last,
                 transform=augment_from(self.info.preprocessing), pin_memory=pin, target_scaling=scaling,
             ),
             TensorLoader(*self.val, batch_size=max(batch_size, 256), shuffle=False, pin_memory=pin, target_scaling=scaling),

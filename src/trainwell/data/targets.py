@@ -50,8 +50,8 @@ class TargetScaling:
         if constant:
             column = f" (column {constant[0]})" if columns.shape[1] > 1 else ""
             raise DataError(
-                f"{source}{column} hold a single value ({mean[constant[0]].item():g}) in every training sample: "
-                "there is nothing to learn. Check that the target is the column you meant, or add samples where it varies."
+                f"{source}{column}: a single value ({mean[constant[0]].item():g}) in every training sample, so there "
+                "is nothing to learn. Check that the target is the column you meant, or add samples where it varies."
             )
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 

@@ -23,10 +23,11 @@ from trainwell.distributed.session import is_primary
 from trainwell.files.atomic import write_text
 from trainwell.files.rundir import RunPaths
 from trainwell.loop import preflight
+from trainwell.loop.averaging import WeightAverage
 from trainwell.loop.optimizers import build_optimizer, scaled_lr
 from trainwell.loop.precision import Precision
 from trainwell.loop.run_info import log_run_start
-from trainwell.loop.schedules import LearningRate, schedule_for
+from trainwell.loop.schedules import LearningRate, patience_start_epoch, schedule_for
 from trainwell.loop.state import TrainState
 from trainwell.loop.step import StepRunner
 from trainwell.observe.monitor import run_monitor
@@ -92,6 +93,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         session=session,
         split_on_oom=config.split_batch_on_oom,
     )
+    # After every change of layout: the average reads the module's tensors in place.
+    trainer.averaging = WeightAverage(trainer.module, config.ema_decay) if config.ema_decay is not None else None
     trainer._move_batches = trainer.device.type != "cpu"
     trainer.loader_position = LoaderPosition(train_loader)
     trainer.callbacks = CallbackList(_callbacks(trainer, val_loader, train_loader))
@@ -168,6 +171,7 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
                 patience=config.early_stopping_patience,
                 min_delta=config.early_stopping_min_delta,
                 restore_best_weights=config.restore_best_weights,
+                start_epoch=patience_start_epoch(config, trainer.steps_per_epoch),
             )
         )
     # Under torchrun, rank 0 alone shows progress and writes the run directory.

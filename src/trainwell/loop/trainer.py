@@ -26,6 +26,7 @@ from trainwell.distributed.session import Session, is_primary, joined, on_primar
 from trainwell.exceptions import ConfigError
 from trainwell.files.rundir import RunPaths, prepare_run_dir
 from trainwell.loop import preflight
+from trainwell.loop.averaging import WeightAverage
 from trainwell.loop.optimizers import is_fused
 from trainwell.loop.precision import Precision
 from trainwell.loop.result import FitResult
@@ -118,6 +119,7 @@ class Trainer:
         self.distributed: Session | None = None
         self.runner: StepRunner | None = None
         self.target_scaling: Any = None
+        self.averaging: WeightAverage | None = None
         self.target_stats: dict[str, float] | None = None
         self._signals = SignalCatcher()
 
@@ -233,6 +235,8 @@ class Trainer:
                 self.healer.on_epoch_end()
                 if self._signals.received is not None:
                     self._stop_on_signal()
+            if self.averaging is not None:
+                self.averaging.copy_to_module()  # the model is the average (early stopping may restore a better one)
             self.callbacks.call("on_train_end", self)
         except BaseException as error:
             self.callbacks.call("on_exception", self, error=error)
@@ -259,6 +263,8 @@ class Trainer:
                 inputs = batches.channels_last(inputs)
             self.learning_rates.before_step(state.global_step)
             loss = self._compiled_first_step(inputs, targets) if self._compiling else self.runner(inputs, targets)
+            if self.averaging is not None:
+                self.averaging.update()
             state.global_step += 1
             state.batch_in_epoch = batch_index + 1
             if self._device_checks and state.global_step % log_every == 0:
@@ -299,7 +305,8 @@ class Trainer:
         # Validation must not change training's randomness (a DataLoader draws a seed from the
         # global RNG whenever it is iterated): with or without it, training sees the same dropout
         # masks and batch order.
-        with torch.random.fork_rng(devices=self._rng_devices):
+        averaged = self.averaging.applied() if self.averaging is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=self._rng_devices), averaged:
             if self.distributed is None:
                 return self.evaluate(val_loader)
             # Several processes validate on the plain module, with rank 0's buffers (distributed/session.py).
@@ -378,11 +385,18 @@ class Trainer:
             "spikes": self.spikes,
             "healer": self.healer,
             "micro_batching": self.runner.micro_batching,
+            "averaging": self.averaging,
             "callbacks": self.callbacks,
             "loader": self.loader_position,
             "rng": RandomState(self.device),
         }
         return {name: part for name, part in parts.items() if part is not None}
+
+    def evaluated_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights validation measures and a run keeps: the moving average's with ``ema_decay``, else the module's."""
+        if self.averaging is not None:
+            return self.averaging.weights
+        return self.module.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state of the run inside ``fit``: every part's ``state_dict()``, by part."""
@@ -401,7 +415,13 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         """What a checkpoint file of the run as it stands holds: :meth:`state_dict` with the config and classic keys."""
         world_size = self.distributed.world_size if self.distributed is not None else 1
-        return checkpoint_of(self.state_dict(), self.state, config=self.config.to_yaml_dict(), world_size=world_size)
+        return checkpoint_of(
+            self.state_dict(),
+            self.state,
+            config=self.config.to_yaml_dict(),
+            world_size=world_size,
+            weights=self.averaging.weights if self.averaging is not None else None,
+        )
 
     def is_healthy(self) -> bool:
         """Whether the current state is worth returning to: no step of its epoch went bad (reads device verdicts)."""
