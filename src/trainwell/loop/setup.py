@@ -80,6 +80,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     per_step = not (config.schedule == "constant" and not config.warmup_fraction)
     trainer.learning_rates = LearningRate(trainer.optimizer, schedule_for(config, trainer.steps_per_epoch), per_step)
     _build_guard(trainer)
+    # After every change of the module's layout: the average reads its tensors in place.
+    trainer.averaging = WeightAverage(trainer.module, config.ema_decay) if config.ema_decay is not None else None
     trainer.runner = StepRunner(
         trainer.train_step,
         trainer.optimizer,
@@ -92,9 +94,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         on_device=trainer._device_checks,
         session=session,
         split_on_oom=config.split_batch_on_oom,
+        averaging=trainer.averaging,
     )
-    # After every change of layout: the average reads the module's tensors in place.
-    trainer.averaging = WeightAverage(trainer.module, config.ema_decay) if config.ema_decay is not None else None
     trainer._move_batches = trainer.device.type != "cpu"
     trainer.loader_position = LoaderPosition(train_loader)
     trainer.callbacks = CallbackList(_callbacks(trainer, val_loader, train_loader))

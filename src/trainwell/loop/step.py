@@ -5,7 +5,7 @@
     under DDP: the loss averaged over the processes       # every process judges the same number
     unscale and clip the gradient norm
     a non-finite loss or norm (or a loss spike) is a bad step: its update is skipped and the guard counts it
-    optimizer step; zero the gradients
+    optimizer step; zero the gradients; move the weights' moving average (with ema_decay)
 
 Where the verdict is reached depends on the device (:mod:`trainwell.reliability.divergence`): on
 the host where reading the loss is free (the CPU), on the device otherwise, so that the hot loop
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from trainwell.reliability.oom import MicroBatching
 
 if TYPE_CHECKING:
     from trainwell.distributed.session import Session
+    from trainwell.loop.averaging import WeightAverage
     from trainwell.loop.precision import Precision
     from trainwell.loop.state import TrainState
     from trainwell.reliability.divergence import LossSpikeDetector, NonFiniteGuard
@@ -50,6 +52,7 @@ class StepRunner:
         session: Under torchrun, the process's session (loss averaging, ``no_sync``); None alone.
         micro_batching: The split of batches that ran out of memory.
         split_on_oom: Retry a batch that runs out of memory as micro-batches (else the error propagates).
+        averaging: The moving average of the weights to update after each optimizer step, or None.
 
     Attributes:
         last_grad_norm: The last step's gradient norm before clipping (a device tensor), or None.
@@ -70,6 +73,7 @@ class StepRunner:
         session: Session | None = None,
         micro_batching: MicroBatching | None = None,
         split_on_oom: bool = True,
+        averaging: WeightAverage | None = None,
     ) -> None:
         self.train_step = train_step
         self.optimizer = optimizer
@@ -83,6 +87,7 @@ class StepRunner:
         self.session = session
         self.micro_batching = micro_batching or MicroBatching()
         self.split_on_oom = split_on_oom
+        self.averaging = averaging
         self.last_grad_norm: torch.Tensor | None = None
 
     def __call__(self, inputs: Any, targets: Any) -> torch.Tensor:
@@ -164,6 +169,9 @@ class StepRunner:
                 state.loss_count += 1
             self.guard.observe(good, state.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
+        if self.averaging is not None:
+            # Also after a skipped step: the weights did not move, so the average only moves towards them.
+            self.averaging.update()
 
     def state_dict(self) -> dict[str, Any]:
         norm = self.last_grad_norm
@@ -171,6 +179,24 @@ class StepRunner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_grad_norm = state["last_grad_norm"]
+
+
+def compiled_first_step(runner: StepRunner, inputs: Any, targets: Any) -> tuple[torch.Tensor, float]:
+    """The first step under ``torch.compile``, timed: it carries the compilation, recorded as a ``compile`` event.
+
+    Returns:
+        The step's loss and the seconds it took (left out of the epoch's throughput).
+    """
+    started = time.perf_counter()
+    loss = runner(inputs, targets)
+    device = runner.precision.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    runner.state.record_event(
+        "compile", message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.", compile_time_s=seconds
+    )
+    return loss, seconds
 
 
 def loss_of(out: Any) -> torch.Tensor:

@@ -32,7 +32,7 @@ from trainwell.loop.precision import Precision
 from trainwell.loop.result import FitResult
 from trainwell.loop.setup import assemble
 from trainwell.loop.state import FromState, TrainState, load_parts
-from trainwell.loop.step import StepRunner
+from trainwell.loop.step import StepRunner, compiled_first_step
 from trainwell.loop.tasks import Task
 from trainwell.loop.validation import evaluation_pass
 from trainwell.observe.logs import format_epoch, log_to_file, setup_console_logging
@@ -75,10 +75,8 @@ class Trainer:
             writes the run's checkpoints (None without a run directory).
         distributed: Under torchrun, this process's :class:`~trainwell.distributed.session.Session`
             (rank, world_size, device); None in one process.
-        target_scaling: The :class:`~trainwell.data.targets.TargetScaling` of standardised
-            regression targets, read from the loaders (``loader.target_scaling``, set by
-            :meth:`trainwell.data.Splits.loaders`): losses stay on the standard scale the model
-            learns, val_mae and val_rmse are reported in the targets' own units. None otherwise.
+        target_scaling: The loaders' scaling of standardised regression targets (val_mae in their units), or None.
+        averaging: The :class:`~trainwell.loop.averaging.WeightAverage` with ``ema_decay``, else None.
 
     The run's state is its parts' states, composed by :meth:`state_dict` (ARCHITECTURE.md).
 
@@ -120,7 +118,6 @@ class Trainer:
         self.runner: StepRunner | None = None
         self.target_scaling: Any = None
         self.averaging: WeightAverage | None = None
-        self.target_stats: dict[str, float] | None = None
         self._signals = SignalCatcher()
 
     # ------------------------------------------------------------------ the loop
@@ -262,9 +259,11 @@ class Trainer:
             if self._channels_last:
                 inputs = batches.channels_last(inputs)
             self.learning_rates.before_step(state.global_step)
-            loss = self._compiled_first_step(inputs, targets) if self._compiling else self.runner(inputs, targets)
-            if self.averaging is not None:
-                self.averaging.update()
+            if self._compiling:  # the first step under torch.compile carries the compilation: timed apart
+                loss, self._compile_seconds = compiled_first_step(self.runner, inputs, targets)
+                self._compiling = False
+            else:
+                loss = self.runner(inputs, targets)
             state.global_step += 1
             state.batch_in_epoch = batch_index + 1
             if self._device_checks and state.global_step % log_every == 0:
@@ -284,22 +283,6 @@ class Trainer:
             "samples_per_s": samples / elapsed if elapsed > 0 else float("nan"),
             "nonfinite_steps": self.guard.skipped - state.skipped_at_epoch_start,
         }
-
-    def _compiled_first_step(self, inputs: Any, targets: Any) -> torch.Tensor:
-        """The first step under ``torch.compile``, timed: it carries the compilation."""
-        self._compiling = False
-        started = time.perf_counter()
-        loss = self.runner(inputs, targets)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - started
-        self._compile_seconds += seconds
-        self.record_event(
-            "compile",
-            message=f"torch.compile: the first step, with compilation, took {seconds:.1f} s.",
-            compile_time_s=seconds,
-        )
-        return loss
 
     def _validate(self, val_loader: Iterable[Any]) -> dict[str, float]:
         # Validation must not change training's randomness (a DataLoader draws a seed from the
@@ -394,9 +377,7 @@ class Trainer:
 
     def evaluated_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights validation measures and a run keeps: the moving average's with ``ema_decay``, else the module's."""
-        if self.averaging is not None:
-            return self.averaging.weights
-        return self.module.state_dict()
+        return self.averaging.weights if self.averaging is not None else self.module.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state of the run inside ``fit``: every part's ``state_dict()``, by part."""
@@ -415,13 +396,8 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         """What a checkpoint file of the run as it stands holds: :meth:`state_dict` with the config and classic keys."""
         world_size = self.distributed.world_size if self.distributed is not None else 1
-        return checkpoint_of(
-            self.state_dict(),
-            self.state,
-            config=self.config.to_yaml_dict(),
-            world_size=world_size,
-            weights=self.averaging.weights if self.averaging is not None else None,
-        )
+        weights = self.averaging.weights if self.averaging is not None else None  # inference reads the average
+        return checkpoint_of(self.state_dict(), self.state, config=self.config.to_yaml_dict(), world_size=world_size, weights=weights)
 
     def is_healthy(self) -> bool:
         """Whether the current state is worth returning to: no step of its epoch went bad (reads device verdicts)."""
