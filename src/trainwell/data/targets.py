@@ -82,6 +82,25 @@ class TargetScaling:
         return mean, std
 
 
+class Unscaled(torch.nn.Module):
+    """A model whose outputs are turned back into the targets' units: what an exported graph of a regression run computes.
+
+    Example:
+        >>> model = Unscaled(torch.nn.Identity(), TargetScaling((500.0,), (100.0,)))
+        >>> model(torch.tensor([[1.5]])).tolist()
+        [[650.0]]
+    """
+
+    def __init__(self, model: torch.nn.Module, scaling: TargetScaling) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(scaling.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(scaling.std, dtype=torch.float32))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs) * self.std + self.mean
+
+
 def scale_targets(
     train: torch.Tensor, *others: torch.Tensor, source: str = "the regression targets"
 ) -> tuple[list[torch.Tensor], TargetScaling]:
