@@ -25,7 +25,7 @@ import statistics
 RULES = {"epoch-1": None, "peak": float("inf"), "annealed-0.5": 0.5, "annealed-0.1": 0.1}
 
 
-def run(model: str, epochs: int, seed: int, rule: str) -> dict:
+def run(model: str, epochs: int, seed: int, rule: str, ema_decay: float | None = None) -> dict:
     from trainwell.loop import schedules, setup
     from trainwell.recipes import RunConfig
     from trainwell.recipes import run as run_recipe
@@ -36,7 +36,8 @@ def run(model: str, epochs: int, seed: int, rule: str) -> dict:
         (lambda config, steps: 1) if share is None else (lambda config, steps: original(config, steps, share))
     )
     try:
-        result = run_recipe(RunConfig(data="digits", model=model, epochs=epochs, seed=seed, progress=False))
+        config = RunConfig(data="digits", model=model, epochs=epochs, seed=seed, progress=False, ema_decay=ema_decay)
+        result = run_recipe(config)
     finally:
         setup.patience_start_epoch = original
     return {
@@ -51,26 +52,32 @@ def main() -> None:
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rules", nargs="*", default=list(RULES))
+    parser.add_argument("--ema-decay", type=float, help="also average the weights (ema_decay)")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     logging.getLogger("trainwell").setLevel(logging.WARNING)
-    print(f"digits, {args.model}, seeds 0-{args.seeds - 1}, torch threads 1")
+    print(f"digits, {args.model}, seeds 0-{args.seeds - 1}, ema_decay {args.ema_decay}, torch threads 1")
     print("| rule | val accuracy, 10 epochs | val accuracy, 40 epochs | 40 worse (accuracy) | val_loss, 10 | val_loss, 40 | 40 worse (loss) | 40-epoch runs stopped at |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for rule in args.rules:
-        short = [run(args.model, 10, seed, rule) for seed in range(args.seeds)]
-        long = [run(args.model, 40, seed, rule) for seed in range(args.seeds)]
+        short = [run(args.model, 10, seed, rule, args.ema_decay) for seed in range(args.seeds)]
+        long = [run(args.model, 40, seed, rule, args.ema_decay) for seed in range(args.seeds)]
         worse_accuracy = sum(b["accuracy"] < a["accuracy"] for a, b in zip(short, long))
         worse_loss = sum(b["loss"] > a["loss"] for a, b in zip(short, long))
         print(
             f"| {rule} | {_accuracies(short)} | {_accuracies(long)} | {worse_accuracy}/{args.seeds} | "
-            f"{statistics.mean(r['loss'] for r in short):.4f} | {statistics.mean(r['loss'] for r in long):.4f} | "
+            f"{_losses(short)} | {_losses(long)} | "
             f"{worse_loss}/{args.seeds} | {', '.join(str(r['stopped'] or '-') for r in long)} |",
             flush=True,
         )
+
+
+def _losses(rows: list[dict]) -> str:
+    shown = " ".join(f"{row['loss']:.4f}" for row in rows)
+    return f"{shown} (mean {statistics.mean(row['loss'] for row in rows):.4f})"
 
 
 def _accuracies(rows: list[dict]) -> str:
