@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+
 def _points(keys: tuple[str, ...], *rows: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [dict(zip(keys, row)) for row in rows]
 
