@@ -29,8 +29,9 @@ from typing import Any
 MNIST_DEV = "mnist-dev"
 CASES = [
     "digits:mlp", "digits:cnn", "iris:mlp", "wine:mlp", "breast_cancer:mlp", "diabetes:mlp", "sunspots:lstm",
-    "word_language:lstm", f"{MNIST_DEV}:cnn", f"{MNIST_DEV}:mlp", "fit:digits:mlp", "fit:breast_cancer:mlp",
-    f"fit:{MNIST_DEV}:cnn",
+    "word_language:lstm", f"{MNIST_DEV}:cnn", f"{MNIST_DEV}:mlp", "fit:digits:mlp", "fit:digits:cnn", "fit:iris:mlp",
+    "fit:wine:mlp", "fit:breast_cancer:mlp", "fit:diabetes:mlp", "fit:sunspots:lstm", f"fit:{MNIST_DEV}:cnn",
+    f"fit:{MNIST_DEV}:mlp",
 ]  # fmt: skip
 EPOCHS = {f"{MNIST_DEV}:cnn": 4}
 
@@ -84,6 +85,7 @@ def summarize(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", metavar="CASE")
     parser.add_argument("--decays", nargs="*", default=["none", "0.99", "0.999"])
     parser.add_argument("--mnist-dev", type=Path, default=Path("../shared/data/mnist-dev"))
@@ -104,7 +106,7 @@ def main() -> None:
         if MNIST_DEV in case and not args.mnist_dev.is_dir():
             print(f"# skipped {case}: no folder {args.mnist_dev}", file=sys.stderr)
             continue
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for decay in decays:
                 row = {"case": case, "decay": decay, "seed": seed, "score": run(case, decay, seed, args.mnist_dev)}
                 rows.append(row)

@@ -55,9 +55,31 @@ def test_applied_swaps_the_average_in_and_the_live_weights_back():
 
 
 def test_ema_decay_is_validated():
-    with pytest.raises(ConfigError, match="ema_decay=1.0 is out of range"):
+    with pytest.raises(ConfigError, match=r"ema_decay=1.0 is not a valid choice: expected one of 'auto' or a number > 0 and < 1 or None"):
         trainwell.TrainConfig(ema_decay=1.0)
-    assert trainwell.TrainConfig().ema_decay is None
+    assert trainwell.TrainConfig().ema_decay == "auto"
+
+
+def test_auto_averages_convolutional_models_at_a_constant_lr_only():
+    from trainwell.loop.averaging import resolve_decay
+
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    assert resolve_decay("auto", cnn, "constant") == 0.99
+    assert resolve_decay("auto", cnn, "onecycle") is None
+    assert resolve_decay("auto", _net(), "constant") is None
+    assert resolve_decay(None, cnn, "constant") is None and resolve_decay(0.9, _net(), "cosine") == 0.9
+
+
+def test_fit_averages_a_cnn_by_default_and_logs_why(caplog):
+    from trainwell.models import CNN
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(64, 1, 8, 8, generator=generator), torch.arange(64) % 2
+    trainer = trainwell.Trainer(epochs=1, **QUIET)
+    with caplog.at_level("INFO", logger="trainwell"):
+        trainer.fit(CNN(1, 2, channels=(4,)), TensorLoader(images, labels, batch_size=16, seed=0), TensorLoader(images, labels, shuffle=False))
+    assert trainer.averaging is not None and trainer.averaging.decay == 0.99 and trainer.run_info["ema_decay"] == 0.99
+    assert "ema_decay='auto': a convolutional model at a constant lr" in caplog.text
 
 
 def _data():

@@ -21,6 +21,29 @@ from torch import nn
 
 # The decay's warm-up: (1 + updates) / (WARMUP_OFFSET + updates), as TensorFlow's ExponentialMovingAverage.
 WARMUP_OFFSET = 10
+# ema_decay="auto": the decay where averaging is on by default. Short runs never reach it (the
+# warm-up passes 0.99 after about 900 steps), so it matters only for long ones.
+AUTO_DECAY = 0.99
+
+
+def resolve_decay(setting: float | str | None, module: nn.Module, schedule: str) -> float | None:
+    """The decay a run averages its weights with: ``setting``, or for ``"auto"`` where averaging was measured to win.
+
+    Averaging is on by default for models with 2-D convolutions trained at a constant lr: there,
+    averaging the recent weights does what annealing would (dev MNIST, ``fit`` with its defaults
+    for 4 epochs: 0.981 test accuracy over 3 seeds, against 0.967 without). On the bundled tables,
+    series and texts, and under one-cycle recipes, it did not win (README, "What is measured").
+
+    Example:
+        >>> resolve_decay("auto", nn.Conv2d(1, 4, 3), "constant"), resolve_decay("auto", nn.Linear(4, 2), "constant")
+        (0.99, None)
+        >>> resolve_decay(0.999, nn.Linear(4, 2), "onecycle")
+        0.999
+    """
+    if setting != "auto":
+        return setting
+    convolutional = any(isinstance(layer, nn.Conv2d) for layer in module.modules())
+    return AUTO_DECAY if convolutional and schedule == "constant" else None
 
 
 class WeightAverage:

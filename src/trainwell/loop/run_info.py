@@ -35,6 +35,13 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         trainer.config.schedule,
         task,
     )
+    if trainer.averaging is not None:
+        why = " (ema_decay='auto': a convolutional model at a constant lr)" if trainer.config.ema_decay == "auto" else ""
+        logger.info(
+            "Averaging the weights, decay %g%s: validation, the best weights and the model kept are the average.",
+            trainer.averaging.decay,
+            why,
+        )
     info = system_info(trainer.device, trainer.precision.name)
     logger.info(
         "Model:\n%s\nSystem: %s", trainer.model_summary, ", ".join(f"{key} {value}" for key, value in info.items())
@@ -45,6 +52,8 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         "peak_lr": trainer.peak_lr,
         "parameters": params,
     }
+    if trainer.averaging is not None:
+        run["ema_decay"] = trainer.averaging.decay
     if trainer.target_scaling is not None:
         run["target_scaling"] = trainer.target_scaling.to_dict()
     if getattr(trainer, "target_stats", None) is not None:

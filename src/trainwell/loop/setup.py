@@ -23,7 +23,7 @@ from trainwell.distributed.session import is_primary
 from trainwell.files.atomic import write_text
 from trainwell.files.rundir import RunPaths
 from trainwell.loop import preflight
-from trainwell.loop.averaging import WeightAverage
+from trainwell.loop.averaging import WeightAverage, resolve_decay
 from trainwell.loop.optimizers import build_optimizer, scaled_lr
 from trainwell.loop.precision import Precision
 from trainwell.loop.run_info import log_run_start
@@ -81,7 +81,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     trainer.learning_rates = LearningRate(trainer.optimizer, schedule_for(config, trainer.steps_per_epoch), per_step)
     _build_guard(trainer)
     # After every change of the module's layout: the average reads its tensors in place.
-    trainer.averaging = WeightAverage(trainer.module, config.ema_decay) if config.ema_decay is not None else None
+    decay = resolve_decay(config.ema_decay, trainer.module, config.schedule)
+    trainer.averaging = WeightAverage(trainer.module, decay) if decay is not None else None
     trainer.runner = StepRunner(
         trainer.train_step,
         trainer.optimizer,
