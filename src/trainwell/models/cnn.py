@@ -20,12 +20,12 @@ class CNN(nn.Module):
     so the head has the same shape for every image size yet still sees *where* features are; a
     dense hidden layer (``hidden``, off by default) and dropout come before the output layer.
 
-    The defaults were chosen on 28×28 MNIST digits and 8×8 digits over several seeds
-    (``benchmarks/cnn_design.py``; README, "What is measured"): three blocks of two convolutions
-    and a 2×2 grid beat the former network (one convolution per block, two blocks, global average
-    pooling: 0.74 validation accuracy after 4 epochs of MNIST, against 0.98), global average
-    pooling and a classic two-convolution network with a dense head, with fewer than 300,000
-    parameters.
+    The defaults were chosen on 28×28 MNIST digits over several seeds (``benchmarks/cnn_design.py``;
+    README, "What is measured"): three blocks of two convolutions, a 2×2 grid and dropout 0.1
+    reached 0.985 validation accuracy after 4 epochs of the CLI recipe, against 0.74 for the former
+    network (two blocks of one convolution, global average pooling) and 0.96 for a classic
+    two-convolution network with a dense head, with 292,000 parameters against its 1.6 million.
+    On 8×8 digits the smaller two-block network of the digits recipe does better (0.992 against 0.988).
 
     Args:
         in_channels: Channels of the input images (1 for greyscale, 3 for colour).
@@ -54,7 +54,7 @@ class CNN(nn.Module):
         channels: Sequence[int] = (32, 64, 128),
         kernel_size: int = 3,
         convs_per_block: int = 2,
-        dropout: float = 0.3,
+        dropout: float = 0.1,
         batch_norm: bool = True,
         pooled_size: int = 2,
         hidden: int = 0,

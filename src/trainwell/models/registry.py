@@ -138,7 +138,7 @@ MODELS: dict[str, ModelSpec] = {
                 ),
                 Argument("kernel_size", Positive, 3, "an odd integer ≥ 1", "convolution kernel size"),
                 Argument("convs_per_block", Positive, 2, "an integer ≥ 1", "convolutions before each pooling"),
-                Argument("dropout", Fraction, 0.3, "a number from 0 to below 1", "dropout before the output layer"),
+                Argument("dropout", Fraction, 0.1, "a number from 0 to below 1", "dropout before the output layer"),
                 Argument("batch_norm", bool, True, "true or false", "BatchNorm after each convolution"),
                 Argument(
                     "pooled_size",
