@@ -25,7 +25,7 @@ RECIPE_LR = 1e-2
 ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]
 
 # Per dataset and model: the options that differ from RunConfig's defaults, each chosen by
-# measurement over several seeds (benchmarks/models.py; README, "What is measured"). Options the
+# measurement over several seeds (benchmarks/models.py, results.py; README, "What is measured"). Options the
 # user sets always win; a model_args entry fills only the arguments the user left out.
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("digits", "mlp"): {"model_args": {"hidden": [256, 128], "dropout": 0.2}},
