@@ -1,5 +1,8 @@
 """Each built-in model on its bundled task, over several seeds, against a simple baseline.
 
+(``benchmarks/results.py`` adds the plain hand-written loop and scikit-learn to every case; the
+README's results table comes from it. This script remains for quick sweeps over many seeds.)
+
     python benchmarks/models.py                  # every task, 5 seeds (about 10 minutes here)
     python benchmarks/models.py --seeds 10 --only sunspots:lstm digits:cnn
 
@@ -9,8 +12,7 @@ baselines see the same split:
 
 - classification of tabular data and digits: scikit-learn's LogisticRegression on the same
   standardised features;
-- sunspots: the naive forecast (next year = this year), in the same standardised units as
-  ``val_mae`` (the table also gives it in sunspot numbers);
+- sunspots: the naive forecast (next year = this year), in sunspot numbers as ``val_mae`` is;
 - word_language: the majority class of the validation set.
 
 Prints a Markdown table for the README. Torch runs on one thread: on a shared 2-core machine
@@ -81,16 +83,7 @@ def run_case(data: str, model: str, seeds: int) -> dict:
         "seconds": statistics.median(seconds),
         "config": config,
     }
-    if data == "sunspots":
-        std = load_std(data)
-        row["note"] = f"{statistics.mean(scores) * std:.1f} vs {statistics.mean(baselines) * std:.1f} sunspots"
     return row
-
-
-def load_std(data: str) -> float:
-    from trainwell.data import load_bundled
-
-    return load_bundled(data).info.normalization["std"][0]
 
 
 def main() -> None:

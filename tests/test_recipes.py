@@ -27,8 +27,8 @@ def test_each_dataset_gets_a_model_for_its_kind_of_data_unless_one_is_named():
 
 
 def test_model_args_are_checked_against_the_model():
-    with pytest.raises(ConfigError, match="'hidden' is not an argument of model 'cnn'"):
-        RunConfig(model="cnn", model_args={"hidden": [8]})
+    with pytest.raises(ConfigError, match="'units' is not an argument of model 'cnn'"):
+        RunConfig(model="cnn", model_args={"units": [8]})
     with pytest.raises(ConfigError, match="model argument channels='wide' is invalid for model 'cnn'"):
         RunConfig(model="cnn", model_args={"channels": "wide"})
     assert RunConfig(model="cnn", model_args={"channels": 16}).model_args["channels"] == [16]
@@ -207,3 +207,13 @@ def test_recurrent_models_beat_the_naive_forecast_on_sunspots(model):
 def test_transformer_beats_the_majority_class_on_word_language():
     # Three of the recipe's ten epochs: enough to show the margin, in a CI-sized time.
     assert _best("word_language", "transformer", epochs=3)["val_accuracy"] > 3 / 7
+
+
+def test_texts_default_to_a_sequence_model_and_diabetes_to_the_small_table_recipe(tmp_path):
+    texts = tmp_path / "reviews.jsonl"
+    texts.write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": 0}\n' * 3)
+    assert RunConfig(data=str(texts)).model == "lstm"
+    assert RunConfig(data=str(tmp_path / "reviews.csv"), data_format="text").model == "lstm"
+    assert RunConfig(data=str(tmp_path / "houses.csv")).model == "mlp"
+    config = RunConfig(data="diabetes")
+    assert (config.model, config.batch_size, config.epochs, config.model_args["hidden"]) == ("mlp", 16, 30, [64])

@@ -81,14 +81,19 @@ def config_error(
 def _one_per_field(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A field with a Union type reports once per member: the member of the value's own type speaks for it.
 
-    That is the first report that is not a type mismatch (``1.5`` for an integer or a fraction is
-    out of the fraction's range, not of the wrong type), else the first report.
+    That is the first report that is not a mismatch (``1.5`` for an integer or a fraction is out
+    of the fraction's range, not of the wrong type); else the first type mismatch (``True`` for
+    ``"auto"`` or a number is of the wrong type, not a wrong choice); else the first report.
     """
+
+    def rank(problem: dict[str, Any]) -> int:
+        kind = problem["type"]
+        return 2 if kind == "literal_error" else 1 if kind.endswith("_type") else 0
+
     chosen: dict[str, dict[str, Any]] = {}
     for problem in problems:
         field = str(problem["loc"][0]) if problem["loc"] else "config"
-        mismatch = problem["type"].endswith("_type")
-        if field not in chosen or (chosen[field]["type"].endswith("_type") and not mismatch):
+        if field not in chosen or rank(problem) < rank(chosen[field]):
             chosen[field] = problem
     return list(chosen.values())
 
@@ -134,8 +139,9 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         if getattr(item, "pattern", None) == DEVICE_PATTERN:
             return "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"
     origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        base, *constraints = typing.get_args(annotation)
+    if origin is Annotated:  # StrictFloat, a Union member with its own bounds: the type, with its constraints
+        base, *extra = typing.get_args(annotation)
+        constraints = [item for entry in extra for item in getattr(entry, "metadata", [entry])]
         return describe_allowed(base, [*metadata, *constraints])
     if origin in (Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]

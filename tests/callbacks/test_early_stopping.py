@@ -9,7 +9,10 @@ from trainwell.callbacks import EarlyStopping
 
 def _trainer():
     model = torch.nn.Linear(2, 1)
-    return SimpleNamespace(model=model, module=model, should_stop=False, epoch=0)
+    return SimpleNamespace(
+        model=model, module=model, should_stop=False, epoch=0, evaluated_state_dict=model.state_dict,
+        record_event=lambda *args, **fields: None,
+    )
 
 
 def _epoch(stopper, trainer, epoch, val_loss):
@@ -86,3 +89,20 @@ def test_lightnings_names_monitor_mode_patience_min_delta():
 def test_bad_arguments_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
         EarlyStopping(**options)
+
+
+def test_patience_counts_from_start_epoch_and_the_stop_is_an_event():
+    events = []
+    stopper, trainer = EarlyStopping(patience=2, start_epoch=5), _trainer()
+    trainer.record_event = lambda event, level, message, **fields: events.append((event, message, fields))
+    for epoch, loss in enumerate([0.5, 0.6, 0.7, 0.8], start=1):
+        _epoch(stopper, trainer, epoch, loss)
+    assert not trainer.should_stop and stopper.monitor.best_epoch == 1  # the best still counts
+    _epoch(stopper, trainer, 5, 0.9)
+    assert not trainer.should_stop
+    stopper.on_epoch_end(trainer, epoch=6, metrics={"val_loss": 0.95, "lr": 0.002})
+    assert trainer.should_stop and stopper.stopped_epoch == 6
+    assert events == [
+        ("early_stopping", "Early stopping at epoch 6: val_loss has not improved for 2 epochs (best 0.5 at epoch 1).",
+         {"metric": "val_loss", "best_epoch": 1, "lr": 0.002})
+    ]

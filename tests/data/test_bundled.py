@@ -37,3 +37,19 @@ def test_digits_as_images_are_the_same_standardised_pixels():
     assert torch.equal(images.train[0].flatten(1), flat.train[0])
     with pytest.raises(DataError, match="as_images=True is only for data='digits'"):
         load_bundled("iris", as_images=True)
+
+
+def test_diabetes_is_a_regression_with_standardised_targets():
+    splits = load_bundled("diabetes", seed=0)
+    info = splits.info
+    assert (info.task, info.input_shape, info.num_outputs) == ("regression", (10,), 1)
+    assert len(splits.train[1]) + len(splits.val[1]) == 442
+    assert abs(splits.train[1].mean().item()) < 1e-5 and 140 < info.target_scaling["mean"][0] < 165
+
+
+def test_a_last_training_batch_of_one_sample_is_dropped():
+    # 353 training rows in batches of 16 would end each epoch with a single sample, which BatchNorm cannot train on.
+    train_loader, val_loader = load_bundled("diabetes", seed=0).loaders(batch_size=16)
+    assert len(splits_sizes := [len(y) for _, y in train_loader]) == 22 and set(splits_sizes) == {16}
+    assert sum(len(y) for _, y in val_loader) == 89
+    assert train_loader.target_scaling is not None and val_loader.target_scaling is train_loader.target_scaling

@@ -91,3 +91,8 @@ def test_bad_image_options(tmp_path):
         load(root, image_size=0)
     with pytest.raises(ConfigError, match="target='y' does not apply to images data"):
         load(root, target="y")
+
+
+def test_a_folder_of_a_single_class_is_refused_naming_it(tmp_path):
+    with pytest.raises(DataError, match=r"the image folder '.*pets' holds a single class \('cat'\).* root/<class>/\*.png"):
+        load(write_folder(tmp_path / "pets", classes=("cat",)))

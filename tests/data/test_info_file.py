@@ -11,10 +11,21 @@ def test_data_info_round_trips_through_json(tmp_path):
     path = save_data_info(info, tmp_path / "run")
     assert path.name == DATA_INFO_FILE == "data.json"
     stored = json.loads(path.read_text())
-    assert stored["format_version"] == 1 and stored["input_shape"] == [13]
+    assert stored["format_version"] == 2 and stored["input_shape"] == [13]
     again = load_data_info(tmp_path / "run")
     assert again == info and isinstance(again.input_shape, tuple)
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_regression_target_scaling_is_saved_and_a_version_1_file_reads_as_unscaled(tmp_path):
+    info = load("diabetes").info
+    assert load_data_info(save_data_info(info, tmp_path)).target_scaling == info.target_scaling
+    assert 140 < info.target_scaling["mean"][0] < 165 and 70 < info.target_scaling["std"][0] < 85
+    stored = json.loads((tmp_path / "data.json").read_text())
+    del stored["target_scaling"]
+    stored["format_version"] = 1  # written before targets were scaled: its model predicts in the targets' units
+    (tmp_path / "data.json").write_text(json.dumps(stored))
+    assert load_data_info(tmp_path).target_scaling is None
 
 
 def test_text_vocabulary_is_saved_with_the_run(tmp_path):

@@ -105,3 +105,25 @@ def test_loaded_splits_train_with_fit(make_mnist_dir):
     torch.manual_seed(0)
     result = trainwell.fit(MLP([784, 32, 10]), train_loader, val_loader, epochs=3, lr=3e-3, progress=False)
     assert result.best["val_accuracy"] >= 0.9
+
+
+def test_arrays_of_a_single_class_are_refused():
+    with pytest.raises(DataError, match=r"the targets array holds a single class \('3'\)"):
+        load((torch.randn(20, 2), torch.full((20,), 3)))
+
+
+def test_float_whole_number_targets_are_regression_with_a_hint_to_cast(caplog):
+    inputs, labels = torch.randn(40, 2), (torch.arange(40) % 3).float()
+    with caplog.at_level("WARNING", logger="trainwell"):
+        splits = load((inputs, labels))
+    assert splits.info.task == "regression"
+    assert "float whole numbers of 3 values" in caplog.text and "cast them to integers (targets.long()" in caplog.text
+    assert load((inputs, labels.long())).info.task == "classification"
+
+
+def test_regression_arrays_are_standardised_and_keep_their_scaling():
+    targets = torch.linspace(100.0, 500.0, 50).reshape(50, 1)
+    splits = load((torch.randn(50, 3), targets), seed=0)
+    scaling = splits.info.target_scaling
+    assert splits.train[1].mean().item() == pytest.approx(0.0, abs=1e-5) and 100 < scaling["mean"][0] < 500
+    assert torch.cat([splits.train[1], splits.val[1]]).shape == (50, 1)

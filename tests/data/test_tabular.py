@@ -158,3 +158,36 @@ def test_a_damaged_parquet_file_is_refused_naming_it(tmp_path):
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match=rf"table '{path}' is not a readable Parquet file"):
         read_columns(path)
+
+
+def test_a_target_of_a_single_class_is_refused_naming_the_column(tmp_path):
+    path = tmp_path / "pets.csv"
+    path.write_text("weight,kind\n" + "".join(f"{i},cat\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"the target column 'kind' of '.*pets.csv' holds a single class \('cat'\)"):
+        load(path, target="kind")
+    # Whole numbers of one value read as one class too; a constant real value has nothing to regress.
+    path.write_text("weight,legs\n" + "".join(f"{i},4\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"the target column 'legs' .* holds a single class \('4'\)"):
+        load(path, target="legs")
+    path.write_text("weight,price\n" + "".join(f"{i},9.5\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"the target column 'price' of '.*pets.csv': a single value \(9.5\) in every training sample"):
+        load(path, target="price", task="regression")
+
+
+def test_regression_targets_are_standardised_with_the_training_rows_statistics(tmp_path):
+    path = tmp_path / "houses.csv"
+    prices = [400 + 13.7 * i + (i % 5) * 40 for i in range(50)]
+    path.write_text("rooms,price\n" + "".join(f"{i % 6},{price}\n" for i, price in enumerate(prices)))
+    splits = load(path, target="price", seed=0)
+    info = splits.info
+    assert info.task == "regression" and splits.train[1].dtype == torch.float32
+    train_index, _ = split_indices(None, 50, 0.2, 0)
+    raw = torch.tensor(prices, dtype=torch.float64)[torch.from_numpy(train_index)]
+    assert info.target_scaling == {"mean": [pytest.approx(raw.mean().item())], "std": [pytest.approx(raw.std().item())]}
+    assert splits.train[1].mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert splits.train[1].std().item() == pytest.approx(1.0, abs=1e-5)
+    # The validation targets are scaled with the training rows' statistics, and scale back exactly.
+    from trainwell.data.targets import target_scaling_of
+
+    restored = target_scaling_of(info).unscale(torch.cat([splits.train[1], splits.val[1]]).double())
+    assert sorted(restored.tolist()) == pytest.approx(sorted(prices))

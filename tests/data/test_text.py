@@ -100,3 +100,9 @@ def test_unknown_csv_column_and_single_example_class(tmp_path):
     records = REVIEWS + [("one of a kind", "meh")]
     with pytest.raises(DataError, match=r"class 'meh' \(label 0\) has a single example"):
         load(write_jsonl(tmp_path / "r.jsonl", records))
+
+
+def test_texts_of_a_single_label_are_refused_naming_the_column(tmp_path):
+    path = write_jsonl(tmp_path / "reviews.jsonl", [(text, "pos") for text, _ in REVIEWS])
+    with pytest.raises(DataError, match=r"the label column 'label' of '.*reviews.jsonl' holds a single class \('pos'\)"):
+        load(path)

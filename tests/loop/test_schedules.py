@@ -272,3 +272,30 @@ def test_schedule_interval_epoch_holds_a_built_in_schedule_for_each_epoch(one_th
     trainer.fit(_model(), train, val)
     shape = cosine(12)
     assert trainer.lrs == pytest.approx([0.1 * shape(4 * (step // 4)) for step in range(12)])
+
+
+def test_patience_counts_once_the_lr_has_annealed_to_half_its_peak():
+    from trainwell.config import TrainConfig
+    from trainwell.loop.schedules import onecycle, patience_start_epoch
+
+    for epochs in (10, 40):
+        config = TrainConfig(schedule="onecycle", epochs=epochs)
+        start = patience_start_epoch(config, steps_per_epoch=23, total_steps=23 * epochs)
+        schedule = onecycle(23 * epochs)
+        assert schedule(start * 23 - 1) <= 0.5 < schedule((start - 1) * 23 - 1)
+        assert start > 0.3 * epochs  # never inside the warm-up
+    assert patience_start_epoch(TrainConfig(schedule="cosine", epochs=10), steps_per_epoch=10, total_steps=100) == 6
+    assert patience_start_epoch(TrainConfig(schedule="constant", epochs=40), steps_per_epoch=23, total_steps=920) == 1
+    assert patience_start_epoch(TrainConfig(schedule="onecycle", epochs=40), steps_per_epoch=None, total_steps=None) == 1
+    # max_steps ends the run early: the schedule spans its steps, and annealing happens within them.
+    assert patience_start_epoch(TrainConfig(schedule="cosine", epochs=10, max_steps=50), 10, 50) == 3
+
+
+def test_the_trainer_gives_early_stopping_its_start(classifier, blob_loaders):
+    import trainwell
+    from trainwell.callbacks import EarlyStopping
+
+    trainer = trainwell.Trainer(epochs=20, lr=1e-2, schedule="onecycle", progress=False)
+    trainer.fit(classifier, *blob_loaders)
+    stopper = next(c for c in trainer.callbacks if isinstance(c, EarlyStopping))
+    assert stopper.start_epoch > 6

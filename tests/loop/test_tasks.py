@@ -142,3 +142,12 @@ def test_class_last_logits_train_with_the_default_step_as_the_permuted_layout_do
     assert last[-1]["val_accuracy"] > 0.9 and last[-1]["val_loss"] < last[0]["val_loss"]
     # Perplexity is exp of the mean cross-entropy per (unpadded) label, which the default loss is too.
     assert last[-1]["val_perplexity"] == pytest.approx(math.exp(last[-1]["val_loss"]), rel=1e-5)
+
+
+def test_float_whole_number_labels_against_class_logits_get_the_cast_hint():
+    outputs, labels = torch.randn(6, 4), torch.tensor([0.0, 3.0, 1.0, 2.0, 0.0, 1.0])
+    with pytest.raises(DataError, match=r"float32 whole numbers \(0, 1, 2, 3\) against outputs with 4 classes.*Cast them to integers \(targets.long\(\)"):
+        infer_task("auto", None, outputs, labels)
+    # Real values keep the regression advice.
+    with pytest.raises(DataError, match="regression needs one output per target value"):
+        infer_task("auto", None, outputs, labels + 0.5)

@@ -26,12 +26,24 @@ def test_wrong_channel_count_is_a_clear_error():
         CNN(3, 10)(torch.randn(2, 1, 8, 8))
 
 
-def test_layout_blocks_then_global_pool_dropout_and_head():
-    model = CNN(1, 10, channels=(32, 64), convs_per_block=2)
+def test_layout_blocks_then_the_pooled_grid_a_dense_layer_dropout_and_head():
+    model = CNN(1, 10, channels=(32, 64), convs_per_block=2, pooled_size=4, hidden=128)
     kinds = [type(layer).__name__ for layer in model.features[0]]
     assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
     assert model.features[0][0].bias is None  # BatchNorm's shift makes it redundant
-    assert len(model.features) == 2 and model.head.in_features == 64 and model.head.out_features == 10
+    assert len(model.features) == 2 and model.dense[0].in_features == 64 * 4 * 4 and model.dense[0].out_features == 128
+    assert model.head.in_features == 128 and model.head.out_features == 10
+    # A map smaller than the grid (8x8 digits pool to 2x2) is repeated to fill it: any size works.
+    assert model.eval()(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+    plain = CNN(1, 10, channels=(32, 64), pooled_size=1, hidden=0)  # global average pooling straight into the head
+    assert isinstance(plain.dense, torch.nn.Identity) and plain.head.in_features == 64
+
+
+def test_the_default_cnn_stays_small_and_takes_every_image_size():
+    model = CNN(3, 100).eval()
+    assert sum(p.numel() for p in model.parameters()) < 1_500_000
+    for size in (8, 28, 32, 96):
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 100)
 
 
 def test_every_parameter_gets_a_gradient(checks):
@@ -59,7 +71,7 @@ def test_state_dict_round_trip(checks):
 
 def test_init_statistics_match_the_documented_choices():
     torch.manual_seed(0)
-    model = CNN(in_channels=64, num_classes=100, channels=(256,))
+    model = CNN(in_channels=64, num_classes=100, channels=(256,), pooled_size=1, hidden=0)
     conv, norm = model.features[0][0], model.features[0][1]
     fan_in = 64 * 3 * 3
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)  # Kaiming, fan-in

@@ -5,7 +5,7 @@ from trainwell.models import CNN, RNN, Transformer, summary
 
 
 def test_rows_name_each_layer_with_its_output_shape_and_parameters():
-    text = summary(CNN(1, 10, channels=(8, 16)), torch.randn(5, 1, 8, 8))
+    text = summary(CNN(1, 10, channels=(8, 16), convs_per_block=1, pooled_size=1, hidden=0), torch.randn(5, 1, 8, 8))
     lines = text.splitlines()
     assert lines[0] == "CNN: input (5, 1, 8, 8) -> output (5, 10)"
     rows = {line.split()[0]: line.split() for line in lines[2:-1]}
@@ -13,7 +13,7 @@ def test_rows_name_each_layer_with_its_output_shape_and_parameters():
     assert rows["features.1.3"][1] == "MaxPool2d"
     assert "(5, 16, 2, 2)" in next(line for line in lines if line.startswith("features.1.3"))
     assert next(line for line in lines if line.startswith("head")).split()[-1] == "170"
-    total = sum(p.numel() for p in CNN(1, 10, channels=(8, 16)).parameters())
+    total = sum(p.numel() for p in CNN(1, 10, channels=(8, 16), convs_per_block=1, pooled_size=1, hidden=0).parameters())
     assert lines[-1] == f"Parameters: {total:,} (trainable {total:,})"
 
 

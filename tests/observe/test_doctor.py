@@ -212,3 +212,39 @@ def test_the_doctor_names_overfitting_on_a_real_memorising_run(tmp_path):
     hidden = {"hidden": [512, 512], "dropout": 0.0}
     run(RunConfig(data="digits", val_fraction=0.9, seed=0, model_args=hidden, run_dir=tmp_path, progress=False))
     assert [finding.rule for finding in doctor.diagnose(tmp_path)] == ["generalisation_gap"]
+
+
+# The price table trained without target scaling (mean 461, sd 237): MSE in the tens of
+# thousands, barely falling, R² below zero. The lr was blamed; the scale is the cause.
+UNSCALED_PRICES = [(271_000.0, 262_000.0), (259_000.0, 251_000.0), (247_000.0, 240_000.0), (236_000.0, 229_000.0),
+                   (226_000.0, 219_000.0), (217_000.0, 210_000.0)]  # fmt: skip
+
+
+def test_targets_far_from_unit_scale_are_named_before_the_lr():
+    info = {"batch_size": 64, "peak_lr": 0.001, "task": "regression", "targets": {"mean": 461.0, "std": 237.0}}
+    run = _run(UNSCALED_PRICES, config={"lr": 0.001, "schedule": "constant"}, run_info=info, val_r2=-2.4)
+    assert _rules(run) == ["target_scale"]  # not "loss_plateau" or "underfitting": raising the lr is not the fix
+    finding = doctor.target_scale(run)
+    assert "mean 461 and standard deviation 237" in finding.evidence and "best val_r2 was -2.4" in finding.evidence
+    assert "Standardise the targets" in finding.fix
+    # The same run on standardised targets, or one that explains its targets well, gets no such finding.
+    scaled = {**info, "targets": {"mean": 0.05, "std": 0.98}}
+    assert doctor.target_scale(_run(UNSCALED_PRICES, run_info=scaled, val_r2=-2.4)) is None
+    assert doctor.target_scale(_run(UNSCALED_PRICES, run_info=info, val_r2=0.93)) is None
+    assert doctor.target_scale(_run(UNSCALED_PRICES, run_info={**info, "task": "classification"})) is None
+
+
+def test_early_stopping_before_the_lr_annealed_is_flagged():
+    config = {**DEFAULT_CONFIG, "epochs": 40}
+    rows = DEFAULT_DIGITS + [(0.0150, 0.1200, 0.9750)]
+    early = {"event": "early_stopping", "epoch": 10, "lr": 0.0098, "best_epoch": 4}
+    finding = doctor.stopped_before_annealing(_run(rows, config=config, events=[early]))
+    assert finding.title == "stopped before the lr annealed"
+    assert "epoch 10 of 40 with the lr at 0.0098, 98% of its peak 0.01" in finding.evidence
+    assert "start_epoch" in finding.fix and "early_stopping_patience" in finding.fix
+    assert "stopped_before_annealing" in _rules(_run(rows, config=config, events=[early]))
+    annealed = {**early, "epoch": 31, "lr": 0.0023}
+    assert doctor.stopped_before_annealing(_run(rows, config=config, events=[annealed])) is None
+    constant = {**config, "schedule": "constant"}
+    assert doctor.stopped_before_annealing(_run(rows, config=constant, events=[early])) is None
+    assert doctor.stopped_before_annealing(_run(rows, config=config)) is None

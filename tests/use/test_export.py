@@ -160,3 +160,22 @@ def test_export_run_writes_each_format_checked_into_the_run_dir(trained_run):
     assert scripted.path.name == "model.torchscript.pt" and scripted.max_abs_diff <= 1e-4
     with pytest.raises(ConfigError, match=r"format='tflite' is not a valid choice"):
         export_run(result.run_dir, "tflite")
+
+
+def test_a_regression_graph_returns_values_in_the_targets_units(trained_run):
+    import json
+
+    from safetensors import safe_open
+
+    from trainwell import load_model
+    from trainwell.use.export import export_run
+
+    result = trained_run("diabetes", data="diabetes", epochs=2)
+    scripted = torch.jit.load(str(export_run(result.run_dir, "torchscript").path))
+    loaded = load_model(result.run_dir)
+    rows = loaded.prepare(torch.randn(5, 10))
+    expected = loaded.predict(rows).values  # disease progression, not standardised values
+    assert 20 < float(expected.mean()) < 350
+    assert torch.allclose(scripted(rows).reshape(expected.shape), expected, rtol=1e-5, atol=1e-4)
+    with safe_open(str(export_run(result.run_dir, "safetensors").path), framework="pt") as file:
+        assert json.loads(file.metadata()["target_scaling"]) == loaded.info.target_scaling

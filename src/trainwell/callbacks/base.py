@@ -55,6 +55,10 @@ class TrainerView(Protocol):
         """The checkpoint of the run as it stands: what a checkpoint file holds."""
         ...
 
+    def evaluated_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights validation measures: the moving average's with ``ema_decay``, else the module's."""
+        ...
+
     def is_healthy(self) -> bool:
         """Whether the current state is a good one to return to (no bad step in its epoch)."""
         ...

@@ -34,6 +34,10 @@ class EarlyStopping(Callback):
             weights are still tracked and restored).
         min_delta: The smallest change that counts as an improvement.
         restore_best_weights: At the end of training, load the weights of the best epoch.
+        start_epoch: The first epoch whose lack of improvement counts against ``patience``;
+            earlier epochs still set the best. The trainer sets it where the lr schedule has
+            annealed (:func:`trainwell.loop.schedules.patience_start_epoch`): before that, a
+            validation loss that stalls at a high lr says little about what annealing will reach.
         metric: The former name of ``monitor``.
 
     Raises:
@@ -54,6 +58,7 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
         *,
         metric: str | None = None,
+        start_epoch: int = 1,
     ) -> None:
         monitor = metric if metric is not None else monitor
         if not isinstance(monitor, str) or not monitor:
@@ -66,6 +71,7 @@ class EarlyStopping(Callback):
             raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
         self.monitor = Monitor(monitor, mode=resolve_mode(monitor, mode), min_delta=min_delta, patience=patience)
         self.restore_best_weights = restore_best_weights
+        self.start_epoch = start_epoch
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.stopped_epoch: int | None = None
 
@@ -76,17 +82,22 @@ class EarlyStopping(Callback):
         if self.monitor.update(value, epoch) and self.restore_best_weights:
             # The plain module's names, without a DDP or torch.compile wrapper's prefix: a checkpoint
             # holding them resumes in any setting.
-            self.best_weights = {name: tensor.detach().clone() for name, tensor in trainer.module.state_dict().items()}
+            weights = trainer.evaluated_state_dict()  # the moving average's, when the run keeps one
+            self.best_weights = {name: tensor.detach().clone() for name, tensor in weights.items()}
+        if epoch < self.start_epoch:
+            self.monitor.bad_updates = 0  # patience counts from start_epoch on
         if self.monitor.exhausted and not trainer.should_stop:
             self.stopped_epoch = epoch
             trainer.should_stop = True
-            logger.info(
-                "Early stopping at epoch %d: %s has not improved for %d epochs (best %.4g at epoch %s).",
-                epoch,
-                self.monitor.metric,
-                self.monitor.patience,
-                self.monitor.best,
-                self.monitor.best_epoch,
+            # An event, so that the run's record (and the doctor) know where and at which lr it stopped.
+            trainer.record_event(
+                "early_stopping",
+                logging.INFO,
+                f"Early stopping at epoch {epoch}: {self.monitor.metric} has not improved for {self.monitor.patience} "
+                f"epochs (best {self.monitor.best:.4g} at epoch {self.monitor.best_epoch}).",
+                metric=self.monitor.metric,
+                best_epoch=self.monitor.best_epoch,
+                lr=metrics.get("lr"),
             )
 
     def on_train_end(self, trainer: TrainerView, **kwargs: Any) -> None:

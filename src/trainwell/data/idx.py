@@ -265,7 +265,7 @@ def load_idx(
     import torch
 
     from trainwell.data.bundled import DataInfo, Splits
-    from trainwell.data.splits import split_indices, standardize
+    from trainwell.data.splits import check_several_classes, split_indices, standardize
 
     if source is None:
         if name not in IDX_DATASETS:
@@ -284,6 +284,11 @@ def load_idx(
             f"{test_images.shape[1:]}: both splits must have one image size."
         )
     class_names = list(source.class_names) or [str(label) for label in range(int(train_labels.max()) + 1)]
+    present = np.unique(train_labels)
+    check_several_classes(
+        [class_names[int(label)] for label in present], f"the training labels of '{directory}'",
+        "Check that the labels file is the right one, or add images of the other classes.",
+    )
     train_index, val_index = split_indices(train_labels, len(train_labels), val_fraction, seed, class_names, f"'{directory}'")
     scale = 1.0 / 255.0
     train_x, val_x, test_x = (

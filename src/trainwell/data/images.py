@@ -124,7 +124,7 @@ def load_image_folder(
 
     from trainwell.data.augment import ImageAugment
     from trainwell.data.bundled import DataInfo, Splits
-    from trainwell.data.splits import split_indices, standardize
+    from trainwell.data.splits import check_several_classes, split_indices, standardize
     from trainwell.exceptions import ConfigError
 
     if bad_images not in BAD_IMAGE_POLICIES:
@@ -133,6 +133,9 @@ def load_image_folder(
     root = Path(root)
     _pillow()
     class_names, files = list_images(root)
+    check_several_classes(
+        class_names, f"the image folder '{root}'", "Put each class's images in a folder of its own: root/<class>/*.png."
+    )
 
     # Image headers (cheap to read) fix the channel count and, unless given, the size: the first image's.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

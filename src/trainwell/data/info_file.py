@@ -26,7 +26,8 @@ from trainwell.files.reading import read_json
 from trainwell.files.rundir import RunPaths
 
 DATA_INFO_FILE = RunPaths(Path()).data_info.name
-FORMAT_VERSION = 1
+# Version 2 added target_scaling (standardised regression targets); version 1 files read as unscaled.
+FORMAT_VERSION = 2
 # The largest sample trainwell's loaders make (3 x 4096 x 4096 images, rounded up); a file asking
 # for more is damaged or crafted.
 MAX_INPUT_VALUES = 1 << 26
@@ -53,6 +54,7 @@ class DataInfoFile(BaseModel):
     normalization: dict[str, list[float]] = Field(default_factory=dict)
     vocab_size: Optional[int] = Field(None, ge=1, le=MAX_VOCABULARY)
     preprocessing: dict[str, Any] = Field(default_factory=dict)
+    target_scaling: Optional[dict[str, list[float]]] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DataInfoFile:
@@ -67,8 +69,13 @@ class DataInfoFile(BaseModel):
             raise ValueError(f"{len(self.class_names)} class_names for num_classes={self.num_classes}")
         if any(value <= 0 for value in self.normalization.get("std", [])):
             raise ValueError("normalization std holds a value ≤ 0: inputs would be divided by it")
-        where = _first_non_finite(self.normalization, "normalization") or _first_non_finite(
-            self.preprocessing, "preprocessing"
+        scaling = self.target_scaling or {}
+        if any(value <= 0 for value in scaling.get("std", [])):
+            raise ValueError("target_scaling std holds a value ≤ 0: predictions would be multiplied by it")
+        where = (
+            _first_non_finite(self.normalization, "normalization")
+            or _first_non_finite(self.preprocessing, "preprocessing")
+            or _first_non_finite(scaling, "target_scaling")
         )
         if where is not None:
             raise ValueError(f"{where} is not a finite number: predictions made with it would all be NaN")

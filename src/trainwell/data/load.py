@@ -227,17 +227,22 @@ def _refuse_foreign_options(chosen: str, options: dict[str, Any]) -> None:
 def load_arrays(pair: Sequence[Any], val_fraction: float = 0.2, seed: int = 0, task: str = "auto") -> Splits:
     """Split in-memory ``(inputs, targets)`` and standardise float inputs with training statistics.
 
-    Integer targets are class labels (split stratified) unless ``task="regression"``.
+    Integer targets are class labels (split stratified) unless ``task="regression"``; float
+    targets are regression values, standardised with the training split's statistics
+    (``info.target_scaling``), unless ``task="classification"``. Float targets that are all whole
+    numbers of a few values get a warning: they look like class labels.
 
     Raises:
-        DataError: not a pair, different counts, NaN or inf in the inputs (naming the index).
+        DataError: not a pair, different counts, NaN or inf in the inputs (naming the index),
+            classification targets of a single class, regression targets of a single value.
     """
     import numpy as np
     import torch
 
     from trainwell.data.bundled import DataInfo, Splits
     from trainwell.data.loader import _as_tensor
-    from trainwell.data.splits import check_finite, split_indices, standardize
+    from trainwell.data.splits import check_finite, check_several_classes, split_indices, standardize
+    from trainwell.data.targets import looks_like_labels, scale_targets
 
     if len(pair) != 2:
         raise DataError(f"data is a sequence of {len(pair)} items: expected a pair (inputs, targets).")
@@ -249,6 +254,13 @@ def load_arrays(pair: Sequence[Any], val_fraction: float = 0.2, seed: int = 0, t
         )
     check_finite(inputs, "the inputs array")
     classification = task == "classification" or (task == "auto" and not targets.is_floating_point())
+    if task == "auto" and not classification and looks_like_labels(targets):
+        logger.warning(
+            "The targets are float whole numbers of %d values (%s): read as regression values, as float targets are. "
+            "If they are class labels, cast them to integers (targets.long(), y.astype('int64')) or pass "
+            "task='classification'.", len(targets.unique()), ", ".join(f"{v:g}" for v in targets.unique()[:5].tolist()),
+        )
+    scaling = None
     if classification:
         if targets.is_floating_point():
             targets = targets.long()
@@ -257,11 +269,20 @@ def load_arrays(pair: Sequence[Any], val_fraction: float = 0.2, seed: int = 0, t
         if targets.dim() != 1 or int(targets.min()) < 0:
             raise DataError("classification targets must be class indices 0..C-1 of shape (N,): got other values or shape.")
         class_names = [str(label) for label in range(class_count)]
+        check_several_classes(
+            [class_names[label] for label in np.unique(labels)], "the targets array",
+            "Check the targets, or add samples of the other classes.",
+        )
         train_index, val_index = split_indices(labels, len(labels), val_fraction, seed, class_names, "the arrays")
     else:
         class_names, class_count = [], None
         train_index, val_index = split_indices(None, len(targets), val_fraction, seed, source="the arrays")
     train_index, val_index = torch.from_numpy(np.asarray(train_index)), torch.from_numpy(np.asarray(val_index))
+    if not classification:
+        # Standardised with the training split's statistics (data/targets.py says why); kept in info.
+        (train_y, val_y), scaling = scale_targets(targets[train_index].double(), targets[val_index].double(), source="the targets array")
+        targets = torch.empty(len(targets), *targets.shape[1:], dtype=torch.float32)
+        targets[train_index], targets[val_index] = train_y, val_y
     train_x, val_x = inputs[train_index], inputs[val_index]
     normalization: dict[str, list[float]] = {}
     if inputs.is_floating_point():
@@ -274,5 +295,6 @@ def load_arrays(pair: Sequence[Any], val_fraction: float = 0.2, seed: int = 0, t
         class_names=class_names,
         normalization=normalization,
         preprocessing={"format": "arrays"},
+        target_scaling=scaling.to_dict() if scaling is not None else None,
     )
     return Splits(train=(train_x, targets[train_index]), val=(val_x, targets[val_index]), info=info)

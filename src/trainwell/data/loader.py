@@ -37,6 +37,10 @@ class TensorLoader:
         pin_memory: Keep the tensors, and every batch cut from them, in page-locked memory so
             that copies to a CUDA device run asynchronously (the trainer copies with
             ``non_blocking=True``). Ignored, with nothing pinned, when CUDA is not available.
+        target_scaling: For standardised regression targets, the
+            :class:`~trainwell.data.targets.TargetScaling` that standardised them: ``fit`` and
+            ``evaluate`` read it here (``loader.target_scaling``) to report val_mae and val_rmse in
+            the targets' own units. :meth:`trainwell.data.Splits.loaders` sets it.
 
     Example:
         >>> loader = TensorLoader(torch.arange(10.0).unsqueeze(1), torch.arange(10), batch_size=4, seed=0)
@@ -54,6 +58,7 @@ class TensorLoader:
         seed: int | None = None,
         transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
         pin_memory: bool = False,
+        target_scaling: Any = None,
     ) -> None:
         self.inputs = _as_tensor(inputs)
         self.targets = _as_tensor(targets)
@@ -77,6 +82,7 @@ class TensorLoader:
         self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else seed
         self.epoch = 0
         self.transform = transform
+        self.target_scaling = target_scaling
         self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
         if self.pin_memory:
             self.inputs, self.targets = self.inputs.pin_memory(), self.targets.pin_memory()

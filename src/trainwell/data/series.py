@@ -41,10 +41,11 @@ def forecasting_splits(
     """Cut ``series`` into (past ``window`` values → next value) samples, split in time.
 
     The validation set is the last ``val_fraction`` of the targets, so no training target lies
-    in the validation period. Values are standardised with the mean and standard deviation of
-    the training period alone (every value before the first validation target). The naive
-    forecast (the last value of each window) is scored on the validation set in the same units
-    as ``val_mae``: ``info.preprocessing["naive_val_mae"]``.
+    in the validation period. Values (inputs and targets) are standardised with the mean and
+    standard deviation of the training period alone (every value before the first validation
+    target); ``info.target_scaling`` holds them too, so ``val_mae`` is reported in the series'
+    own units. The naive forecast (the last value of each window) is scored on the validation
+    set in those units: ``info.preprocessing["naive_val_mae"]``.
 
     Args:
         series: The values, oldest first, shape ``(T,)``.
@@ -82,7 +83,7 @@ def forecasting_splits(
     targets = scaled[window:].unsqueeze(-1)
     cut = split - window
     val_inputs, val_targets = inputs[cut:], targets[cut:]
-    naive = (val_inputs[:, -1] - val_targets).abs().mean().item()
+    naive = (val_inputs[:, -1] - val_targets).abs().mean().item() * std.item()
     info = DataInfo(
         name=name,
         task="regression",
@@ -90,6 +91,7 @@ def forecasting_splits(
         num_classes=None,
         normalization={"mean": [mean.item()], "std": [std.item()]},
         preprocessing={"window": window, "naive_val_mae": naive, "first_val_index": split, **(extra or {})},
+        target_scaling={"mean": [mean.item()], "std": [std.item()]},
     )
     return Splits(train=(inputs[:cut], targets[:cut]), val=(val_inputs, val_targets), info=info)
 

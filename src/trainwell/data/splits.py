@@ -85,6 +85,31 @@ def split_indices(
     return np.sort(train_index), np.sort(val_index)
 
 
+def check_several_classes(class_names: Sequence[str], source: str, fix: str) -> None:
+    """Refuse classification data with fewer than two classes: a classifier of one class learns nothing.
+
+    Args:
+        class_names: The classes found in the data.
+        source: What holds the labels, e.g. ``"the target column 'kind' of 'pets.csv'"``.
+        fix: What the user can do about it.
+
+    Raises:
+        DataError: naming ``source``, its one class and ``fix``.
+
+    Example:
+        >>> check_several_classes(["cat"], "the target column 'kind' of 'pets.csv'", "Add rows.")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        trainwell.exceptions.DataError: the target column 'kind' of 'pets.csv' holds a single class ('cat'): ...
+    """
+    if len(class_names) < 2:
+        found = f"a single class ({class_names[0]!r})" if class_names else "no class at all"
+        raise DataError(
+            f"{source} holds {found}: a classifier needs at least two classes to tell apart, and one trained on a "
+            f"single class always answers it. {fix}"
+        )
+
+
 def check_finite(inputs: torch.Tensor, source: str, columns: Sequence[str] | None = None) -> None:
     """Refuse NaN or inf in ``inputs``, naming the first bad sample (and column when known).
 

@@ -143,12 +143,14 @@ def load_table(
 
     Returns:
         :class:`~trainwell.data.Splits`: float features ``(N, F)``; labels ``(N,)`` int64 for
-        classification, float32 values for regression.
+        classification; for regression, float32 values standardised with the training rows' mean
+        and standard deviation (``info.target_scaling``, which turns predictions back into the
+        column's units).
 
     Raises:
         DataError: a missing file, an unknown target column, inf in a numeric column, missing
-            values under ``missing="error"``, a class with a single example, a non-numeric target
-            for regression.
+            values under ``missing="error"``, a class with a single example, a target with a
+            single class (or, for regression, a single value), a non-numeric target for regression.
         ConfigError: an unknown ``task`` or ``missing`` policy.
 
     Example:
@@ -163,7 +165,8 @@ def load_table(
     import torch
 
     from trainwell.data.bundled import DataInfo, Splits
-    from trainwell.data.splits import split_indices
+    from trainwell.data.splits import check_several_classes, split_indices
+    from trainwell.data.targets import TargetScaling
     from trainwell.exceptions import ConfigError
 
     if missing not in MISSING_POLICIES:
@@ -192,14 +195,22 @@ def load_table(
 
     task = _decide_task(path, target, columns[target], kinds[target], rows, task)
     raw_target = [columns[target][i] for i in rows]
+    scaling = None
     if task == "classification":
         class_names, labels_array = _class_labels(raw_target, kinds[target])
+        check_several_classes(
+            class_names, f"the target column {target!r} of '{path}'",
+            "Check that it is the column to predict (target=..., --target), or add rows of the other classes.",
+        )
         labels = torch.from_numpy(labels_array)
         train_index, val_index = split_indices(labels_array, len(rows), val_fraction, seed, class_names, f"'{path}'")
     else:
         class_names = []
-        labels = torch.tensor([float(value) for value in raw_target], dtype=torch.float32)
+        values = torch.tensor([float(value) for value in raw_target], dtype=torch.float64)
         train_index, val_index = split_indices(None, len(rows), val_fraction, seed, source=f"'{path}'")
+        # Standardised with the training rows' statistics (data/targets.py says why); data.json keeps them.
+        scaling = TargetScaling.fit(values[train_index], f"the target column {target!r} of '{path}'")
+        labels = scaling.scale(values).to(torch.float32)
 
     kept = {name: [columns[name][i] for i in rows] for name in features}
     preprocessing, normalization = fit_encoding(kept, {name: kinds[name] for name in features}, train_index, missing)
@@ -213,6 +224,7 @@ def load_table(
         class_names=class_names,
         normalization=normalization,
         preprocessing=preprocessing,
+        target_scaling=scaling.to_dict() if scaling is not None else None,
     )
     logger.info(
         "Loaded '%s': %d rows (%d training, %d validation), %d features from %d columns, target %r (%s).",

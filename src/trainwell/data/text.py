@@ -195,13 +195,17 @@ def load_text(
     import torch
 
     from trainwell.data.bundled import DataInfo, Splits
-    from trainwell.data.splits import split_indices
+    from trainwell.data.splits import check_several_classes, split_indices
 
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
         raise DataError(f"max_length={max_length!r} is out of range: expected an integer ≥ 1, or None.")
     path = Path(path)
     texts, raw_labels = read_text_records(path, text_column, label_column)
     class_names = sorted(set(raw_labels), key=_natural_key)
+    check_several_classes(
+        class_names, f"the label column {label_column!r} of '{path}'",
+        "Check that it is the column to predict (target=..., --target), or add texts of the other classes.",
+    )
     position = {name: index for index, name in enumerate(class_names)}
     labels = np.array([position[label] for label in raw_labels], dtype=np.int64)
     train_index, val_index = split_indices(labels, len(labels), val_fraction, seed, class_names, f"'{path}'")

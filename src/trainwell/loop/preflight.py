@@ -110,12 +110,15 @@ class FirstBatch:
         inputs: Its inputs, on the device (for the model summary).
         task: The task decided from it (None for a custom step whose model returns no tensor).
         targets: Its targets, on the device.
+        target_stats: For regression, the mean and standard deviation of its targets (the doctor
+            reads their scale); None otherwise.
     """
 
     samples: int
     inputs: Any
     task: Task | None
     targets: Any = None
+    target_stats: dict[str, float] | None = None
 
 
 def probe(
@@ -173,7 +176,11 @@ def probe(
         # The validation batches are checked against the task the training batches decided.
         decided = infer_task(task.name if task is not None else requested_task, loss_fn, outputs, fitted, source)
         task = task or decided
-    return FirstBatch(batches.count_samples(inputs), inputs, task, targets)
+    stats = None
+    if task is not None and task.name == "regression" and isinstance(targets, torch.Tensor) and targets.numel() > 1:
+        values = targets.detach().float()
+        stats = {"mean": float(values.mean()), "std": float(values.std())}
+    return FirstBatch(batches.count_samples(inputs), inputs, task, targets, stats)
 
 
 def first_of(loader: Iterable[Any], device: torch.device, task: Task | None = None) -> FirstBatch:

@@ -40,6 +40,13 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         trainer.config.schedule,
         task,
     )
+    if trainer.averaging is not None:
+        why = " (ema_decay='auto': a convolutional model at a constant lr)" if trainer.config.ema_decay == "auto" else ""
+        logger.info(
+            "Averaging the weights, decay %g%s: validation, the best weights and the model kept are the average.",
+            trainer.averaging.decay,
+            why,
+        )
     info = system_info(trainer.device, trainer.precision.name)
     logger.info(
         "Model:\n%s\nSystem: %s", trainer.model_summary, ", ".join(f"{key} {value}" for key, value in info.items())
@@ -52,6 +59,13 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
     }
     if accumulate > 1:
         run["accumulate_grad_batches"] = accumulate
+    if trainer.averaging is not None:
+        run["ema_decay"] = trainer.averaging.decay
+    if trainer.target_scaling is not None:
+        run["target_scaling"] = trainer.target_scaling.to_dict()
+    if getattr(trainer, "target_stats", None) is not None:
+        # The first training batch's targets, as the model learns them: the doctor judges their scale.
+        run["targets"] = trainer.target_stats
     session = getattr(trainer, "distributed", None)
     if session is not None:  # under torchrun: batch_size is per process
         run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)

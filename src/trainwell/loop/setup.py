@@ -28,13 +28,14 @@ from trainwell.exceptions import ConfigError
 from trainwell.files.checkpoint import check_plain, read_checkpoint
 from trainwell.files.rundir import RunPaths
 from trainwell.loop import preflight
+from trainwell.loop.averaging import WeightAverage, resolve_decay
 from trainwell.loop.batch_check import BatchCheck
 from trainwell.loop.limits import RunLimits, first_batches
 from trainwell.loop.metric_choice import choose_metrics
 from trainwell.loop.optimizers import build_optimizer, needs_closure, scaled_lr
 from trainwell.loop.precision import Precision
 from trainwell.loop.run_info import log_run_start
-from trainwell.loop.schedules import learning_rates
+from trainwell.loop.schedules import learning_rates, patience_start_epoch
 from trainwell.loop.state import TrainState
 from trainwell.loop.step import StepRunner
 from trainwell.observe.monitor import Monitor, resolve_mode, run_monitor
@@ -86,6 +87,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     elif trainer.task is not None:  # metrics that do not fit the model fail now, not after an epoch
         choose_metrics(config.metrics, trainer.task)
     trainer.monitor = _run_monitor(trainer, validated=val_loader is not None)
+    trainer.target_stats = first.target_stats
+    trainer.target_scaling = _target_scaling(trainer, train_loader, val_loader)
     # Under torchrun the lr is scaled for the global batch (every process's batch together).
     global_batch = session.check_batches(first.samples, trainer.steps_per_epoch) if session else first.samples
     # A step's batch: the loader's (every process's together) times the batches accumulated into it.
@@ -105,6 +108,9 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     _build_guard(trainer)
     trainer.batch_check = BatchCheck(lambda: trainer.task, on_device=trainer._device_checks)
     trainer.batch_check.first_inputs = batches.sample_shapes(first.inputs)
+    # After every change of the module's layout: the average reads its tensors in place.
+    decay = resolve_decay(config.ema_decay, trainer.module, config.schedule)
+    trainer.averaging = WeightAverage(trainer.module, decay) if decay is not None else None
     trainer.runner = StepRunner(
         trainer.train_step,
         trainer.optimizer,
@@ -120,6 +126,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         split_on_oom=config.split_batch_on_oom and (session is None or session.sharding is None),
         batch_check=trainer.batch_check,
         accumulate=config.accumulate_grad_batches,
+        averaging=trainer.averaging,
     )
     trainer._move_batches = trainer.device.type != "cpu"
     trainer.loader_position = LoaderPosition(train_loader)
@@ -349,6 +356,7 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
                 patience=config.early_stopping_patience,
                 min_delta=monitor.min_delta,
                 restore_best_weights=config.restore_best_weights,
+                start_epoch=patience_start_epoch(config, trainer.limits.steps_per_epoch, trainer.limits.total_steps),
             )
         )
     # Under torchrun, rank 0 alone shows progress and writes the run directory.
@@ -369,6 +377,13 @@ def _callbacks(trainer: Trainer, val_loader: Iterable[Any] | None, train_loader:
         # After every callback that may set should_stop, before the checkpoint that records it.
         last.insert(0, ProcessSync(session, trainer._signals, train_loader))
     return builtins + trainer.user_callbacks + last
+
+
+def _target_scaling(trainer: Trainer, train_loader: Any, val_loader: Any) -> Any:
+    """The scaling of standardised regression targets that the loaders carry (None otherwise)."""
+    if trainer.task is None or trainer.task.name != "regression":
+        return None
+    return getattr(val_loader, "target_scaling", None) or getattr(train_loader, "target_scaling", None)
 
 
 def _wants_channels_last(setting: bool | None, module: nn.Module, device: torch.device) -> bool:

@@ -6,7 +6,7 @@
     under DDP: the loss averaged over the processes       # every process judges the same number
     unscale and clip the gradient norm
     a non-finite loss or norm (or a loss spike) is a bad step: its update is skipped and the guard counts it
-    optimizer step; zero the gradients
+    optimizer step; zero the gradients; move the weights' moving average (with ema_decay)
 
 An optimizer whose ``step`` needs a closure (``torch.optim.LBFGS``) gets one that recomputes the
 step (zero the gradients, train_step, backward, clip) as often as it asks; the step is judged by
@@ -36,6 +36,7 @@ from trainwell.reliability.oom import MicroBatching
 
 if TYPE_CHECKING:
     from trainwell.distributed.session import Session
+    from trainwell.loop.averaging import WeightAverage
     from trainwell.loop.batch_check import BatchCheck
     from trainwell.loop.precision import Precision
     from trainwell.loop.state import TrainState
@@ -62,6 +63,7 @@ class StepRunner:
         batch_check: Device mode: the check of every batch's targets, whose verdict on the step's
             batch (:attr:`~trainwell.loop.batch_check.BatchCheck.step_bad`) skips the update too.
         accumulate: Batches whose gradients are summed before each optimizer step (a gradient window).
+        averaging: The moving average of the weights to update after each optimizer step, or None.
 
     Attributes:
         last_grad_norm: The last step's gradient norm before clipping (a device tensor), or None.
@@ -88,6 +90,7 @@ class StepRunner:
         split_on_oom: bool = True,
         batch_check: BatchCheck | None = None,
         accumulate: int = 1,
+        averaging: WeightAverage | None = None,
     ) -> None:
         self.train_step = train_step
         self.optimizer = optimizer
@@ -104,6 +107,7 @@ class StepRunner:
         self.batch_check = batch_check
         self.accumulate = accumulate
         self.closure = needs_closure(optimizer)
+        self.averaging = averaging
         self.last_grad_norm: torch.Tensor | None = None
         self.stepped = False
         self.window = GradientWindow()
@@ -280,6 +284,8 @@ class StepRunner:
         if good:
             state.loss_sum += loss.item()
             state.loss_count += 1
+        if self.averaging is not None:
+            self.averaging.update()
         self.guard.observe(good, state.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
         return loss
@@ -334,6 +340,9 @@ class StepRunner:
                 state.loss_count += 1
             self.guard.observe(good, state.global_step, reason=spike or "Non-finite loss or gradient")
         self.optimizer.zero_grad(set_to_none=True)
+        if self.averaging is not None:
+            # Also after a skipped step: the weights did not move, so the average only moves towards them.
+            self.averaging.update()
 
     def _bad_batch(self) -> torch.Tensor | None:
         """Device mode: whether a batch of this step failed its check (a device bool), or None; consumed here."""

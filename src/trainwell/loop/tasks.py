@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainwell.data.targets import looks_like_labels
 from trainwell.exceptions import ConfigError, DataError
 
 logger = logging.getLogger("trainwell")
@@ -257,6 +258,14 @@ def _regression(loss_fn: Any, outputs: torch.Tensor, targets: torch.Tensor, sour
             tuple(outputs.shape),
         )
         return Task("regression", loss_fn or nn.MSELoss(), "regression", reshape_targets=True, values=values)
+    classes = outputs.shape[1] if outputs.dim() == targets.dim() + 1 and outputs.dim() >= 2 else None
+    if classes is not None and classes >= 2 and looks_like_labels(targets, classes):
+        raise DataError(
+            f"targets in {source} are {targets.dtype} whole numbers ({_labels(torch.unique(targets))}) against outputs "
+            f"with {classes} classes {tuple(outputs.shape)}: they look like class labels stored as floats, which "
+            "reads as regression. Cast them to integers (targets.long(), or y.astype('int64') before building the "
+            "loader) to train a classifier; if they are real values, give the model 1 output per target."
+        )
     raise DataError(
         f"targets of shape {tuple(targets.shape)} do not fit outputs of shape {tuple(outputs.shape)} in "
         f"{source}: regression needs one output per target value. Change the model's last layer to "

@@ -8,6 +8,7 @@ run's stateful parts; what one step computes lives in :meth:`Trainer.train_step`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from trainwell.distributed.elastic import resume_after_restart
 from trainwell.distributed.session import Session, joined
 from trainwell.exceptions import ConfigError, DataError
 from trainwell.loop import preflight
+from trainwell.loop.averaging import WeightAverage
 from trainwell.loop.batch_check import BatchCheck, stopped_at_bad_batch
 from trainwell.loop.limits import RunLimits, dev_run_config
 from trainwell.loop.optimizers import is_fused
@@ -78,6 +80,8 @@ class Trainer:
             writes the run's checkpoints (None without a run directory).
         distributed: Under torchrun, this process's :class:`~trainwell.distributed.session.Session`
             (rank, world_size, device); None in one process.
+        target_scaling: The loaders' scaling of standardised regression targets (val_mae in their units), or None.
+        averaging: The :class:`~trainwell.loop.averaging.WeightAverage` with ``ema_decay``, else None.
 
     The run's state is its parts' states, composed by :meth:`state_dict` (ARCHITECTURE.md).
 
@@ -119,6 +123,8 @@ class Trainer:
         self.runner: StepRunner | None = None
         self.batch_check: BatchCheck | None = None
         self.limits: RunLimits | None = None
+        self.target_scaling: Any = None
+        self.averaging: WeightAverage | None = None
         self._signals = SignalCatcher()
 
     # ------------------------------------------------------------------ the loop
@@ -244,6 +250,8 @@ class Trainer:
                 self.healer.on_epoch_end()
                 if self._signals.received is not None:
                     self._stop_on_signal()
+            if self.averaging is not None:
+                self.averaging.copy_to_module()  # the model is the average (early stopping may restore a better one)
             self.callbacks.call("on_train_end", self)
             # fit never returns a model with non-finite weights, or one that no step changed.
             total = self.distributed.sum if self.distributed is not None else None
@@ -325,7 +333,8 @@ class Trainer:
         val_loader = self.limits.validation(val_loader)
         self.batch_check.at("val_loader", counting=True)
         # Validation must not change training's randomness (a DataLoader draws a seed from the global RNG).
-        with torch.random.fork_rng(devices=self._rng_devices), on_plain_module(self):
+        averaged = self.averaging.applied() if self.averaging is not None else contextlib.nullcontext()
+        with torch.random.fork_rng(devices=self._rng_devices), averaged, on_plain_module(self):
             metrics = self.evaluate(val_loader)
         if inside_epoch:
             shown = ", ".join(f"{name} {value:.4g}" for name, value in metrics.items())
@@ -397,6 +406,7 @@ class Trainer:
             autocast=self.precision.autocast,
             session=self.distributed,
             metrics=self.config.metrics,
+            target_scaling=self.target_scaling,
         )
         self.batch_check.flush()
         self.last_validation = result.details
@@ -422,11 +432,16 @@ class Trainer:
             "spikes": self.spikes,
             "healer": self.healer,
             "micro_batching": self.runner.micro_batching,
+            "averaging": self.averaging,
             "callbacks": self.callbacks,
             "loader": self.loader_position,
             "rng": RandomState(self.device),
         }
         return {name: part for name, part in parts.items() if part is not None}
+
+    def evaluated_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights validation measures and a run keeps: the moving average's with ``ema_decay``, else the module's."""
+        return self.averaging.weights if self.averaging is not None else self.module.state_dict()
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state of the run inside ``fit``: every part's ``state_dict()``, by part."""
@@ -446,7 +461,8 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         """What a checkpoint file of the run as it stands holds: :meth:`state_dict` with the config and classic keys."""
         world_size = self.distributed.world_size if self.distributed is not None else 1
-        return checkpoint_of(self.state_dict(), self.state, config=self.config.to_yaml_dict(), world_size=world_size)
+        weights = self.averaging.weights if self.averaging is not None else None  # inference reads the average
+        return checkpoint_of(self.state_dict(), self.state, config=self.config.to_yaml_dict(), world_size=world_size, weights=weights)
 
     def is_healthy(self) -> bool:
         """Whether the current state is worth returning to: no step of its epoch went bad (reads device verdicts)."""

@@ -53,6 +53,7 @@ def evaluation_pass(
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     session: Session | None = None,
     metrics: Sequence[str] | None = None,
+    target_scaling: Any = None,
 ) -> PassResult:
     """Run ``step`` over every batch of ``loader`` and measure the loss and the task's metrics.
 
@@ -68,6 +69,9 @@ def evaluation_pass(
         autocast: The precision's autocast context.
         session: Under torchrun, the process's session: the sums of every process.
         metrics: The metric names to compute (``TrainConfig.metrics``); None: the task's default set.
+        target_scaling: For regression on standardised targets, their
+            :class:`~trainwell.data.targets.TargetScaling`: the loss stays on the standard scale
+            the model learns, while the metrics (MAE, RMSE, R²) are computed in the targets' own units.
 
     Returns:
         A :class:`PassResult`.
@@ -96,7 +100,11 @@ def evaluation_pass(
                 if decided is None or not isinstance(out, dict) or "outputs" not in out:
                     continue
                 details = details or ValidationMetrics(decided, metrics, device)
-                details.update(out["outputs"], out["targets"])
+                outputs, targets = out["outputs"], out["targets"]
+                if target_scaling is not None and decided.name == "regression":
+                    targets = decided.prepare_targets(outputs, targets)
+                    outputs, targets = target_scaling.unscale(outputs.float()), target_scaling.unscale(targets.float())
+                details.update(outputs, targets)
     finally:
         model.train(was_training)
     totals = torch.cat([loss_sum, details.sums()]) if details is not None else loss_sum

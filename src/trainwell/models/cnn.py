@@ -13,11 +13,19 @@ from trainwell.models.init import init_weights
 
 
 class CNN(nn.Module):
-    """Blocks of Conv2d → BatchNorm2d → ReLU → MaxPool2d, then global pooling, dropout and a Linear head.
+    """Blocks of (Conv2d → BatchNorm2d → ReLU) × 2 → MaxPool2d, then a dense head on the pooled map.
 
     Each block halves the height and width (rounding up, so a 1×1 map stays 1×1 and any input
-    size works); global average pooling then makes the head independent of the image size, so
-    one network serves 8×8 digits, 28×28 MNIST and 32×32 CIFAR alike.
+    size works). The last map is average-pooled to a fixed ``pooled_size`` × ``pooled_size`` grid,
+    so the head has the same shape for every image size yet still sees *where* features are; a
+    dense hidden layer (``hidden``, off by default) and dropout come before the output layer.
+
+    The defaults were chosen on 28×28 MNIST digits over several seeds (``benchmarks/cnn_design.py``;
+    README, "What is measured"): three blocks of two convolutions, a 2×2 grid and dropout 0.1
+    reached 0.985 validation accuracy after 4 epochs of the CLI recipe, against 0.74 for the former
+    network (two blocks of one convolution, global average pooling) and 0.96 for a classic
+    two-convolution network with a dense head, with 292,000 parameters against its 1.6 million.
+    On 8×8 digits the smaller two-block network of the digits recipe does better (0.992 against 0.988).
 
     Args:
         in_channels: Channels of the input images (1 for greyscale, 3 for colour).
@@ -25,13 +33,16 @@ class CNN(nn.Module):
         channels: Output channels of each block; the number of blocks is its length.
         kernel_size: Odd convolution kernel size; padding keeps the spatial size.
         convs_per_block: Convolutions (each with BatchNorm and ReLU) before each pooling.
-        dropout: Dropout probability before the head.
+        dropout: Dropout probability before the output layer.
         batch_norm: Normalise after each convolution (its bias is then dropped as redundant).
+        pooled_size: Side of the grid the last feature map is average-pooled to (1: global
+            average pooling). A map smaller than the grid is repeated to fill it.
+        hidden: Width of the dense layer between the pooled map and the output layer; 0 for none.
 
     Inputs of shape ``(N, in_channels, H, W)``; a ``(N, H, W)`` batch is read as one channel.
 
     Example:
-        >>> model = CNN(in_channels=1, num_classes=10, channels=(32, 64))
+        >>> model = CNN(in_channels=1, num_classes=10)
         >>> model(torch.randn(4, 1, 8, 8)).shape, model(torch.randn(4, 1, 28, 28)).shape
         (torch.Size([4, 10]), torch.Size([4, 10]))
     """
@@ -40,11 +51,13 @@ class CNN(nn.Module):
         self,
         in_channels: int,
         num_classes: int,
-        channels: Sequence[int] = (32, 64),
+        channels: Sequence[int] = (32, 64, 128),
         kernel_size: int = 3,
-        convs_per_block: int = 1,
-        dropout: float = 0.3,
+        convs_per_block: int = 2,
+        dropout: float = 0.1,
         batch_norm: bool = True,
+        pooled_size: int = 2,
+        hidden: int = 0,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
@@ -55,6 +68,9 @@ class CNN(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"kernel_size={kernel_size} is invalid: expected an odd integer ≥ 1, e.g. 3.")
         check_positive("convs_per_block", convs_per_block)
+        check_positive("pooled_size", pooled_size)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ConfigError(f"hidden={hidden!r} is invalid: expected an integer ≥ 0 (0: no hidden layer).")
         check_dropout(dropout)
         self.in_channels = in_channels
         blocks: list[nn.Module] = []
@@ -73,9 +89,11 @@ class CNN(nn.Module):
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             blocks.append(nn.Sequential(*layers))
         self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(pooled_size)
+        pooled = width_in * pooled_size * pooled_size
+        self.dense = nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU()) if hidden else nn.Identity()
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(width_in, num_classes)
+        self.head = nn.Linear(hidden or pooled, num_classes)
         init_weights(self, output_layer=self.head)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -86,5 +104,5 @@ class CNN(nn.Module):
                 f"CNN got inputs of shape {tuple(inputs.shape)}: expected (N, {self.in_channels}, H, W) images. "
                 "Reshape flat pixels to images, or build the CNN with the data's number of channels."
             )
-        return self.head(self.dropout(self.pool(self.features(inputs)).flatten(1)))
-
+        pooled = self.pool(self.features(inputs)).flatten(1)
+        return self.head(self.dropout(self.dense(pooled)))

@@ -124,7 +124,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "cnn",
-            "Conv-BatchNorm-ReLU-MaxPool blocks, global pooling and a Linear head: images of any size",
+            "Conv-BatchNorm-ReLU-MaxPool blocks, a dense head on the pooled map: images of any size",
             "trainwell.models.cnn:CNN",
             ("images",),
             (
@@ -133,14 +133,28 @@ MODELS: dict[str, ModelSpec] = {
                 Argument(
                     "channels",
                     list[Positive],
-                    (32, 64),
-                    "a list of integers ≥ 1, e.g. 32,64",
+                    (32, 64, 128),
+                    "a list of integers ≥ 1, e.g. 32,64,128",
                     "output channels of each block",
                 ),
                 Argument("kernel_size", Positive, 3, "an odd integer ≥ 1", "convolution kernel size"),
-                Argument("convs_per_block", Positive, 1, "an integer ≥ 1", "convolutions before each pooling"),
-                Argument("dropout", Fraction, 0.3, "a number from 0 to below 1", "dropout before the head"),
+                Argument("convs_per_block", Positive, 2, "an integer ≥ 1", "convolutions before each pooling"),
+                Argument("dropout", Fraction, 0.1, "a number from 0 to below 1", "dropout before the output layer"),
                 Argument("batch_norm", bool, True, "true or false", "BatchNorm after each convolution"),
+                Argument(
+                    "pooled_size",
+                    Positive,
+                    2,
+                    "an integer ≥ 1",
+                    "side of the grid the last map is average-pooled to (1: global average pooling)",
+                ),
+                Argument(
+                    "hidden",
+                    Annotated[int, Field(ge=0)],
+                    0,
+                    "an integer ≥ 0",
+                    "width of the dense layer before the output layer (0: none)",
+                ),
             ),
         ),
         *(

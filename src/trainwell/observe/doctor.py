@@ -50,6 +50,13 @@ UNDERFIT_MIN_REMAINING = 0.30
 LARGE_BATCH = 512
 # Peak reserved GPU memory above this share of the device's memory is one batch from an OOM.
 NEAR_OOM_SHARE = 0.95
+# Regression targets whose mean or standard deviation exceeds this are far from the unit scale
+# a network's outputs start at; a run that explains less than MIN_R2 of their variance is blamed on it.
+TARGET_SCALE_LIMIT = 10.0
+TARGET_SCALE_MIN_R2 = 0.5
+# Early stopping before the lr fell to this share of its peak stopped an annealing schedule early
+# (the share from which trainwell's own early stopping counts patience: loop/schedules.py).
+ANNEALED_SHARE = 0.5
 
 # Validation metrics the overfitting rule consults, and whether higher is better.
 METRICS = (("val_accuracy", True), ("val_f1", True), ("val_r2", True), ("val_mae", False), ("val_rmse", False))
@@ -348,13 +355,75 @@ def large_batch_without_lr_scaling(run: RunRecords) -> Finding | None:
     )
 
 
+def target_scale(run: RunRecords) -> Finding | None:
+    """Regression targets far from unit scale, in a run that explains little of them: scale them before blaming the lr."""
+    targets = run.run_info.get("targets")
+    if not isinstance(targets, dict) or run.run_info.get("task") != "regression":
+        return None
+    mean, std = targets.get("mean"), targets.get("std")
+    if not all(isinstance(value, (int, float)) and math.isfinite(value) for value in (mean, std)):
+        return None
+    if max(abs(mean), std) <= TARGET_SCALE_LIMIT:
+        return None
+    r2 = [value for value in run.series("val_r2") if math.isfinite(value)]
+    if r2 and max(r2) >= TARGET_SCALE_MIN_R2:
+        return None
+    explained = f"; the best val_r2 was {max(r2):.3g}" if r2 else ""
+    return Finding(
+        "target_scale",
+        "warning",
+        "regression targets far from unit scale",
+        f"the first training batch's targets have mean {mean:.4g} and standard deviation {std:.4g}, while a network's "
+        f"outputs start near 0 with unit-order spread{explained}: the model spends its training reaching their scale, "
+        "and the loss's size makes clipping act on every step.",
+        "Standardise the targets with the training split's mean and standard deviation and invert the predictions "
+        "(trainwell.data.load does it for tables and arrays: its loaders carry target_scaling, and val_mae is reported "
+        "in your units); only then tune the lr.",
+    )
+
+
+def stopped_before_annealing(run: RunRecords) -> Finding | None:
+    """Early stopping ended a run whose lr schedule had not annealed yet (the lr still near its peak)."""
+    stops = [event for event in run.events if event.get("event") == "early_stopping"]
+    schedule = run.config.get("schedule")
+    peak = run.run_info.get("peak_lr")
+    if not stops or schedule not in ("onecycle", "cosine") or not isinstance(peak, (int, float)) or peak <= 0:
+        return None
+    stop = stops[-1]
+    lr = stop.get("lr")
+    if not isinstance(lr, (int, float)):
+        lr = next((row.get("lr") for row in run.epochs if row.get("epoch") == stop.get("epoch")), None)
+    if not isinstance(lr, (int, float)) or lr <= ANNEALED_SHARE * peak:
+        return None
+    planned = run.config.get("epochs")
+    of = f" of {planned}" if isinstance(planned, int) else ""
+    return Finding(
+        "stopped_before_annealing",
+        "warning",
+        "stopped before the lr annealed",
+        f"early stopping ended training at epoch {stop.get('epoch')}{of} with the lr at {lr:.3g}, {lr / peak:.0%} of its "
+        f"peak {peak:.3g}: the {schedule} schedule had not annealed, and a model that never trained at a low lr is "
+        "usually worse than a shorter run of the same schedule.",
+        "Let patience count only once the lr has annealed (trainwell's own early stopping does: "
+        "EarlyStopping(start_epoch=...)), raise early_stopping_patience, or plan fewer epochs so that the schedule "
+        "anneals within them.",
+    )
+
+
 # A finding that explains another makes it redundant: a plateau is why such a run underfits; a
-# generalisation gap says all the rising-val_loss rule would.
-SUPERSEDES = {"loss_plateau": {"underfitting"}, "generalisation_gap": {"overfitting"}}
+# generalisation gap says all the rising-val_loss rule would; targets far from unit scale are why
+# such a run plateaus or underfits (not the lr).
+SUPERSEDES = {
+    "loss_plateau": {"underfitting"},
+    "generalisation_gap": {"overfitting"},
+    "target_scale": {"loss_plateau", "underfitting"},
+}
 
 RULES: tuple[Callable[[RunRecords], Finding | None], ...] = (
     nonfinite_loss,
     out_of_memory,
+    target_scale,
+    stopped_before_annealing,
     loss_plateau,
     underfitting,
     overfitting,

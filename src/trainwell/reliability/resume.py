@@ -158,7 +158,12 @@ def supersede_newer(path: Path) -> None:
 
 
 def checkpoint_of(
-    trainer_state: dict[str, Any], state: Any, *, config: dict[str, Any], world_size: int
+    trainer_state: dict[str, Any],
+    state: Any,
+    *,
+    config: dict[str, Any],
+    world_size: int,
+    weights: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dictionary a checkpoint file holds for a trainer's state.
 
@@ -167,6 +172,9 @@ def checkpoint_of(
         state: The loop state (:class:`trainwell.loop.state.TrainState`): where the run stands.
         config: The resolved config, as plain data.
         world_size: How many processes shared the data (a position inside an epoch means nothing for another number).
+        weights: The weights the run is judged by, when they are not the module's (the moving
+            average with ``ema_decay``): ``model_state_dict`` holds them, for inference and export,
+            while the trainer's state keeps the live weights to resume from.
     """
     last_val_loss = next((row["val_loss"] for row in reversed(state.history) if "val_loss" in row), None)
     return {
@@ -178,7 +186,7 @@ def checkpoint_of(
         "val_loss": last_val_loss,
         # The classic names of plain torch.save checkpoints, for readers that know only those: the same
         # objects as the trainer's entries, which pickling stores once.
-        "model_state_dict": trainer_state["model"],
+        "model_state_dict": weights if weights is not None else trainer_state["model"],
         "optimizer_state_dict": trainer_state["optimizer"],
         TRAINER_KEY: trainer_state,
         "config": config,

@@ -101,6 +101,7 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     device: Any = None,
     metrics: Sequence[str] | None = None,
+    target_scaling: Any = None,
 ) -> Evaluation:
     """Measure ``model`` on every batch of ``loader``: the loss and the task's metrics.
 
@@ -119,6 +120,10 @@ def evaluate(
         device: Where to run; None uses the device of the model's parameters.
         metrics: The metrics to compute, named as for :class:`~trainwell.TrainConfig`'s
             ``metrics`` (e.g. ``["accuracy", "top5"]``); None: the task's default set, as in training.
+        target_scaling: For a model trained on standardised regression targets, their
+            :class:`~trainwell.data.targets.TargetScaling` (None: the loader's
+            ``target_scaling``, if any): MAE, RMSE and R² are then in the targets' own units,
+            the loss on the standard scale.
 
     Returns:
         An :class:`Evaluation` (``.metrics``, ``.per_class``, ``.confusion_matrix``, ``.table()``).
@@ -177,11 +182,14 @@ def evaluate(
         targets = checked(outputs, targets)
         return {"loss": decided.loss(outputs, targets), "outputs": outputs, "targets": targets}
 
+    scaling = target_scaling if target_scaling is not None else getattr(loader, "target_scaling", None)
     # A bar only for a pass that lasts (delay): a large input shows progress, a small one nothing.
     total = len(loader) if hasattr(loader, "__len__") else None
     shown = progress(loader, total=total, desc="evaluating", unit="batch", leave=False, delay=1.0)
     try:
-        measured = evaluation_pass(model, shown, step, task=lambda: decided, device=device, source="loader", metrics=metrics)
+        measured = evaluation_pass(
+            model, shown, step, task=lambda: decided, device=device, source="loader", metrics=metrics, target_scaling=scaling
+        )
     finally:
         shown.close()
     checked.flush()

@@ -314,6 +314,9 @@ def export_run(
     sample inputs shaped like the run's prepared data (two batch sizes) and compared with the
     original within ``atol + rtol * |output|``. The exported model takes *prepared* inputs: the
     run's ``data.json`` holds the preprocessing (``trainwell.load_model(run_dir).prepare`` applies it).
+    For a regression run on standardised targets, a TorchScript or ONNX graph returns values in the
+    targets' own units (the scaling is part of the graph); safetensors holds the weights, which
+    predict on the standard scale, with the scaling in its metadata (``target_scaling``).
 
     Args:
         run_dir: A run directory written by ``trainwell train``.
@@ -345,14 +348,18 @@ def export_run(
         _require_onnx()
     if format == "safetensors":
         _safetensors()
+    import json
+
+    from trainwell.data.targets import Unscaled, target_scaling_of
+
     loaded = load_model(run_dir, checkpoint=checkpoint, device="cpu")
     path = Path(output) if output is not None else Path(run_dir) / f"model{SUFFIXES[format]}"
     samples = sample_inputs(loaded.info)
-    if format == "torchscript":
-        return export_torchscript(path, loaded.model, samples, atol, rtol)
-    if format == "onnx":
-        return export_onnx(path, loaded.model, samples, atol, rtol)
-    import json
+    scaling = target_scaling_of(loaded.info) if loaded.info is not None else None
+    if format in ("torchscript", "onnx"):
+        graph = Unscaled(loaded.model, scaling).eval() if scaling is not None else loaded.model
+        export = export_torchscript if format == "torchscript" else export_onnx
+        return export(path, graph, samples, atol, rtol)
 
     from trainwell.version import __version__
 
@@ -361,6 +368,7 @@ def export_run(
         "model": loaded.config.model,
         "model_args": json.dumps(loaded.config.model_args),
         "checkpoint": loaded.checkpoint.name,
+        **({"target_scaling": json.dumps(scaling.to_dict())} if scaling is not None else {}),
     }
     fresh = build_model(loaded.config, loaded.info)
     written, difference = _write_check_replace(

@@ -286,10 +286,13 @@ def evaluate_tensors(
 ) -> Evaluation:
     """:func:`~trainwell.use.evaluation.evaluate` of ``loaded`` on prepared tensors, with the run's task, class names and metrics."""
     from trainwell.data import TensorLoader
+    from trainwell.data.targets import target_scaling_of
     from trainwell.use.evaluation import evaluate
 
     info = loaded.info
-    loader = TensorLoader(inputs, targets, batch_size=batch_size, shuffle=False)
+    scaling = target_scaling_of(info) if info is not None else None
+    # Targets come prepared (standardised, for scaled regression); the errors are reported in their own units.
+    loader = TensorLoader(inputs, targets, batch_size=batch_size, shuffle=False, target_scaling=scaling)
     task = info.task if info is not None else "auto"
     result = evaluate(
         loaded.model,

@@ -31,7 +31,8 @@ class Predictions:
     """A model's predictions for a batch of samples.
 
     Attributes:
-        outputs: The raw outputs ``(N, ...)`` on the CPU: logits or values.
+        outputs: The outputs ``(N, ...)`` on the CPU: logits, or values in the targets' own units
+            (standardised regression targets are turned back with the run's ``target_scaling``).
         task: ``"classification"`` or ``"regression"`` (the run's task).
         ids: One name per sample (a row number, a file, a line).
         class_names: The classes, index = label (classification).
@@ -115,6 +116,7 @@ def predict_tensor(
     import torch
 
     from trainwell.data import batches
+    from trainwell.data.targets import target_scaling_of
     from trainwell.display import progress
 
     if device is None:
@@ -144,6 +146,9 @@ def predict_tensor(
         model.train(was_training)
     joined = torch.cat(outputs) if outputs else torch.empty(0)
     task = info.task if info is not None else "regression"
+    scaling = target_scaling_of(info) if info is not None and task == "regression" else None
+    if scaling is not None and len(joined):
+        joined = scaling.unscale(joined)
     names = list(info.class_names) if info is not None else []
     return Predictions(joined, task, list(ids) if ids is not None else [str(i) for i in range(len(joined))], names)
 

@@ -27,16 +27,23 @@ class Prepared:
 
 
 def encode_targets(values: list[Any], info: Any, source: str) -> torch.Tensor:
-    """Class indices of labels given by name (or by index), or float values for regression."""
+    """Class indices of labels given by name (or by index), or float values for regression.
+
+    Regression values are standardised as the training targets were (``info.target_scaling``).
+    """
     import torch
+
+    from trainwell.data.targets import target_scaling_of
 
     if info.task != "classification":
         try:
-            return torch.tensor([float(value) for value in values], dtype=torch.float32)
+            numbers = torch.tensor([float(value) for value in values], dtype=torch.float64)
         except (TypeError, ValueError):
             raise DataError(
                 f"{source} holds values that are not numbers: regression targets must be numbers."
             ) from None
+        scaling = target_scaling_of(info)
+        return (scaling.scale(numbers) if scaling is not None else numbers).to(torch.float32)
     index = {name: position for position, name in enumerate(info.class_names)}
     labels = []
     for row, value in enumerate(values):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trainwell")
 
-SKLEARN_BUNDLED = ("digits", "iris", "wine", "breast_cancer")
+SKLEARN_BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 TEXT_RECORD_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
