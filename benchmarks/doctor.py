@@ -27,6 +27,7 @@ CASES = {
     "wine, default recipe": {"data": "wine"},
     "breast_cancer, default recipe": {"data": "breast_cancer"},
     "iris, default recipe": {"data": "iris"},
+    "diabetes (regression), default recipe": {"data": "diabetes"},
     "digits, lr 1e-5 constant": {"lr": 1e-5, "schedule": "constant"},
     "digits, lr 1e-4 constant": {"lr": 1e-4, "schedule": "constant"},
     "digits, hidden [4], dropout 0.5": {"model_args": {"hidden": [4], "dropout": 0.5}},
@@ -83,7 +84,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for index, (name, options) in enumerate(cases.items()):
             run_dir = Path(root) / str(index)
-            model_args = {key: options.pop(key) for key in ("hidden", "dropout") if key in options}
+            model_args = options.pop("model_args", {})
+            model_args.update({key: options.pop(key) for key in ("hidden", "dropout") if key in options})
             run(RunConfig(run_dir=run_dir, progress=False, model_args=model_args, **options))
             findings = diagnose(run_dir)
             final = read_run(run_dir).epochs[-1]

@@ -95,7 +95,9 @@ class TrainConfig(BaseModel):
             memory layout, which tensor cores prefer; None (auto) does so on CUDA for models
             with 2-D convolutions.
         early_stopping_patience: Epochs without an improvement of the monitored metric (val_loss
-            by default, see ``monitor``) before stopping; None disables early stopping.
+            by default, see ``monitor``) before stopping, counted under one-cycle or cosine only
+            from the first epoch that ends with the lr at most half its peak; None disables early
+            stopping.
         early_stopping_min_delta: How much the monitored metric must improve to count.
         restore_best_weights: Leave the model with the weights of the best epoch by the monitor.
         ema_decay: Keep an exponential moving average of the weights with this decay (e.g.

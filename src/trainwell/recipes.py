@@ -113,7 +113,7 @@ class RunConfig(TrainConfig):
 
     Args:
         data: What :func:`trainwell.data.load` reads: a bundled dataset (``digits``, the
-            default, ``iris``, ``wine``, ``breast_cancer``, ``sunspots``, ``word_language``),
+            default, ``iris``, ``wine``, ``breast_cancer``, ``diabetes``, ``sunspots``, ``word_language``),
             ``mnist`` or ``fashion-mnist``, or the path of a table (``.csv``/``.tsv``/``.parquet``),
             a ``.jsonl`` of texts, a folder of class folders of images, or a folder of MNIST-format
             (IDX) files, recognised by their names.

@@ -14,11 +14,12 @@ def register(subcommands: Any) -> None:
         "eval",
         help="evaluate a run's best model on its test split (else validation split) or on --data",
         description=(
-            "Evaluate the model of RUN_DIR (its best checkpoint by val_loss) on held-out data: the format's test split "
-            "where it has one (MNIST's t10k files), else the run's validation split, rebuilt with the run's seed and "
-            "checked against its data.json; or on --data, a labelled file or folder in the run's format, prepared with "
-            "the run's saved preprocessing. Prints the loss and metrics (accuracy, per-class precision/recall/F1 and "
-            "the confusion matrix; MAE/RMSE/R² for regression) and writes them as JSON into RUN_DIR."
+            "Evaluate the model of RUN_DIR (its best checkpoint by the run's monitor, val_loss by default) on "
+            "held-out data: the format's test split where it has one (MNIST's t10k files), else the run's validation "
+            "split, rebuilt with the run's seed and checked against its data.json; or on --data, a labelled file or "
+            "folder in the run's format, prepared with the run's saved preprocessing. Prints the loss and metrics "
+            "(accuracy, per-class precision/recall/F1 and the confusion matrix; MAE/RMSE/R² for regression) and "
+            "writes them as JSON into RUN_DIR."
         ),
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by trainwell train")

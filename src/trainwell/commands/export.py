@@ -16,11 +16,11 @@ def register(subcommands: Any) -> None:
         "export",
         help="export a run's best model: safetensors weights, or a TorchScript or ONNX graph (checked against the model)",
         description=(
-            "Export the model of RUN_DIR (its best checkpoint by val_loss). safetensors: the weights, reloaded into a "
-            "newly built model to check they give identical outputs (needs trainwell[safetensors]). torchscript and "
-            "onnx (needs trainwell[onnx]): the computation as a graph, run on sample inputs of two batch sizes and "
-            "compared with the model within the tolerance before the file is put in place. The exported model takes "
-            "prepared inputs; RUN_DIR/data.json holds the preprocessing."
+            "Export the model of RUN_DIR (its best checkpoint by the run's monitor, val_loss by default). "
+            "safetensors: the weights, reloaded into a newly built model to check they give identical outputs (needs "
+            "trainwell[safetensors]). torchscript and onnx (needs trainwell[onnx]): the computation as a graph, run "
+            "on sample inputs of two batch sizes and compared with the model within the tolerance before the file is "
+            "put in place. The exported model takes prepared inputs; RUN_DIR/data.json holds the preprocessing."
         ),
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by trainwell train")

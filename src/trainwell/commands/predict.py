@@ -15,10 +15,11 @@ def register(subcommands: Any) -> None:
         "predict",
         help="predict with a run's best model on new data (CSV rows, images, IDX, texts)",
         description=(
-            "Run the model of RUN_DIR (its best checkpoint by val_loss) on --input, prepared exactly as the training "
-            "data was (the normalisation statistics, categories, image size, vocabulary saved in RUN_DIR/data.json), "
-            "and write one prediction per sample: the class and each class's probability, or the value. Input that "
-            "does not match the training data (a missing column, IDX images of another size, another format) is refused."
+            "Run the model of RUN_DIR (its best checkpoint by the run's monitor, val_loss by default) on --input, "
+            "prepared exactly as the training data was (the normalisation statistics, categories, image size, "
+            "vocabulary saved in RUN_DIR/data.json), and write one prediction per sample: the class and each class's "
+            "probability, or the value. Input that does not match the training data (a missing column, IDX images of "
+            "another size, another format) is refused."
         ),
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by trainwell train")
