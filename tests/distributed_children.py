@@ -45,6 +45,18 @@ from pathlib import Path
 
 TRAIN, VAL, FEATURES = 256, 60, 8
 
+# The options the tests compare runs with: two processes of 16 samples per batch against one of 32
+# are the same global batches. The reference batch of 32 makes the lr scaling rule part of the
+# comparison (scaled for the per-process batch, the lr would be sqrt(2) lower and the weights
+# would differ).
+COMPARED = {
+    "reference_batch_size": 32,
+    "early_stopping_patience": None,
+    "restore_best_weights": False,
+    "seed": 0,
+    "log_every_steps": 3,
+}
+
 
 def data():
     """A fixed 3-class problem: (train inputs, train targets, val inputs, val targets)."""

@@ -11,23 +11,7 @@ import torch
 from trainwell.distributed.elastic import restart_count, resume_after_restart, shared_store_warning
 from trainwell.files.manifest import manifest_text
 
-from ..distributed_children import Launcher, free_port, stop, torchrun
-
-# Two processes of 16 samples per batch (or one of 32, on one machine): the global batches of 32.
-COMPARED = {
-    "reference_batch_size": 32,
-    "early_stopping_patience": None,
-    "restore_best_weights": False,
-    "seed": 0,
-    "log_every_steps": 3,
-}
-
-
-@pytest.fixture(scope="module")
-def launcher():
-    server = Launcher()
-    yield server
-    server.close()
+from ..distributed_children import COMPARED, free_port, stop, torchrun
 
 
 def _weights(out, rank):

@@ -11,7 +11,7 @@ from trainwell.distributed.shards import consolidate
 from trainwell.files.checkpoint import latest_checkpoint, verify
 from trainwell.files.manifest import committed_checkpoints
 
-from ..distributed_children import Launcher, data, model
+from ..distributed_children import data, model
 
 COMPARED = {
     "reference_batch_size": 32,
@@ -34,13 +34,6 @@ SPEC = {
 }
 FSDP = {**SPEC, "options": {**COMPARED, "strategy": "fsdp"}}
 D_MODEL = 16
-
-
-@pytest.fixture(scope="module")
-def launcher():
-    server = Launcher()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,9 @@ from trainwell import ConfigError
 from trainwell.distributed.environment import Environment, choose_backend, device_for, environment
 from trainwell.distributed.session import Session, joined, on_primary
 
-from ..distributed_children import TRAIN, Launcher, data, free_port, model
+from ..distributed_children import COMPARED, TRAIN, data, free_port, model
 
 # ---------------------------------------------------------------- several processes (gloo on the CPU)
-
-# Two processes of 16 samples per batch against one of 32: the same global batches. The reference
-# batch of 32 makes the lr scaling rule part of the comparison (scaled for the per-process batch,
-# the lr would be sqrt(2) lower and the weights would differ).
-COMPARED = {
-    "reference_batch_size": 32,
-    "early_stopping_patience": None,
-    "restore_best_weights": False,
-    "seed": 0,
-    "log_every_steps": 3,
-}
-
-
-@pytest.fixture(scope="module")
-def launcher():
-    server = Launcher()
-    yield server
-    server.close()
 
 
 def _results(out, world):
