@@ -24,6 +24,7 @@ from torch import nn
 
 from trainwell.data import batches
 from trainwell.exceptions import DataError, ModelError
+from trainwell.loop.step import loss_of
 from trainwell.loop.tasks import infer_task
 from trainwell.models.summarize import summary
 from trainwell.reliability.loader_position import peek_first_batch
@@ -378,19 +379,8 @@ def _run_step(step: Callable[[Any], Any], name: str, inputs: Any, targets: Any) 
 
 
 def _check_loss(out: Any, name: str, needs_grad: bool) -> None:
-    """Refuse a step's result that is not a scalar loss (alone or as ``{"loss": tensor}``), saying what it is."""
-    if isinstance(out, dict) and "loss" not in out:
-        raise DataError(
-            f"{name} returned a mapping with keys {sorted(map(str, out))}: expected a scalar loss tensor, "
-            "alone or as {'loss': tensor}."
-        )
-    loss = out["loss"] if isinstance(out, dict) else out
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        hint = " (reduce it, e.g. loss.mean())" if isinstance(loss, torch.Tensor) else ""
-        raise DataError(
-            f"{name} returned {batches.describe(loss)} as its loss: expected a scalar tensor{hint}, "
-            "alone or as {'loss': tensor}."
-        )
+    """Refuse a step's result that is not a scalar loss (alone or as ``{"loss": tensor}``), or one without gradients."""
+    loss = loss_of(out, name)
     if needs_grad and not loss.requires_grad:
         raise DataError(
             f"{name} returned a loss that does not depend on the model's trainable parameters (requires_grad=False): "

@@ -409,8 +409,12 @@ class GradientWindow:
             parameter.grad = grad.to(parameter.device) if grad is not None else None
 
 
-def loss_of(out: Any) -> torch.Tensor:
+def loss_of(out: Any, name: str = "the step") -> torch.Tensor:
     """The loss a step returned: a scalar tensor, alone or as ``{"loss": tensor}``.
+
+    Args:
+        out: What the step returned.
+        name: The step, as the error names it (``train_step`` when the first batch is probed).
 
     Raises:
         DataError: anything else, saying what was returned.
@@ -421,13 +425,14 @@ def loss_of(out: Any) -> torch.Tensor:
     """
     if isinstance(out, dict) and "loss" not in out:
         raise DataError(
-            f"the step returned a mapping with keys {sorted(map(str, out))}: expected a scalar loss tensor, "
+            f"{name} returned a mapping with keys {sorted(map(str, out))}: expected a scalar loss tensor, "
             "either alone or as {'loss': tensor}."
         )
     loss = out["loss"] if isinstance(out, dict) else out
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        hint = " (reduce it, e.g. loss.mean())" if isinstance(loss, torch.Tensor) else ""
         raise DataError(
-            f"the step returned {batches.describe(loss)} as its loss: expected a scalar tensor, "
+            f"{name} returned {batches.describe(loss)} as its loss: expected a scalar tensor{hint}, "
             "either alone or as {'loss': tensor}."
         )
     return loss
