@@ -1,7 +1,9 @@
-"""How the built-in CNN's architecture was chosen: candidates on 28×28 and 8×8 digits, several seeds.
+"""How the built-in CNN and its image recipe were chosen: candidates on 28×28 and 8×8 digits, several seeds.
 
     python benchmarks/cnn_design.py --data ../shared/data/mnist-dev --seeds 3
     python benchmarks/cnn_design.py --data digits --seeds 5
+    python benchmarks/cnn_design.py --data ../shared/data/mnist-dev --seeds 5 --candidates default \
+        --regimes cli cli-onecycle-b32 cli-onecycle-lr5e-3 cli-onecycle-warmup0.1 cli-constant-ema
 
 Each candidate is a set of ``CNN`` arguments (``classic`` is the hand-written two-convolution
 network with a dense head of the PyTorch MNIST example, for reference), trained by
@@ -10,12 +12,17 @@ network with a dense head of the PyTorch MNIST example, for reference), trained 
 - ``recipe``: what ``trainwell train --model cnn`` does: one-cycle to a peak lr of 1e-2, batch 64;
 - ``defaults``: ``fit``'s own defaults (constant lr 1e-3), batch 64, without weight averaging;
 - ``defaults-ema``: the same with ``ema_decay=0.99``, which ``fit`` now does by default for a CNN;
-- ``recipe-ema``, ``lr3e-3``: the recipe with averaging; a constant lr of 3e-3.
+- ``recipe-ema``, ``lr3e-3``: the recipe with averaging; a constant lr of 3e-3;
+- ``cli...``: the CLI itself, ``trainwell train --data DATA --model cnn --epochs 4 --seed S`` through
+  :func:`trainwell.recipes.run` (the recipe the data gets, its batch size and loaders), plus the
+  regime's options: ``cli`` is the recipe as it is (one-cycle to 1e-2, batch 64, no averaging under
+  one-cycle), the others candidates for an image recipe of its own (none beat it on validation).
 
 Decisions are taken on the validation split (20% of the training files, the model returned
 being the epoch with the lowest val_loss); the test split (MNIST's t10k files) is printed apart
 and was not used to choose. One JSON line per run goes to stdout; ``--summary FILE`` reads such
-lines back and prints the Markdown table. Torch runs on one thread.
+lines back and prints the Markdown table. Torch runs on ``--threads`` threads (default one; the
+CLI leaves torch its default, two on the development machine).
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ CANDIDATES = {
     "b3grid2-dense": {"channels": [32, 64, 128], "convs_per_block": 2, "pooled_size": 2, "hidden": 128, "dropout": 0.3},
     "b3gap-dense": {"channels": [32, 64, 128], "convs_per_block": 2, "pooled_size": 1, "hidden": 128, "dropout": 0.3},
     "b3grid2-wide": {"channels": [48, 96, 192], "convs_per_block": 2, "pooled_size": 2, "hidden": 0, "dropout": 0.3},
-    # The default CNN.
+    # The CNN's defaults, whatever they are (the cli regimes' reference).
+    "default": {},
+    # The default CNN since issue 15.
     "b3grid2-drop0.1": {"channels": [32, 64, 128], "convs_per_block": 2, "pooled_size": 2, "hidden": 0, "dropout": 0.1},
     # The convolutions' initial weights scaled down: BatchNorm makes their scale irrelevant to the
     # outputs, so smaller weights take relatively larger steps (a higher effective lr).
@@ -58,6 +67,21 @@ REGIMES = {
     "recipe-ema": {"lr": 1e-2, "schedule": "onecycle", "ema_decay": 0.99},
     "lr3e-3": {"lr": 3e-3},
 }
+# Options on top of `trainwell train --data DATA --model cnn --epochs E --seed S` (cli regimes).
+CLI_REGIMES: dict[str, dict] = {
+    "cli": {},
+    "cli-onecycle-ema": {"lr": 1e-2, "schedule": "onecycle", "batch_size": 64, "ema_decay": 0.99},
+    "cli-onecycle-lr5e-3": {"lr": 5e-3, "schedule": "onecycle", "batch_size": 64, "ema_decay": None},
+    "cli-onecycle-lr2e-2": {"lr": 2e-2, "schedule": "onecycle", "batch_size": 64, "ema_decay": None},
+    "cli-onecycle-warmup0.1": {"lr": 1e-2, "schedule": "onecycle", "warmup_fraction": 0.1, "batch_size": 64, "ema_decay": None},
+    # Batches of 32: twice the steps; the lr 1e-2 is tuned for 64, so it is rescaled (sqrt) to 7.1e-3.
+    "cli-onecycle-b32": {"lr": 1e-2, "schedule": "onecycle", "batch_size": 32, "ema_decay": None},
+    "cli-cosine": {"lr": 1e-2, "schedule": "cosine", "batch_size": 64, "ema_decay": None},
+    "cli-cosine-lr3e-3": {"lr": 3e-3, "schedule": "cosine", "batch_size": 64, "ema_decay": None},
+    # fit's defaults for a CNN (constant 1e-3, averaged), and a higher constant lr, averaged.
+    "cli-constant-ema": {"lr": 1e-3, "schedule": "constant", "batch_size": 64, "ema_decay": 0.99},
+    "cli-constant-lr3e-3-ema": {"lr": 3e-3, "schedule": "constant", "batch_size": 64, "ema_decay": 0.99},
+}
 
 
 def classic_net(in_channels: int, classes: int, size: int):
@@ -70,6 +94,31 @@ def classic_net(in_channels: int, classes: int, size: int):
         nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(pooled, 128), nn.ReLU(), nn.Dropout(0.5),
         nn.Linear(128, classes),
     )
+
+
+def run_cli(data: str, candidate: str, regime: str, seed: int, epochs: int) -> dict:
+    """One run of the CLI's recipe for ``data`` with the candidate's model arguments and the regime's options."""
+    import trainwell
+    from trainwell.recipes import RunConfig, build_data, run
+
+    if CANDIDATES[candidate] is None:
+        raise SystemExit(f"candidate {candidate!r} is not a CNN: the cli regimes train the registry's cnn only.")
+    options = dict(CLI_REGIMES[regime])
+    model_args = {**CANDIDATES[candidate], **options.pop("model_args", {})}
+    config = RunConfig(data=data, model="cnn", epochs=epochs, seed=seed, progress=False, model_args=model_args, **options)
+    splits = build_data(config)
+    started = time.perf_counter()
+    result = run(config)
+    seconds = time.perf_counter() - started
+    row = {
+        "data": data, "candidate": candidate, "regime": regime, "seed": seed, "epochs": epochs,
+        "val_accuracy": result.best["val_accuracy"], "val_loss": result.best["val_loss"],
+        "parameters": sum(p.numel() for p in result.model.parameters()), "seconds": seconds,
+        "batch_size": config.batch_size, "lr": config.lr, "schedule": config.schedule, "ema_decay": config.ema_decay,
+    }
+    if splits.test is not None:
+        row["test_accuracy"] = trainwell.evaluate(result.model, [splits.test]).metrics["accuracy"]
+    return row
 
 
 def run_one(data: str, candidate: str, regime: str, seed: int, epochs: int, batch_size: int) -> dict:
@@ -112,24 +161,25 @@ def summarize(lines: list[dict]) -> None:
     groups: dict[tuple, list[dict]] = {}
     seen = set()
     for row in lines:
-        run = (row["data"], row["regime"], row["epochs"], row["candidate"], row["seed"])
+        # Rows logged before --threads existed ran on one thread.
+        run = (row["data"], row["regime"], row["epochs"], row["candidate"], row.get("threads", 1), row["seed"])
         if run in seen:  # a run repeated in another log (runs are deterministic): counted once
             continue
         seen.add(run)
-        groups.setdefault(run[:4], []).append(row)
-    print("| data | regime | epochs | candidate | parameters | seeds | val accuracy, mean (worst) | val_loss | test accuracy, mean | s per run |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for (data, regime, epochs, candidate), rows in sorted(groups.items()):
+        groups.setdefault(run[:5], []).append(row)
+    print(
+        "| data | regime | epochs | candidate | threads | parameters | seeds | val accuracy, mean (worst) | val_loss | "
+        "test accuracy, mean (worst) | s per run |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (data, regime, epochs, candidate, threads), rows in sorted(groups.items()):
         val = [r["val_accuracy"] for r in rows]
         test = [r["test_accuracy"] for r in rows if "test_accuracy" in r]
+        tested = f"{statistics.mean(test):.4f} ({min(test):.4f})" if test else "-"
         print(
-            f"| {Path(data).name} | {regime} | {epochs} | {candidate} | {rows[0]['parameters']:,} | {len(rows)} | "
+            f"| {Path(data).name} | {regime} | {epochs} | {candidate} | {threads} | {rows[0]['parameters']:,} | {len(rows)} | "
             f"{statistics.mean(val):.4f} ({min(val):.4f}) | {statistics.mean(r['val_loss'] for r in rows):.4f} | "
-            f"{statistics.mean(test):.4f} | {statistics.median(r['seconds'] for r in rows):.0f} |"
-            if test else
-            f"| {Path(data).name} | {regime} | {epochs} | {candidate} | {rows[0]['parameters']:,} | {len(rows)} | "
-            f"{statistics.mean(val):.4f} ({min(val):.4f}) | {statistics.mean(r['val_loss'] for r in rows):.4f} | - | "
-            f"{statistics.median(r['seconds'] for r in rows):.0f} |"
+            f"{tested} | {statistics.median(r['seconds'] for r in rows):.0f} |"
         )
 
 
@@ -141,7 +191,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES))
-    parser.add_argument("--regimes", nargs="*", default=list(REGIMES))
+    parser.add_argument("--regimes", nargs="*", default=list(REGIMES), help=f"of {', '.join([*REGIMES, *CLI_REGIMES])}")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CLI leaves torch its default)")
     parser.add_argument("--summary", type=Path, help="print the table of a file of JSON lines and exit")
     args = parser.parse_args()
     if args.summary:
@@ -152,14 +203,22 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(1)  # on a shared 2-core machine, two threads per process were slower
+    torch.set_num_threads(args.threads)  # on a shared 2-core machine, two threads per process were slower
     logging.getLogger("trainwell").setLevel(logging.WARNING)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for regime in args.regimes:
             for candidate in args.candidates:
-                row = run_one(args.data, candidate, regime, seed, args.epochs, args.batch_size)
+                if regime in CLI_REGIMES:
+                    row = run_cli(args.data, candidate, regime, seed, args.epochs)
+                else:
+                    row = run_one(args.data, candidate, regime, seed, args.epochs, args.batch_size)
+                row["threads"] = args.threads
                 print(json.dumps(row), flush=True)
-                print(f"# {candidate} {regime} seed {seed}: val {row['val_accuracy']:.4f}", file=sys.stderr, flush=True)
+                print(
+                    f"# {candidate} {regime} seed {seed}: val {row['val_accuracy']:.4f}, test {row.get('test_accuracy', float('nan')):.4f}, "
+                    f"{row['seconds']:.0f} s",
+                    file=sys.stderr, flush=True,
+                )
 
 
 if __name__ == "__main__":
