@@ -66,6 +66,11 @@ REGIMES = {
     "defaults-ema": {"ema_decay": 0.99},
     "recipe-ema": {"lr": 1e-2, "schedule": "onecycle", "ema_decay": 0.99},
     "lr3e-3": {"lr": 3e-3},
+    # The recipe with training images shifted at random by up to 2 pixels (no flip: digits are not
+    # symmetric), padded with zeros (the mean after standardisation, trainwell's ImageAugment) or
+    # with the background's value.
+    "recipe-crop2": {"lr": 1e-2, "schedule": "onecycle", "shift": ("zeros", 2)},
+    "recipe-shift2bg": {"lr": 1e-2, "schedule": "onecycle", "shift": ("background", 2)},
 }
 # Options on top of `trainwell train --data DATA --model cnn --epochs E --seed S` (cli regimes).
 CLI_REGIMES: dict[str, dict] = {
@@ -121,6 +126,23 @@ def run_cli(data: str, candidate: str, regime: str, seed: int, epochs: int) -> d
     return row
 
 
+def shifted(fill: float, pad: int):
+    """A training-batch transform: each image moved by up to ``pad`` pixels, the border filled with ``fill``."""
+    import torch
+    import torch.nn.functional as F
+
+    def transform(images, generator):
+        count, channels, height, width = images.shape
+        padded = F.pad(images, (pad,) * 4, value=fill)
+        top = torch.randint(0, 2 * pad + 1, (count,), generator=generator)
+        left = torch.randint(0, 2 * pad + 1, (count,), generator=generator)
+        rows = (top[:, None] + torch.arange(height))[:, None, :, None]
+        cols = (left[:, None] + torch.arange(width))[:, None, None, :]
+        return padded[torch.arange(count)[:, None, None, None], torch.arange(channels)[None, :, None, None], rows, cols]
+
+    return transform
+
+
 def run_one(data: str, candidate: str, regime: str, seed: int, epochs: int, batch_size: int) -> dict:
     import torch
 
@@ -135,17 +157,19 @@ def run_one(data: str, candidate: str, regime: str, seed: int, epochs: int, batc
     classes = splits.info.num_classes
     arguments = dict(CANDIDATES[candidate] or {})
     init_scale = arguments.pop("init_scale", None)
-    model = classic_net(channels, classes, size) if not arguments else CNN(channels, classes, **arguments)
+    model = classic_net(channels, classes, size) if CANDIDATES[candidate] is None else CNN(channels, classes, **arguments)
     if init_scale is not None:
         with torch.no_grad():
             for layer in model.modules():
                 if isinstance(layer, torch.nn.Conv2d):
                     layer.weight.mul_(init_scale)
     train_loader, val_loader = splits.loaders(batch_size, seed=seed)
+    options = dict(REGIMES[regime])
+    if "shift" in options:
+        fill, pad = options.pop("shift")
+        train_loader.transform = shifted(0.0 if fill == "zeros" else float(splits.train[0].min()), pad)
     started = time.perf_counter()
-    result = trainwell.fit(
-        model, train_loader, val_loader, epochs=epochs, seed=seed, progress=False, **REGIMES[regime]
-    )
+    result = trainwell.fit(model, train_loader, val_loader, epochs=epochs, seed=seed, progress=False, **options)
     seconds = time.perf_counter() - started
     row = {
         "data": data, "candidate": candidate, "regime": regime, "seed": seed, "epochs": epochs,
