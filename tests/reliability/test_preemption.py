@@ -19,6 +19,21 @@ from trainwell.reliability.preemption import SharedSignalCatcher, SignalCatcher
 QUIET = {"progress": False}
 
 
+@pytest.fixture(autouse=True)
+def foreground_signals():
+    """The handlers of a process started in the foreground, whatever this one started with.
+
+    A shell starts a background job (``pytest ... &``, as some CI runners do) with SIGINT ignored,
+    which trainwell leaves ignored (tested below): these tests send signals a foreground run acts on.
+    """
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
+
+
 class _Signal(Callback):
     """Sends this process ``signal_number`` (``times`` times) after step ``step``."""
 
@@ -159,6 +174,22 @@ def test_sigterm_to_the_command_line_exits_cleanly_with_a_resume_hint_and_resume
     assert [row["epoch"] for row in rows if row["event"] == "epoch"] == list(range(1, 5))
     assert [row["event"] for row in rows].count("resumed") == 1
     assert "final (epoch 4)" in capsys.readouterr().out
+
+
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path):
+    # A background job of a shell starts with SIGINT ignored: a Ctrl-C in the terminal is not for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with SignalCatcher() as catcher:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM is still caught
+        _send(signal.SIGINT)
+        assert catcher.received is None
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    model, *loaders = _setup()
+    result = trainwell.fit(
+        model, *loaders, epochs=2, run_dir=tmp_path, callbacks=[_Signal(3, signal.SIGINT)], **QUIET
+    )
+    assert [row["epoch"] for row in result.history] == [1, 2]  # trained to the end
 
 
 def test_a_shared_signal_waits_for_the_other_processes_before_it_counts():

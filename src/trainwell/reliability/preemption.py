@@ -5,7 +5,9 @@ Clusters and cloud schedulers announce preemption with SIGTERM; a person stops a
 and raises :class:`~trainwell.exceptions.TrainingInterrupted`, whose message says how to resume.
 The handlers are then already back to what they were, so a second signal acts at once (SIGINT
 raises KeyboardInterrupt, SIGTERM ends the process). Handlers can only be installed from the main
-thread; elsewhere signals keep their usual behaviour.
+thread; elsewhere signals keep their usual behaviour. A signal the process ignores stays ignored:
+a job started in the background of a shell (``trainwell train ... &``, ``nohup``) ignores SIGINT,
+so that a Ctrl-C meant for the foreground does not stop it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class SignalCatcher:
         self.received = None
         if threading.current_thread() is threading.main_thread():
             for number in SIGNALS:
-                self._previous[number] = signal.signal(number, self._handle)
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def __exit__(
