@@ -177,7 +177,7 @@ def test_sigterm_to_the_command_line_exits_cleanly_with_a_resume_hint_and_resume
 
 
 def test_a_signal_the_process_ignores_stays_ignored(tmp_path):
-    # A background job of a shell starts with SIGINT ignored: a Ctrl-C in the terminal is not for it.
+    # A shell without job control starts a background job with SIGINT ignored: it is not to stop it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with SignalCatcher() as catcher:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

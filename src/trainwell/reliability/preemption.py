@@ -6,8 +6,8 @@ and raises :class:`~trainwell.exceptions.TrainingInterrupted`, whose message say
 The handlers are then already back to what they were, so a second signal acts at once (SIGINT
 raises KeyboardInterrupt, SIGTERM ends the process). Handlers can only be installed from the main
 thread; elsewhere signals keep their usual behaviour. A signal the process ignores stays ignored:
-a job started in the background of a shell (``trainwell train ... &``, ``nohup``) ignores SIGINT,
-so that a Ctrl-C meant for the foreground does not stop it.
+whoever started it so (a shell without job control starts background jobs with SIGINT ignored)
+meant it not to stop the process.
 """
 
 from __future__ import annotations
