@@ -255,7 +255,7 @@ class StepRunner:
 
     def _closure_step(self, inputs: Any, targets: Any) -> torch.Tensor:
         """An optimizer step that calls back for the loss and gradient (LBFGS); judged by its first evaluation."""
-        first: list[tuple[torch.Tensor, bool]] = []
+        first: list[tuple[torch.Tensor, bool, str | None]] = []  # the first evaluation: loss, good, spike reason
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=False)
