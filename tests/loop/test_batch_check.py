@@ -103,3 +103,27 @@ def test_a_model_failing_on_a_reshaped_batch_is_explained():
         check.refuse_if_reshaped(error, torch.zeros(32, 7))
     check.refuse_if_reshaped(error, torch.zeros(32, 8))  # same shape: the model's own error stands
     check.refuse_if_reshaped(torch.OutOfMemoryError("x"), torch.zeros(32, 7))
+
+
+def test_on_the_device_a_pending_training_verdict_keeps_its_loader_when_validation_follows():
+    # val_every_steps off the logging interval: validation starts with a bad train batch still unread.
+    check = BatchCheck(lambda: MULTICLASS, on_device=True)
+    check.at("train_loader", 7, epoch=2)
+    check(torch.zeros(2, 3), torch.tensor([0, 5]))
+    check.step_bad = None  # the step runner consumes it
+    with pytest.raises(DataError, match=r"^train_loader batch 7 \(epoch 2\) holds the target 5"):
+        check.at("val_loader", counting=True)
+        check(torch.zeros(2, 3), torch.tensor([0, 1]))
+        check.flush()
+
+
+def test_on_the_device_validation_verdicts_never_reach_the_next_training_step():
+    check = BatchCheck(lambda: MULTICLASS, on_device=True)
+    check.at("train_loader", 3, epoch=1)
+    check(torch.zeros(2, 3), torch.tensor([0, 1]))
+    check.step_bad = None  # the step runner consumes it
+    check.at("val_loader", counting=True)
+    check(torch.zeros(2, 3), torch.tensor([0, 1]))
+    check.flush()
+    check.at("train_loader", 4, epoch=1)
+    assert check.step_bad is None

@@ -74,7 +74,18 @@ class BatchCheck:
         self._found: tuple[str, int | None, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def at(self, source: str, batch: int = 0, epoch: int | None = None, counting: bool = False) -> None:
-        """Say where the next batches come from: ``source``'s batch ``batch`` (and each call the next one when ``counting``)."""
+        """Say where the next batches come from: ``source``'s batch ``batch`` (and each call the next one when ``counting``).
+
+        Device mode: where the source changes (validation inside an epoch, training after it), the
+        verdicts pending are read first (:meth:`flush`, one read per change, none per step), so a bad
+        batch is named with its own loader, and one loader's verdicts never skip another's step.
+
+        Raises:
+            DataError: a bad batch of the previous source was pending.
+        """
+        if source != self._where[0]:
+            self.flush()
+            self.step_bad = None
         self._where = (source, batch, epoch)
         self._counting = counting
 
@@ -119,10 +130,10 @@ class BatchCheck:
         if self._found is None:
             self._found = (source, epoch, bad.clone(), torch.full_like(value, batch), value)
         else:
-            _, first_epoch, found, found_batch, found_value = self._found
+            first_source, first_epoch, found, found_batch, found_value = self._found
             first = bad & ~found
             self._found = (
-                source,
+                first_source,
                 first_epoch,
                 found | bad,
                 torch.where(first, batch, found_batch),
