@@ -132,7 +132,6 @@ def probe(
     task: Task | None,
     requested_task: str,
     loss_fn: Any,
-    custom_step: bool,
 ) -> FirstBatch:
     """Check the first batch of ``loader`` against the model, and decide the task from it.
 
@@ -150,8 +149,6 @@ def probe(
             are checked against; None decides it here.
         requested_task: The config's ``task``.
         loss_fn: The config's ``loss_fn``.
-        custom_step: Whether the trainer's ``train_step`` is overridden (then outputs that are not
-            a tensor are the step's business).
 
     Returns:
         A :class:`FirstBatch`.
@@ -173,10 +170,9 @@ def probe(
         ) from error
     finally:
         module.train(was_training)
-    if not (custom_step and not isinstance(outputs, torch.Tensor)):
-        # The validation batches are checked against the task the training batches decided.
-        decided = infer_task(task.name if task is not None else requested_task, loss_fn, outputs, fitted, source)
-        task = task or decided
+    # The validation batches are checked against the task the training batches decided.
+    decided = infer_task(task.name if task is not None else requested_task, loss_fn, outputs, fitted, source)
+    task = task or decided
     stats = None
     if task is not None and task.name == "regression" and isinstance(targets, torch.Tensor) and targets.numel() > 1:
         values = targets.detach().float()

@@ -222,7 +222,6 @@ def _probe(trainer: Trainer, loader: Iterable[Any], source: str) -> preflight.Fi
         task=trainer.task,
         requested_task=trainer.config.task,
         loss_fn=trainer.config.loss_fn,
-        custom_step=False,
     )
     trainer.task = first.task
     return first
