@@ -11,8 +11,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("trainwell")
 
 
-def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
-    """Log what is about to be trained, how, and on what; return it as the run's ``run_info``."""
+def log_run_start(trainer: Trainer, batch_size: int, target_stats: dict[str, float] | None) -> dict[str, Any]:
+    """Log what is about to be trained, how, and on what; return it as the run's ``run_info``.
+
+    Args:
+        trainer: The Trainer inside ``fit``, its parts built (``limits`` among them).
+        batch_size: The first training batch's samples.
+        target_stats: For regression, the first training batch's target mean and std (recorded for the doctor).
+    """
     from trainwell.display import number
     from trainwell.loop.optimizers import is_fused
     from trainwell.system import system_info
@@ -20,7 +26,7 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
     params = sum(p.numel() for p in trainer._parameters)
     optimizer = type(trainer.optimizer).__name__ + (" (fused)" if is_fused(trainer.optimizer) else "")
     # Optimizer steps: batches / accumulate_grad_batches (what step records and schedules count).
-    per_epoch = trainer.limits.steps_per_epoch if trainer.limits is not None else trainer.steps_per_epoch
+    per_epoch = trainer.limits.steps_per_epoch
     steps = per_epoch if per_epoch is not None else "?"
     accumulate = trainer.config.accumulate_grad_batches
     batches = f"batch {batch_size}" + (f" (x {accumulate} accumulated per step)" if accumulate > 1 else "")
@@ -63,9 +69,9 @@ def log_run_start(trainer: Trainer, batch_size: int) -> dict[str, Any]:
         run["ema_decay"] = trainer.averaging.decay
     if trainer.target_scaling is not None:
         run["target_scaling"] = trainer.target_scaling.to_dict()
-    if getattr(trainer, "target_stats", None) is not None:
+    if target_stats is not None:
         # The first training batch's targets, as the model learns them: the doctor judges their scale.
-        run["targets"] = trainer.target_stats
+        run["targets"] = target_stats
     session = getattr(trainer, "distributed", None)
     if session is not None:  # under torchrun: batch_size is per process
         run.update(world_size=session.world_size, global_batch_size=batch_size * session.world_size)

@@ -77,6 +77,8 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         train_loader = first_batches(train_loader, config.overfit_batches)
     val_length = preflight.loader_length(val_loader) if val_loader is not None else None
     trainer.limits = RunLimits(config, preflight.loader_length(train_loader), val_length)
+    # Batches per epoch (the progress bar's unit, None for a loader without a length); optimizer
+    # steps per epoch (batches / accumulate_grad_batches) are limits.steps_per_epoch.
     trainer.steps_per_epoch = trainer.limits.train_batches
     first = _probe_batches(trainer, train_loader, val_loader)
     if val_loader is None:
@@ -87,7 +89,6 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
     elif trainer.task is not None:  # metrics that do not fit the model fail now, not after an epoch
         choose_metrics(config.metrics, trainer.task)
     trainer.monitor = _run_monitor(trainer, validated=val_loader is not None)
-    trainer.target_stats = first.target_stats
     trainer.target_scaling = _target_scaling(trainer, train_loader, val_loader)
     # Under torchrun the lr is scaled for the global batch (every process's batch together).
     global_batch = session.check_batches(first.samples, trainer.steps_per_epoch) if session else first.samples
@@ -148,7 +149,7 @@ def assemble(trainer: Trainer, model: nn.Module, train_loader: Iterable[Any], va
         trainer.model = session.wrap(trainer.module)
     if config.compile:
         trainer.model = torch.compile(trainer.model)
-    trainer.run_info = log_run_start(trainer, first.samples)
+    trainer.run_info = log_run_start(trainer, first.samples, first.target_stats)
     limits.warn_unreachable(logger)
 
 
