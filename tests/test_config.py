@@ -117,6 +117,9 @@ def test_describe_allowed_covers_each_field():
         (["loss"], "'loss' need not be asked for: val_loss is always computed."),
         (["kappa"], "'kappa' is not a known metric. Known metrics: accuracy, f1, precision, recall, confusion_matrix"),
         ("accuracy", "metrics='accuracy' has the wrong type: expected a list, each item a string or None."),
+        # An item is shown as the item it is, not as if it were the option.
+        ([1], "metrics[0]=1 has the wrong type: expected a list, each item a string or None."),
+        (["accuracy", 2], "metrics[1]=2 has the wrong type: expected a list, each item a string or None."),
     ],
 )
 def test_metric_names_are_checked_with_the_fix(metrics, message):

@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from trainwell.exceptions import ConfigError
-from trainwell.option_errors import DEVICE_PATTERN, config_error
+from trainwell.option_errors import DEVICE_PATTERN, METRIC_NAME_PATTERN, config_error
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Schedule = Literal["onecycle", "cosine", "constant"]
@@ -263,7 +263,7 @@ class TrainConfig(BaseModel):
     limit_val_batches: Optional[BatchLimit] = None
     fast_dev_run: StrictBool = False
     overfit_batches: Optional[StrictInt] = Field(None, ge=1)
-    monitor: Optional[str] = Field(None, pattern=r"^\S+$")
+    monitor: Optional[str] = Field(None, pattern=METRIC_NAME_PATTERN)
     mode: Literal["auto", "min", "max"] = "auto"
     schedule_interval: Literal["step", "epoch"] = "step"
 

@@ -15,18 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import annotated_types
-from pydantic import (
-    BaseModel,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from trainwell.exceptions import ConfigError
 
 # What a device option may name (TrainConfig.device); its message lists the choices.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+# What a metric name may be (TrainConfig.monitor): one word, described as a metric name.
+METRIC_NAME_PATTERN = r"^\S+$"
 
 
 def config_error(
@@ -50,17 +46,14 @@ def config_error(
         problems = problems.errors()
     names = dict(option_names or {})
     lines = []
-    seen = set()
     for problem in _one_per_field(problems):
         field = str(problem["loc"][0]) if problem["loc"] else "config"
-        if field in seen:
-            continue
-        seen.add(field)
-        shown = names.get(field, field)
         value = problem.get("input")
         if problem["type"] == "extra_forbidden":
-            lines.append(_unknown_option_message(shown, sorted(config_type.model_fields), names))
+            lines.append(_unknown_option_message(names.get(field, field), sorted(config_type.model_fields), names))
             continue
+        # A list's item is shown as the item it is (metrics[0]=1), not as if it were the option.
+        shown = names.get(field, field) + "".join(f"[{part}]" for part in problem["loc"][1:] if isinstance(part, int))
         if problem["type"] == "trainwell_choice":  # a validator's own message, which names the fix
             lines.append(f"{shown}={_show(value)}: {problem['msg']}")
             continue
@@ -151,20 +144,17 @@ def describe_allowed(annotation: Any, metadata: Iterable[Any] = ()) -> str:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(annotation))
     if origin is list:
         return "a list, each item " + describe_allowed(typing.get_args(annotation)[0])
-    if annotation is bool or annotation == StrictBool:
+    if annotation is bool:
         return "true or false"
-    if annotation in (int, StrictInt):
+    if annotation is int:
         return _with_bounds("an integer", bounds)
     if annotation is float:
         return _with_bounds("a number", bounds)
     if annotation is Path:
         return "a directory path"
-    if annotation in (str, StrictStr):
-        return (
-            "a metric name such as 'val_loss'"
-            if any(getattr(m, "pattern", None) == r"^\S+$" for m in metadata)
-            else "a string"
-        )
+    if annotation is str:
+        named = any(getattr(item, "pattern", None) == METRIC_NAME_PATTERN for item in metadata)
+        return "a metric name such as 'val_loss'" if named else "a string"
     if origin is not None and "Callable" in str(origin):
         return "a callable"
     return getattr(annotation, "__name__", str(annotation))
