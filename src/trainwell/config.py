@@ -212,7 +212,7 @@ class TrainConfig(BaseModel):
     # defer_build: the validation schema is built on first use, not at import time.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True, defer_build=True)
 
-    epochs: StrictInt = Field(10, ge=1, le=1000)
+    epochs: StrictInt = Field(EPOCHS_DEFAULT, ge=1, le=EPOCHS_MAX)
     lr: StrictFloat = Field(1e-3, ge=1e-6, le=1.0, allow_inf_nan=False)
     weight_decay: StrictFloat = Field(0.01, ge=0.0, allow_inf_nan=False)
     decay_bias_and_norm: StrictBool = False
