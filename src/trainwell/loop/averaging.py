@@ -72,27 +72,25 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         # state_dict() tensors share storage with the live parameters and buffers: reading them
-        # later reads the current weights, so the live list is built once.
+        # later reads the current weights, so the live list is built once. The average's tensors
+        # keep their identity too (load_state_dict copies into them), so each update's lists are built here.
         live = module.state_dict(keep_vars=False)
-        self.names = list(live)
-        self._live = [tensor for tensor in live.values()]
+        self._live = list(live.values())
         self.weights = {name: tensor.detach().clone() for name, tensor in live.items()}
-        floating = [index for index, tensor in enumerate(self._live) if tensor.is_floating_point()]
-        self._float_index = floating
-        self._other_index = [index for index in range(len(self._live)) if index not in set(floating)]
+        pairs = list(zip(self.weights.values(), self._live))
+        self._float_averaged = [averaged for averaged, now in pairs if now.is_floating_point()]
+        self._float_live = [now for _, now in pairs if now.is_floating_point()]
+        self._copied = [(averaged, now) for averaged, now in pairs if not now.is_floating_point()]
 
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the live weights (after an optimizer step)."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (WARMUP_OFFSET + self.updates))
-        averaged = list(self.weights.values())
-        if self._float_index:
-            torch._foreach_lerp_(
-                [averaged[i] for i in self._float_index], [self._live[i] for i in self._float_index], 1.0 - decay
-            )
-        for index in self._other_index:
-            averaged[index].copy_(self._live[index])
+        if self._float_live:
+            torch._foreach_lerp_(self._float_averaged, self._float_live, 1.0 - decay)
+        for averaged, now in self._copied:
+            averaged.copy_(now)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
