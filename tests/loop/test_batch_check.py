@@ -127,3 +127,15 @@ def test_on_the_device_validation_verdicts_never_reach_the_next_training_step():
     check.flush()
     check.at("train_loader", 4, epoch=1)
     assert check.step_bad is None
+
+
+def test_on_the_host_a_batch_is_read_once(monkeypatch):
+    reads = []
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _read=original: reads.append(1) or _read(self))
+    check = _check(MULTICLASS)
+    check(torch.zeros(4, 3), torch.tensor([0, 2, 1, 1]))
+    with pytest.raises(DataError, match="holds the target 3"):
+        check(torch.zeros(4, 3), torch.tensor([0, 2, 3, 1]))
+    assert len(reads) == 2

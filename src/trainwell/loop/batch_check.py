@@ -110,7 +110,7 @@ class BatchCheck:
         if self.on_device:
             return self._on_device(task, targets, bounds, source, batch, epoch)
         extremes = torch.aminmax(targets)
-        smallest, largest = extremes.min.item(), extremes.max.item()
+        smallest, largest = torch.stack([extremes.min, extremes.max]).tolist()  # one read
         if task.kind == "multiclass" and smallest == IGNORE_INDEX:
             counted = targets[targets != IGNORE_INDEX]
             smallest = counted.min().item() if counted.numel() else bounds[0]

@@ -255,7 +255,8 @@ class StepRunner:
 
     def _closure_step(self, inputs: Any, targets: Any) -> torch.Tensor:
         """An optimizer step that calls back for the loss and gradient (LBFGS); judged by its first evaluation."""
-        first: list[tuple[torch.Tensor, bool, str | None]] = []  # the first evaluation: loss, good, spike reason
+        # The first evaluation: the loss, its value (read once, here), whether it is good, the spike reason.
+        first: list[tuple[torch.Tensor, float, bool, str | None]] = []
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=False)
@@ -273,16 +274,16 @@ class StepRunner:
                 value = loss.item()
                 good = math.isfinite(value) and (norm is None or math.isfinite(norm.item()))
                 spike = self.spikes.check(value) if good and self.spikes is not None else None
-                first.append((loss.detach(), good and spike is None, spike))
-                if not first[0][1]:
+                first.append((loss.detach(), value, good and spike is None, spike))
+                if not first[0][2]:
                     self.optimizer.zero_grad(set_to_none=False)  # no gradient: LBFGS takes no step
             return loss
 
         self.optimizer.step(closure)
-        loss, good, spike = first[0]
+        loss, value, good, spike = first[0]
         state = self.state
         if good:
-            state.loss_sum += loss.item()
+            state.loss_sum += value
             state.loss_count += 1
         if self.averaging is not None:
             self.averaging.update()
