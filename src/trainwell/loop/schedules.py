@@ -171,23 +171,20 @@ def learning_rates(
 ANNEALED_SHARE = 0.5
 
 
-def patience_start_epoch(
-    config: TrainConfig, steps_per_epoch: int | None, total_steps: int | None, share: float | None = None
-) -> int:
+def patience_start_epoch(config: TrainConfig, steps_per_epoch: int | None, total_steps: int | None) -> int:
     """The first epoch whose lack of improvement counts against early stopping's patience.
 
     Under a schedule that anneals (one-cycle, cosine), a validation loss that stalls while the lr
     is still high says little about where annealing will take it: stopping then ends the run with
     a model that never trained at a low lr, worse than a shorter run of the same schedule. So
-    patience counts from the first epoch that ends after the warm-up with the lr at most ``share``
-    of its peak; earlier epochs still set the best weights. A constant rate, a scheduler of the
-    user's, or a run of unknown length counts from epoch 1.
+    patience counts from the first epoch that ends after the warm-up with the lr at most
+    ``ANNEALED_SHARE`` of its peak; earlier epochs still set the best weights. A constant rate, a
+    scheduler of the user's, or a run of unknown length counts from epoch 1.
 
     Args:
         config: ``schedule`` and ``warmup_fraction``.
         steps_per_epoch: Optimizer steps per epoch, or None when unknown.
         total_steps: The run's planned optimizer steps (the built-in schedule spans them), or None.
-        share: The share of the peak lr that counts as annealed (``ANNEALED_SHARE``).
 
     Example:
         >>> from trainwell.config import TrainConfig
@@ -196,7 +193,6 @@ def patience_start_epoch(
         >>> patience_start_epoch(TrainConfig(schedule="constant", epochs=40), 23, 23 * 40)
         1
     """
-    share = ANNEALED_SHARE if share is None else share
     if not isinstance(config.schedule, str) or config.schedule == "constant" or not steps_per_epoch or not total_steps:
         return 1
     schedule = schedule_for(config, total_steps)
@@ -204,7 +200,7 @@ def patience_start_epoch(
     epochs = -(-total_steps // steps_per_epoch)
     for epoch in range(1, epochs + 1):
         last_step = min(epoch * steps_per_epoch, total_steps) - 1
-        if last_step >= warmup_steps and schedule(last_step) <= share:
+        if last_step >= warmup_steps and schedule(last_step) <= ANNEALED_SHARE:
             return epoch
     return epochs
 
