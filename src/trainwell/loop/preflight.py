@@ -303,11 +303,12 @@ def leaving_no_trace(module: nn.Module, owner: Any, device: torch.device, traini
     """Run a user's step once before training without changing anything training then sees.
 
     ``module`` runs in train or eval mode as asked; afterwards its mode, buffers (BatchNorm
-    statistics) and gradients, the random generators, and the attributes of ``owner`` (the
-    trainer: state a step keeps there, such as a recurrent hidden state) are what they were:
-    rebound names, tensors changed in place, lists, dicts and sets (shallow copies), and the user's
-    objects with ``state_dict``/``load_state_dict`` (their state). Other side effects of the step
-    (a counter kept elsewhere, an event recorded, a file written) are the step's own.
+    statistics), the random generators, and the attributes of ``owner`` (the trainer: state a step
+    keeps there, such as a recurrent hidden state) are what they were: rebound names, tensors
+    changed in place, lists, dicts and sets (shallow copies), and the user's objects with
+    ``state_dict``/``load_state_dict`` (their state). The gradients are cleared (set to None, as
+    training starts from none), not restored. Other side effects of the step (a counter kept
+    elsewhere, an event recorded, a file written) are the step's own.
     """
     attributes = dict(vars(owner))
     kept = {name: _kept(value) for name, value in attributes.items()}
