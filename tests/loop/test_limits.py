@@ -64,6 +64,14 @@ def test_run_limits_count_optimizer_steps():
         RunLimits(TrainConfig(limit_train_batches=0.5), None, None)
 
 
+def test_without_limits_an_epoch_is_the_whole_loader_and_a_validation_pass_too():
+    limits = RunLimits(TrainConfig(), 10, 8)
+    assert (limits.train_batches, limits.val_batches, limits.cuts_epochs) == (10, None, False)
+    stream = RunLimits(TrainConfig(), None, None)
+    assert (stream.train_batches, stream.val_batches, stream.cuts_epochs) == (None, None, False)
+    assert RunLimits(TrainConfig(limit_train_batches=30), 10, None).train_batches == 10  # a limit beyond the loader
+
+
 def test_max_steps_stops_inside_an_epoch_and_that_epoch_is_recorded(classifier, blobs):
     seen = _Seen()
     train, val = _loaders(blobs)

@@ -92,10 +92,12 @@ class RunLimits:
         self.max_steps = config.max_steps
         self.accumulate = config.accumulate_grad_batches
         self.val_every_steps = config.val_every_steps
-        self.train_batches = _limited(config.limit_train_batches, train_length, "limit_train_batches", "train_loader")
-        self.val_batches = _limited(config.limit_val_batches, val_length, "limit_val_batches", "val_loader")
+        limit = _limited(config.limit_train_batches, train_length, "limit_train_batches", "train_loader")
+        # Without a limit an epoch is the whole loader (of unknown length for a stream).
+        self.train_batches = train_length if limit is None else limit
         if self.train_batches is not None and train_length is not None:
             self.train_batches = min(self.train_batches, train_length)
+        self.val_batches = _limited(config.limit_val_batches, val_length, "limit_val_batches", "val_loader")
         # Whether the limit ends epochs before the loader does.
         self.cuts_epochs = self.train_batches is not None and (
             train_length is None or self.train_batches < train_length
@@ -185,9 +187,9 @@ class _Limited:
 
 
 def _limited(limit: int | float | None, length: int | None, option: str, source: str) -> int | None:
-    """A limit in batches: an integer as it is, a share of ``length`` (at least one batch), None: no limit."""
+    """A limit in batches: an integer as it is, a share of ``length`` (at least one batch); None for no limit."""
     if limit is None:
-        return length if option == "limit_train_batches" else None
+        return None
     if isinstance(limit, int):
         return limit
     if length is None:
