@@ -52,8 +52,11 @@ def config_error(
         if problem["type"] == "extra_forbidden":
             lines.append(_unknown_option_message(names.get(field, field), sorted(config_type.model_fields), names))
             continue
-        # A list's item is shown as the item it is (metrics[0]=1), not as if it were the option.
-        shown = names.get(field, field) + "".join(f"[{part}]" for part in problem["loc"][1:] if isinstance(part, int))
+        # A list's bad item is shown as the item it is (metrics[0]=1), not as if it were the option;
+        # a flag's items follow the flag on the command line (--loggers csv wandb: --loggers='wandb').
+        shown = names.get(field, field)
+        if field not in names:
+            shown += "".join(f"[{part}]" for part in problem["loc"][1:] if isinstance(part, int))
         if problem["type"] == "trainwell_choice":  # a validator's own message, which names the fix
             lines.append(f"{shown}={_show(value)}: {problem['msg']}")
             continue

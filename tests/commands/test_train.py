@@ -161,7 +161,7 @@ def test_an_unknown_logger_is_refused(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("loggers: [wandb]\n")
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
-    assert "loggers='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard', 'mlflow'." in capsys.readouterr().err
+    assert "loggers[0]='wandb' is not a valid choice: expected a list, each item one of 'csv', 'tensorboard', 'mlflow'." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
