@@ -127,16 +127,19 @@ def test_on_eval_begin_resets_the_state_training_carries(trained_language_model)
 
 
 def test_the_first_batch_check_runs_the_step_and_leaves_no_trace():
+    tokens = _corpus(800)
+    train = bptt_batches(tokens, 4, 10)
+    ran = []  # outside the trainer: what the check puts back cannot erase it
+
     class Watching(LanguageModelTrainer):
         calls = 0
 
         def train_step(self, batch):
+            ran.append((self.global_step, self.batch_in_epoch, torch.equal(batch[0], train[0][0])))
             self.calls += 1
             self.seen = getattr(self, "seen", []) + [self.global_step]
             return super().train_step(batch)
 
-    tokens = _corpus(800)
-    train = bptt_batches(tokens, 4, 10)
     torch.manual_seed(0)
     model = WordLM()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -149,6 +152,7 @@ def test_the_first_batch_check_runs_the_step_and_leaves_no_trace():
 
         trainer.user_callbacks.append(StopBeforeTraining())
         trainer.fit(model, train)
+    assert ran == [(0, None, True)]  # once, on the first batch, at step 0 before any epoch began
     assert trainer.hidden is None and trainer.calls == 0 and not hasattr(trainer, "seen")  # attributes put back
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
