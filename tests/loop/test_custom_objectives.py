@@ -12,6 +12,8 @@ import trainwell
 from trainwell import DataError
 from trainwell.callbacks import Callback
 
+from ..conftest import torch_threads
+
 VOCAB = 30
 
 
@@ -93,9 +95,7 @@ class ResetEvalHidden(Callback):
 
 @pytest.fixture(scope="module")
 def trained_language_model():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # one_thread's block: a module-scoped fixture cannot ask for that fixture
         tokens = _corpus()
         train, val = bptt_batches(tokens[:5000], 8, 20), bptt_batches(tokens[5000:], 4, 20)
         torch.manual_seed(0)
@@ -103,8 +103,6 @@ def trained_language_model():
         reset = ResetEvalHidden()
         trainer = LanguageModelTrainer(epochs=4, lr=3e-3, callbacks=[reset], progress=False)
         result = trainer.fit(model, train, val)
-    finally:
-        torch.set_num_threads(threads)
     return trainer, result, reset, val
 
 
