@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,6 +21,25 @@ def _isolated_trainwell_logger():
     yield
     logger.handlers[:] = handlers
     logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """torch on ``count`` threads inside the block, the previous count put back after it (also on failure)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread():
+    """The test runs torch on one thread, so float sums keep one order and exact comparisons hold (and a
+    busy machine is not oversubscribed); the previous count is restored, so later tests are not pinned."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

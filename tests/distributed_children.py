@@ -58,6 +58,18 @@ COMPARED = {
 }
 
 
+def rank_weights(out: Path, rank: int = 0) -> dict:
+    """The final weights process ``rank`` wrote to ``out`` (``rank<R>.pt``)."""
+    import torch
+
+    return torch.load(out / f"rank{rank}.pt")
+
+
+def rank_record(out: Path, rank: int = 0) -> dict:
+    """What process ``rank`` wrote to ``out`` about its run (``rank<R>.json``): history, events, run_info, error."""
+    return json.loads((out / f"rank{rank}.json").read_text())
+
+
 def data():
     """A fixed 3-class problem: (train inputs, train targets, val inputs, val targets)."""
     import torch

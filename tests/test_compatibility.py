@@ -19,25 +19,21 @@ def _recipe():
     return module
 
 
-def test_a_format_1_checkpoint_resumes_to_the_weights_of_the_uninterrupted_run(tmp_path):
+def test_a_format_1_checkpoint_resumes_to_the_weights_of_the_uninterrupted_run(tmp_path, one_thread):
     make = _recipe()
-    threads = torch.get_num_threads()
-    try:
-        model, train_loader, val_loader = make.build()
-        checkpoints = tmp_path / "old" / "checkpoints"
-        checkpoints.mkdir(parents=True)
-        for name in (make.STEP_FILE, make.STEP_FILE.replace(".pt", ".manifest.json")):
-            shutil.copy(FIXTURE / name, checkpoints / name)
-        trainwell.fit(
-            model,
-            train_loader,
-            val_loader,
-            run_dir=tmp_path / "new",
-            resume=checkpoints / make.STEP_FILE,
-            **make.OPTIONS,
-        )
-    finally:
-        torch.set_num_threads(threads)
+    model, train_loader, val_loader = make.build()
+    checkpoints = tmp_path / "old" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in (make.STEP_FILE, make.STEP_FILE.replace(".pt", ".manifest.json")):
+        shutil.copy(FIXTURE / name, checkpoints / name)
+    trainwell.fit(
+        model,
+        train_loader,
+        val_loader,
+        run_dir=tmp_path / "new",
+        resume=checkpoints / make.STEP_FILE,
+        **make.OPTIONS,
+    )
     expected = torch.load(FIXTURE / "final-weights.pt", weights_only=True)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name

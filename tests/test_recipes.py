@@ -1,8 +1,11 @@
 import pytest
-import torch
 
 from trainwell import ConfigError
 from trainwell.recipes import RECIPES, RunConfig, build_data, build_model, default_run_dir, run
+
+# Train on one thread, as the benchmark does: on a busy 2-core machine two threads per process ran
+# these models up to 17x slower.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_run_config_adds_data_and_model_to_the_training_options():
@@ -163,16 +166,6 @@ def test_run_config_data_fields_are_validated():
 
 def _best(data, model, seed=0, **options):
     return run(RunConfig(data=data, model=model, seed=seed, progress=False, **options)).best
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Train on one thread, as the benchmark does: on a busy 2-core machine two threads per
-    process ran these models up to 17x slower. The setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

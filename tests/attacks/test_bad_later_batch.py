@@ -33,10 +33,9 @@ class _JudgedOnTheDevice(trainwell.Trainer):
 
 @pytest.mark.parametrize("trainer", [trainwell.Trainer, _JudgedOnTheDevice], ids=["host", "device"])
 def test_a_label_out_of_range_in_batch_5_ends_the_run_naming_it_after_a_checkpoint_of_the_last_good_state(
-    tmp_path, trainer
+    tmp_path, trainer, one_thread
 ):
     """Before, a label 3 for 3 classes first in batch 5 gave IndexError: Target 3 is out of bounds, after 4 steps."""
-    torch.set_num_threads(1)
     bad = _batches()
     bad[5][1][7] = 3
     options = {"epochs": 2, "run_dir": tmp_path / "run", "log_every_steps": 2, **QUIET}

@@ -135,8 +135,3 @@ def test_labels_of_a_single_class_are_refused_naming_the_folder(tmp_path):
     write_idx_split(tmp_path / "sevens", "test", images[:5], np.full(5, 7, dtype=np.uint8))
     with pytest.raises(DataError, match=r"the training labels of '.*sevens' holds a single class \('7'\)"):
         load(tmp_path / "sevens")
-
-
-def test_a_folder_of_idx_files_is_read_as_idx_without_naming_the_format(make_mnist_dir):
-    splits = load(make_mnist_dir("digits-idx"))
-    assert splits.info.preprocessing["format"] == "idx" and splits.test is not None

@@ -43,7 +43,9 @@ def test_formats_are_told_from_names_and_paths(tmp_path):
 def test_a_folder_of_idx_files_is_recognised_by_their_names(make_mnist_dir, tmp_path):
     folder = make_mnist_dir("digits-idx", train=50, test=10)
     assert resolve_format(folder, "auto") == "idx"
-    assert load(folder, val_fraction=0.2).info.input_shape == (1, 28, 28)
+    splits = load(folder, val_fraction=0.2)
+    assert splits.info.input_shape == (1, 28, 28) and splits.info.preprocessing["format"] == "idx"
+    assert splits.test is not None and len(splits.test[1]) == 10  # the t10k files: the test split
     (tmp_path / "cats").mkdir()
     assert resolve_format(tmp_path / "cats", "auto") == "images"
 

@@ -12,14 +12,8 @@ from trainwell.distributed.elastic import restart_count, resume_after_restart, s
 from trainwell.files.manifest import manifest_text
 
 from ..distributed_children import COMPARED, free_port, stop, torchrun
-
-
-def _weights(out, rank):
-    return torch.load(out / f"rank{rank}.pt")
-
-
-def _record(out, rank):
-    return json.loads((out / f"rank{rank}.json").read_text())
+from ..distributed_children import rank_record as _record
+from ..distributed_children import rank_weights as _weights
 
 
 def _records(run_dir):

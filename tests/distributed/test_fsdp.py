@@ -12,6 +12,8 @@ from trainwell.files.checkpoint import latest_checkpoint, verify
 from trainwell.files.manifest import committed_checkpoints
 
 from ..distributed_children import data, model
+from ..distributed_children import rank_record as _record
+from ..distributed_children import rank_weights as _weights
 
 COMPARED = {
     "reference_batch_size": 32,
@@ -42,14 +44,6 @@ def fsdp_run(launcher, tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
     assert launcher.run(2, {**FSDP, "out": str(root / "out"), "run_dir": str(root / "run")}) == [0, 0]
     return root
-
-
-def _weights(out, rank=0):
-    return torch.load(out / f"rank{rank}.pt")
-
-
-def _record(out, rank=0):
-    return json.loads((out / f"rank{rank}.json").read_text())
 
 
 def _outputs(weights):

@@ -138,16 +138,11 @@ def _resumable(run_dir, callbacks=(), resume=None):
     return trainer, model
 
 
-def test_the_average_resumes_exactly(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        whole, whole_model = _resumable(tmp_path / "whole")
-        with pytest.raises(KeyboardInterrupt):
-            _resumable(tmp_path / "cut", [_Crash()])
-        resumed, resumed_model = _resumable(tmp_path / "cut", resume="auto")
-    finally:
-        torch.set_num_threads(threads)
+def test_the_average_resumes_exactly(tmp_path, one_thread):
+    whole, whole_model = _resumable(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        _resumable(tmp_path / "cut", [_Crash()])
+    resumed, resumed_model = _resumable(tmp_path / "cut", resume="auto")
     assert resumed.averaging.updates == whole.averaging.updates == 15
     for name, tensor in whole.averaging.weights.items():
         assert torch.equal(resumed.averaging.weights[name], tensor), name

@@ -12,6 +12,8 @@ import trainwell
 from trainwell import DataError
 from trainwell.callbacks import Callback
 
+from ..conftest import torch_threads
+
 VOCAB = 30
 
 
@@ -93,9 +95,7 @@ class ResetEvalHidden(Callback):
 
 @pytest.fixture(scope="module")
 def trained_language_model():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # one_thread's block: a module-scoped fixture cannot ask for that fixture
         tokens = _corpus()
         train, val = bptt_batches(tokens[:5000], 8, 20), bptt_batches(tokens[5000:], 4, 20)
         torch.manual_seed(0)
@@ -103,8 +103,6 @@ def trained_language_model():
         reset = ResetEvalHidden()
         trainer = LanguageModelTrainer(epochs=4, lr=3e-3, callbacks=[reset], progress=False)
         result = trainer.fit(model, train, val)
-    finally:
-        torch.set_num_threads(threads)
     return trainer, result, reset, val
 
 
@@ -127,16 +125,19 @@ def test_on_eval_begin_resets_the_state_training_carries(trained_language_model)
 
 
 def test_the_first_batch_check_runs_the_step_and_leaves_no_trace():
+    tokens = _corpus(800)
+    train = bptt_batches(tokens, 4, 10)
+    ran = []  # outside the trainer: what the check puts back cannot erase it
+
     class Watching(LanguageModelTrainer):
         calls = 0
 
         def train_step(self, batch):
+            ran.append((self.global_step, self.batch_in_epoch, torch.equal(batch[0], train[0][0])))
             self.calls += 1
             self.seen = getattr(self, "seen", []) + [self.global_step]
             return super().train_step(batch)
 
-    tokens = _corpus(800)
-    train = bptt_batches(tokens, 4, 10)
     torch.manual_seed(0)
     model = WordLM()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -149,6 +150,7 @@ def test_the_first_batch_check_runs_the_step_and_leaves_no_trace():
 
         trainer.user_callbacks.append(StopBeforeTraining())
         trainer.fit(model, train)
+    assert ran == [(0, None, True)]  # once, on the first batch, at step 0 before any epoch began
     assert trainer.hidden is None and trainer.calls == 0 and not hasattr(trainer, "seen")  # attributes put back
     assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

@@ -113,43 +113,38 @@ def test_a_factory_of_parameters_it_was_not_given_is_refused():
         )
 
 
-def test_lbfgs_reaches_the_loss_of_the_hand_written_lbfgs_loop():
+def test_lbfgs_reaches_the_loss_of_the_hand_written_lbfgs_loop(one_thread):
     """The sine-wave example: full-batch LBFGS, whose step calls back for the loss several times."""
     import trainwell
 
     inputs, targets = _regression_data()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plain = _sine_model()
-        optimizer = torch.optim.LBFGS(plain.parameters(), lr=0.5, max_iter=10)
-        plain_losses = []
+    plain = _sine_model()
+    optimizer = torch.optim.LBFGS(plain.parameters(), lr=0.5, max_iter=10)
+    plain_losses = []
 
-        def closure():
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(plain(inputs), targets)
-            loss.backward()
-            return loss
+    def closure():
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(plain(inputs), targets)
+        loss.backward()
+        return loss
 
-        for _ in range(5):
-            plain_losses.append(optimizer.step(closure).item())
-        with torch.no_grad():
-            plain_final = float(nn.functional.mse_loss(plain(inputs), targets))
+    for _ in range(5):
+        plain_losses.append(optimizer.step(closure).item())
+    with torch.no_grad():
+        plain_final = float(nn.functional.mse_loss(plain(inputs), targets))
 
-        model = _sine_model()
-        result = trainwell.fit(
-            model,
-            [(inputs, targets)],
-            [(inputs, targets)],
-            epochs=5,
-            optimizer=lambda params: torch.optim.LBFGS(params, lr=0.5, max_iter=10),
-            max_grad_norm=None,
-            early_stopping_patience=None,
-            restore_best_weights=False,
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads)
+    model = _sine_model()
+    result = trainwell.fit(
+        model,
+        [(inputs, targets)],
+        [(inputs, targets)],
+        epochs=5,
+        optimizer=lambda params: torch.optim.LBFGS(params, lr=0.5, max_iter=10),
+        max_grad_norm=None,
+        early_stopping_patience=None,
+        restore_best_weights=False,
+        progress=False,
+    )
     assert [row["train_loss"] for row in result.history] == pytest.approx(plain_losses, rel=1e-6)
     assert result.history[-1]["val_loss"] == pytest.approx(plain_final, rel=1e-6)
     assert plain_final < 0.05 * plain_losses[0]  # LBFGS did fit the sine

@@ -34,4 +34,6 @@ def test_predict_with_a_model_of_its_own_and_outputs_that_do_not_concatenate():
     joined = trainer.predict([torch.ones(2, 3), torch.zeros(1, 3)], model=TwoHeads())
     assert isinstance(joined, list) and len(joined) == 2  # a tuple holding a dict: kept per batch
     assert concatenated([(torch.ones(2), torch.zeros(2, 1)), (torch.ones(1), torch.zeros(1, 1))])[1].shape == (3, 1)
-    assert concatenated([torch.zeros(2, 3), torch.zeros(2, 4)]) != []  # shapes differ beyond the batch: a list
+    parts = [torch.zeros(2, 3), torch.zeros(2, 4)]
+    unjoined = concatenated(parts)  # shapes differ beyond the batch: the list itself, its tensors untouched
+    assert unjoined is parts and len(parts) == 2 and parts[0].shape == (2, 3) and parts[1].shape == (2, 4)

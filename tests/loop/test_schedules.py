@@ -159,14 +159,6 @@ def _trainwell(name, epochs, run_dir=None, resume=None, callbacks=()):
     return trainer, model
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LR_SCHEDULERS))
 def test_a_torch_scheduler_matches_torchs_own_loop_step_for_step_and_resumes_exactly(name, tmp_path, one_thread):

@@ -109,18 +109,13 @@ def _run(run_dir, record, resume=None):
     return trainer, model
 
 
-def test_a_new_part_and_a_stateful_callback_survive_an_exact_resume_without_resume_code(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        whole_record = _LossRecord()
-        whole, whole_model = _run(tmp_path / "whole", whole_record)
-        with pytest.raises(KeyboardInterrupt):
-            _run(tmp_path / "cut", _LossRecord(stop_at=7))
-        record = _LossRecord()
-        resumed, resumed_model = _run(tmp_path / "cut", record, resume="auto")
-    finally:
-        torch.set_num_threads(threads)
+def test_a_new_part_and_a_stateful_callback_survive_an_exact_resume_without_resume_code(tmp_path, one_thread):
+    whole_record = _LossRecord()
+    whole, whole_model = _run(tmp_path / "whole", whole_record)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "cut", _LossRecord(stop_at=7))
+    record = _LossRecord()
+    resumed, resumed_model = _run(tmp_path / "cut", record, resume="auto")
     assert resumed.global_step == whole.global_step == 15
     assert torch.equal(resumed.seen.counts, whole.seen.counts) and int(whole.seen.counts.sum()) == 15 * 16
     assert (record.highest, record.steps) == (whole_record.highest, whole_record.steps) and record.steps == 15

@@ -216,14 +216,9 @@ def _fit_batches(batch_size, epochs=2, resume=None, dropout=0.0, device_checks=F
 
 
 @pytest.mark.parametrize("device_checks", [False, True], ids=["host", "device"])
-def test_accumulating_4_batches_of_16_trains_as_batches_of_64(device_checks):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        large, large_model = _fit_batches(64, device_checks=device_checks)
-        accumulated, accumulated_model = _fit_batches(16, accumulate_grad_batches=4, device_checks=device_checks)
-    finally:
-        torch.set_num_threads(threads)
+def test_accumulating_4_batches_of_16_trains_as_batches_of_64(device_checks, one_thread):
+    large, large_model = _fit_batches(64, device_checks=device_checks)
+    accumulated, accumulated_model = _fit_batches(16, accumulate_grad_batches=4, device_checks=device_checks)
     assert accumulated.global_step == large.global_step == 8 and accumulated.limits.steps_per_epoch == 4
     for mine, theirs in zip(accumulated_model.parameters(), large_model.parameters()):
         assert ((mine - theirs).abs().max() / theirs.abs().max()).item() <= 1e-5
@@ -233,7 +228,7 @@ def test_accumulating_4_batches_of_16_trains_as_batches_of_64(device_checks):
 
 
 @pytest.mark.slow
-def test_a_run_stopped_inside_a_gradient_window_resumes_it_exactly(tmp_path):
+def test_a_run_stopped_inside_a_gradient_window_resumes_it_exactly(tmp_path, one_thread):
     import signal
 
     import trainwell
@@ -244,18 +239,13 @@ def test_a_run_stopped_inside_a_gradient_window_resumes_it_exactly(tmp_path):
             if trainer.epoch == 2 and batch_index == 5:  # 2 batches into the epoch's second window
                 signal.raise_signal(signal.SIGTERM)  # handled before it returns
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        options = {"epochs": 3, "accumulate_grad_batches": 4, "dropout": 0.2}
-        reference, reference_model = _fit_batches(16, **options)
-        with pytest.raises(trainwell.TrainingInterrupted, match="step 5") as stopped:
-            _fit_batches(16, run_dir=tmp_path, callbacks=[SignalInsideTheWindow()], **options)
-        saved = trainwell.load_checkpoint(stopped.value.checkpoint)["trainer"]["step"]["window"]
-        assert saved["batches"] == 2 and saved["size"] == 4  # two batches' gradients, summed
-        resumed, resumed_model = _fit_batches(16, run_dir=tmp_path, resume="auto", **options)
-    finally:
-        torch.set_num_threads(threads)
+    options = {"epochs": 3, "accumulate_grad_batches": 4, "dropout": 0.2}
+    reference, reference_model = _fit_batches(16, **options)
+    with pytest.raises(trainwell.TrainingInterrupted, match="step 5") as stopped:
+        _fit_batches(16, run_dir=tmp_path, callbacks=[SignalInsideTheWindow()], **options)
+    saved = trainwell.load_checkpoint(stopped.value.checkpoint)["trainer"]["step"]["window"]
+    assert saved["batches"] == 2 and saved["size"] == 4  # two batches' gradients, summed
+    resumed, resumed_model = _fit_batches(16, run_dir=tmp_path, resume="auto", **options)
     assert [e for e in resumed.events if e["event"] == "resumed"][0]["step"] == 5
     for mine, theirs in zip(resumed_model.parameters(), reference_model.parameters()):
         assert torch.equal(mine, theirs)

@@ -113,7 +113,7 @@ class _Tagger(nn.Module):
         return logits.transpose(1, 2) if self.transpose else logits
 
 
-def test_class_last_logits_train_with_the_default_step_as_the_permuted_layout_does():
+def test_class_last_logits_train_with_the_default_step_as_the_permuted_layout_does(one_thread):
     from trainwell import fit
     from trainwell.data import TensorLoader
 
@@ -128,12 +128,7 @@ def test_class_last_logits_train_with_the_default_step_as_the_permuted_layout_do
         options = {"metrics": ["accuracy", "f1", "top3", "perplexity"], "lr": 1e-2, "seed": 0, "device": "cpu"}
         return fit(_Tagger(classes, transpose), train, val, epochs=3, progress=False, **options).history
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # both runs' float sums in the same order
-    try:
-        last, first = run(transpose=False), run(transpose=True)
-    finally:
-        torch.set_num_threads(threads)
+    last, first = run(transpose=False), run(transpose=True)  # one thread: both runs' float sums in one order
     columns = ["train_loss", "val_loss", "val_accuracy", "val_f1", "val_top3", "val_perplexity"]
     for row_last, row_first in zip(last, first):
         assert {name: row_last[name] for name in columns} == pytest.approx(

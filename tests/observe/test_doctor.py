@@ -208,12 +208,9 @@ def test_the_gap_rule_leaves_regression_alone():
 
 
 @pytest.mark.slow
-def test_the_doctor_names_overfitting_on_a_real_memorising_run(tmp_path):
-    import torch
-
+def test_the_doctor_names_overfitting_on_a_real_memorising_run(tmp_path, one_thread):
     from trainwell.recipes import RunConfig, run
 
-    torch.set_num_threads(1)
     hidden = {"hidden": [512, 512], "dropout": 0.0}
     run(RunConfig(data="digits", val_fraction=0.9, seed=0, model_args=hidden, run_dir=tmp_path, progress=False))
     assert [finding.rule for finding in doctor.diagnose(tmp_path)] == ["generalisation_gap"]

@@ -281,9 +281,8 @@ def test_numpy_numbers_in_the_history_are_stored_as_plain_numbers(tmp_path):
     assert history[0]["custom"] == 0.25 and type(history[0]["custom"]) is float
 
 
-def test_grad_norm_is_logged_after_resuming_from_a_step_checkpoint_on_an_epochs_last_batch(tmp_path):
+def test_grad_norm_is_logged_after_resuming_from_a_step_checkpoint_on_an_epochs_last_batch(tmp_path, one_thread):
     """A kill between an epoch's last step checkpoint and its validation: the resumed epoch's record keeps its grad_norm."""
-    torch.set_num_threads(1)
     inputs, targets = _data()  # 160 samples, batches of 32: 5 steps per epoch, a step checkpoint on each last batch
 
     class KilledBeforeValidationEnds(Callback):
