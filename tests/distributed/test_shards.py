@@ -41,8 +41,11 @@ def _checkpoint(module):
 def test_a_sharded_model_is_written_by_its_pieces_and_read_back_in_pieces_or_whole(session, tmp_path):
     plain = _network()
     module = session.place(_network())
-    path = shards.write(session, tmp_path / "step-000000007.dcp", _checkpoint(module), step=7, epoch=1)
+    path = shards.write(
+        session, tmp_path / "step-000000007.dcp", _checkpoint(module), step=7, epoch=1, monitor="val_f1", monitored=0.5
+    )
     assert verify(path).step == 7
+    assert verify(path).value("val_f1") == 0.5  # the best checkpoint is ranked by the run's monitor
     assert sorted(p.name for p in path.iterdir()) == [".metadata", "__0_0.distcp", "files.json", "trainer.pt"]
     assert read_checkpoint(path)["sharded"] is True
 

@@ -9,7 +9,7 @@ from trainwell.files.checkpoint import latest_checkpoint, read_checkpoint, verif
 from trainwell.files.manifest import committed_checkpoints, manifest_path, prune
 
 
-def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123):
+def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123, **fields):
     """A sharded checkpoint as the writer leaves it: files in a temporary directory, then committed."""
     path = directory / name
     temporary = sharded.temporary_directory(path, pid)
@@ -20,7 +20,8 @@ def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123):
     files[sharded.REST] = sharded.write_rest(
         temporary, {"step": step, "sharded": True, "w": {sharded.PLACEHOLDER: "w"}}
     )
-    return sharded.commit(temporary, path, files, step=step, epoch=0, val_loss=None, kind="step", healthy=True)
+    fields = {"epoch": 0, "val_loss": None, "kind": "step", "healthy": True, **fields}
+    return sharded.commit(temporary, path, files, step=step, **fields)
 
 
 def test_sharded_tensors_become_placeholders_and_come_back():
@@ -42,6 +43,15 @@ def test_a_committed_sharded_checkpoint_verifies_and_reads_with_its_placeholders
     checkpoint = read_checkpoint(path)
     assert checkpoint["step"] == 4 and checkpoint["w"] == {sharded.PLACEHOLDER: "w"}
     assert not list(tmp_path.glob(".*"))  # the temporary directory became the checkpoint
+
+
+def test_the_manifest_records_the_monitored_metric_so_the_best_checkpoint_is_ranked_by_it(tmp_path):
+    path = _write(
+        tmp_path, "epoch-0002-step-000000004.dcp", 4, kind="epoch", val_loss=0.4, monitor="val_accuracy", monitored=0.75
+    )
+    manifest = verify(path)
+    assert (manifest.monitor, manifest.monitored) == ("val_accuracy", 0.75)
+    assert manifest.value("val_accuracy") == 0.75 and manifest.value("val_loss") == 0.4
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "index"])

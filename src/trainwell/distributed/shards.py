@@ -51,6 +51,8 @@ def write(
     val_loss: float | None = None,
     kind: str = "manual",
     healthy: bool = True,
+    monitor: str | None = None,
+    monitored: float | None = None,
     **_: Any,
 ) -> Path:
     """Write ``checkpoint`` as the sharded checkpoint ``path`` (a ``.dcp`` directory), in every process.
@@ -63,7 +65,9 @@ def write(
         session: This process's session (every process calls this together).
         path: The checkpoint directory to write (``.../step-000000012.dcp``).
         checkpoint: What the checkpoint holds (:meth:`trainwell.Trainer.checkpoint`).
-        step, epoch, val_loss, kind, healthy: The manifest's fields.
+        step, epoch, val_loss, kind, healthy, monitor, monitored: The manifest's fields (as
+            :func:`trainwell.files.checkpoint.write_checkpoint`'s): ``monitor`` and ``monitored`` rank it
+            as a best checkpoint by the run's monitor.
 
     Returns:
         ``path``, committed.
@@ -98,7 +102,16 @@ def write(
             files[layout.REST] = layout.write_rest(temporary, rest)
             return str(
                 layout.commit(
-                    temporary, path, files, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy
+                    temporary,
+                    path,
+                    files,
+                    step=step,
+                    epoch=epoch,
+                    val_loss=val_loss,
+                    kind=kind,
+                    healthy=healthy,
+                    monitor=monitor,
+                    monitored=monitored,
                 )
             )
         except OSError as error:

@@ -154,6 +154,8 @@ def commit(
     val_loss: float | None,
     kind: str,
     healthy: bool,
+    monitor: str | None = None,
+    monitored: float | None = None,
 ) -> Path:
     """Move the written directory ``temporary`` to ``path`` and commit it with its manifest (written last).
 
@@ -161,7 +163,8 @@ def commit(
         temporary: The directory every process wrote into.
         path: The checkpoint's name (``step-000000012.dcp``).
         files: Each file's SHA-256 and size, by its name in the directory.
-        step, epoch, val_loss, kind, healthy: The manifest's fields.
+        step, epoch, val_loss, kind, healthy, monitor, monitored: The manifest's fields
+            (:func:`trainwell.files.manifest.manifest_text`).
 
     Returns:
         ``path``.
@@ -176,7 +179,17 @@ def commit(
         remove(path)
     os.replace(temporary, path)
     fsync_directory(path.parent)
-    manifest = manifest_text(path, *index_digest, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
+    manifest = manifest_text(
+        path,
+        *index_digest,
+        step=step,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+        healthy=healthy,
+        monitor=monitor,
+        monitored=monitored,
+    )
     write_atomically(manifest_path(path), lambda file: file.write(manifest))
     return path
 
