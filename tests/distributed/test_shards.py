@@ -121,7 +121,10 @@ def test_a_crafted_metadata_file_never_runs_code(session, tmp_path):
     assert not marker.exists()
 
 
-def test_consolidating_a_single_file_checkpoint_is_refused(tmp_path):
+def test_consolidating_a_single_file_checkpoint_or_a_run_directory_is_refused(tmp_path):
     (tmp_path / "a.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is not a sharded checkpoint"):
         shards.consolidate(tmp_path / "a.pt", tmp_path / "b.pt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="'.+run' is not a sharded checkpoint"):
+        shards.consolidate(tmp_path / "run", tmp_path / "b.pt")

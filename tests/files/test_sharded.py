@@ -48,6 +48,16 @@ def test_a_committed_sharded_checkpoint_verifies_and_reads_with_its_placeholders
     assert not list(tmp_path.glob(".*"))  # the temporary directory became the checkpoint
 
 
+def test_a_sharded_checkpoint_is_a_dcp_directory_and_nothing_else(tmp_path):
+    path = _write(tmp_path, "step-000000004.dcp", 4)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "step-000000008.pt").write_bytes(b"")
+    assert sharded.is_sharded_checkpoint(path) and sharded.is_sharded_checkpoint(str(path))
+    assert not sharded.is_sharded_checkpoint(tmp_path / "run")  # a run directory
+    assert not sharded.is_sharded_checkpoint(tmp_path / "step-000000008.pt")
+    assert not sharded.is_sharded_checkpoint(tmp_path / "step-000000012.dcp")  # not there
+
+
 def test_the_manifest_records_the_monitored_metric_so_the_best_checkpoint_is_ranked_by_it(tmp_path):
     path = _write(
         tmp_path, "epoch-0002-step-000000004.dcp", 4, kind="epoch", val_loss=0.4, monitor="val_accuracy", monitored=0.75

@@ -48,6 +48,7 @@ from trainwell.files.manifest import (
 )
 from trainwell.files.model_state import load_model_state
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
+from trainwell.files.sharded import is_sharded_checkpoint, read_rest, verify_directory
 
 logger = logging.getLogger("trainwell")
 
@@ -249,9 +250,7 @@ def verify(path: str | Path) -> Manifest | None:
     manifest = read_manifest(path)
     if manifest is None:
         return None
-    if path.is_dir():
-        from trainwell.files.sharded import verify_directory
-
+    if is_sharded_checkpoint(path):
         return verify_directory(path, manifest)
     try:
         size = path.stat().st_size
@@ -288,7 +287,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     import torch
 
     path = Path(path)
-    if path.is_dir() and path.suffix == ".dcp":
+    if is_sharded_checkpoint(path):
         return _read_sharded(path)
     if not path.is_file():
         raise CheckpointError(
@@ -315,8 +314,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def _read_sharded(path: Path) -> dict[str, Any]:
     """A sharded checkpoint's contents, its sharded tensors as placeholders (:mod:`trainwell.files.sharded`)."""
-    from trainwell.files.sharded import read_rest
-
     if verify(path) is None:
         raise CheckpointError(
             f"sharded checkpoint '{path}' has no manifest: it was never committed (its writing was interrupted). "
@@ -365,7 +362,7 @@ def load_checkpoint(
         (12, 0.087)
     """
     path = Path(path)
-    if path.is_dir() and path.suffix != ".dcp":  # a run directory, not a sharded checkpoint
+    if path.is_dir() and not is_sharded_checkpoint(path):  # a run directory
         found = latest_checkpoint(path)
         if found is None:
             raise CheckpointError(

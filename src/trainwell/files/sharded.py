@@ -47,8 +47,14 @@ PLACEHOLDER = "__sharded_tensor__"
 
 
 def is_sharded_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a sharded checkpoint (a directory), not a single file."""
-    return Path(path).is_dir()
+    """Whether ``path`` is a sharded checkpoint: a ``.dcp`` directory (not a file, not a run directory).
+
+    Example:
+        >>> is_sharded_checkpoint("checkpoints/step-000000012.pt")
+        False
+    """
+    path = Path(path)
+    return path.suffix == SUFFIX and path.is_dir()
 
 
 def temporary_directory(path: Path, pid: int) -> Path:

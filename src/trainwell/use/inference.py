@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainwell.exceptions import CheckpointError, ConfigError, DataError
 from trainwell.files.rundir import RunPaths
+from trainwell.files.sharded import is_sharded_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -195,7 +196,7 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
 
     if str(which) not in ("best", "last"):
         path = Path(which)
-        if not path.is_file() and not (path.is_dir() and path.suffix == ".dcp"):
+        if not path.is_file() and not is_sharded_checkpoint(path):
             raise CheckpointError(
                 f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file "
                 "(or of a sharded checkpoint's .dcp directory)."
