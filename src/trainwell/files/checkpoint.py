@@ -273,12 +273,17 @@ def verify(path: str | Path) -> Manifest | None:
     return manifest
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, verified: bool = False) -> dict[str, Any]:
     """Verify ``path`` against its manifest (when it has one) and unpickle it safely, onto the CPU.
 
     A sharded checkpoint (a ``.dcp`` directory, :mod:`trainwell.files.sharded`) must be committed;
     its sharded tensors come back as placeholders, which
     :func:`trainwell.distributed.shards.load_pieces` replaces with the tensors.
+
+    Args:
+        path: A checkpoint file or a sharded checkpoint's directory.
+        verified: ``path`` was verified against its manifest just now, by rank 0 for every process:
+            its files are not hashed again (they are still unpickled safely).
 
     Raises:
         CheckpointError: the file is missing, corrupt, truncated, would run code when unpickled,
@@ -288,12 +293,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if is_sharded_checkpoint(path):
-        return _read_sharded(path)
+        return _read_sharded(path, verified)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory."
         )
-    verify(path)
+    if not verified:
+        verify(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -312,9 +318,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _read_sharded(path: Path) -> dict[str, Any]:
+def _read_sharded(path: Path, verified: bool) -> dict[str, Any]:
     """A sharded checkpoint's contents, its sharded tensors as placeholders (:mod:`trainwell.files.sharded`)."""
-    if verify(path) is None:
+    if not verified and verify(path) is None:
         raise CheckpointError(
             f"sharded checkpoint '{path}' has no manifest: it was never committed (its writing was interrupted). "
             "Resume from a committed checkpoint (resume='auto' picks the newest good one)."
