@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainwell.display import number
-from trainwell.observe.records import RunRecords, read_run
+from trainwell.observe.records import RunRecords, monitor_of, read_run
 
 # Fewer epochs than this say too little about a trend to judge plateaus or underfitting.
 MIN_EPOCHS_FOR_TRENDS = 4
@@ -205,8 +205,8 @@ def overfitting(run: RunRecords) -> Finding | None:
     ]
     if run.config.get("early_stopping_patience") is None:
         fixes.insert(0, "turn early stopping on (early_stopping_patience=5)")
-    elif run.config.get("restore_best_weights", True):
-        evidence += f" The model keeps epoch {best_epoch}'s weights (restore_best_weights)."
+    elif (kept := _kept_weights(run)) is not None:
+        evidence += f" With restore_best_weights the model keeps {kept}."
     return Finding("overfitting", "warning", "overfitting", evidence, _sentence(fixes))
 
 
@@ -235,9 +235,8 @@ def generalisation_gap(run: RunRecords) -> Finding | None:
         + (f"; val_accuracy {number(accuracy)}" if math.isfinite(accuracy) else "")
         + "): the model fits its training data almost perfectly and unseen data far worse."
     )
-    best = _best_index(val)
-    if best is not None and best != len(val) - 1 and run.config.get("restore_best_weights", True):
-        evidence += f" It keeps epoch {int(run.epochs[best]['epoch'])}'s weights (val_loss {number(val[best])})."
+    if (kept := _kept_weights(run)) is not None:
+        evidence += f" It keeps {kept}."
     fixes = ["get more training data, or augment it (augment=True for images)"]
     dropout = (run.config.get("model_args") or {}).get("dropout")
     decay = run.config.get("weight_decay")
@@ -253,6 +252,20 @@ def generalisation_gap(run: RunRecords) -> Finding | None:
     if run.config.get("early_stopping_patience") is None:
         fixes.append("turn early stopping on (early_stopping_patience=5) to keep the best epoch")
     return Finding("generalisation_gap", "warning", "overfitting: a large generalisation gap", evidence, _sentence(fixes))
+
+
+def _kept_weights(run: RunRecords) -> str | None:
+    """The earlier epoch whose weights restore_best_weights leaves the model with (``"epoch 4's weights
+    (val_accuracy 0.883)"``), or None when it keeps the last: the best by the run's own monitor, as training chose it.
+    """
+    if not run.config.get("restore_best_weights", True):
+        return None
+    monitor = monitor_of(run)
+    kept = monitor.best_index([row.get(monitor.metric) for row in run.epochs])
+    if kept is None or kept == len(run.epochs) - 1:
+        return None
+    row = run.epochs[kept]
+    return f"epoch {int(row['epoch'])}'s weights ({monitor.metric} {number(row[monitor.metric])})"
 
 
 def _training_samples(run: RunRecords) -> int | None:
