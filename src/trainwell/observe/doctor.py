@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainwell.display import number
+from trainwell.observe.monitor import Monitor
 from trainwell.observe.records import RunRecords, monitor_of, read_run
 
 # Fewer epochs than this say too little about a trend to judge plateaus or underfitting.
@@ -167,7 +168,7 @@ def loss_plateau(run: RunRecords) -> Finding | None:
 def overfitting(run: RunRecords) -> Finding | None:
     """val_loss rose after its best epoch while train_loss kept falling, and the validation metric got worse."""
     val, train = run.series("val_loss"), run.series("train_loss")
-    best = _best_index(val)
+    best = Monitor("val_loss").best_index(val)
     if best is None or len(val) - best - 1 < 2:
         return None
     after = [v for v in val[best + 1 :] if math.isfinite(v)]
@@ -255,17 +256,12 @@ def generalisation_gap(run: RunRecords) -> Finding | None:
 
 
 def _kept_weights(run: RunRecords) -> str | None:
-    """The earlier epoch whose weights restore_best_weights leaves the model with (``"epoch 4's weights
-    (val_accuracy 0.883)"``), or None when it keeps the last: the best by the run's own monitor, as training chose it.
-    """
-    if not run.config.get("restore_best_weights", True):
-        return None
+    """The earlier epoch restore_best_weights keeps: the best by the run's own monitor, as training chose it."""
     monitor = monitor_of(run)
     kept = monitor.best_index([row.get(monitor.metric) for row in run.epochs])
-    if kept is None or kept == len(run.epochs) - 1:
+    if kept is None or kept == len(run.epochs) - 1 or not run.config.get("restore_best_weights", True):
         return None
-    row = run.epochs[kept]
-    return f"epoch {int(row['epoch'])}'s weights ({monitor.metric} {number(row[monitor.metric])})"
+    return f"epoch {int(run.epochs[kept]['epoch'])}'s weights ({monitor.metric} {number(run.epochs[kept][monitor.metric])})"
 
 
 def _training_samples(run: RunRecords) -> int | None:
@@ -484,11 +480,6 @@ def _is_nonfinite(record: dict, key: str) -> bool:
     return key in record and (
         record[key] is None or (isinstance(record[key], float) and not math.isfinite(record[key]))
     )
-
-
-def _best_index(values: list[float]) -> int | None:
-    finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
-    return min(finite)[1] if finite else None
 
 
 def _mean(values: list[float]) -> float:
