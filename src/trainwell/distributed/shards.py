@@ -35,6 +35,7 @@ from trainwell.exceptions import CheckpointError
 from trainwell.files import sharded as layout
 from trainwell.files.checkpoint import read_checkpoint, write_checkpoint
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
+from trainwell.files.storage import first_line
 
 
 def is_sharded(value: Any) -> bool:
@@ -236,8 +237,7 @@ def _first_line(error: BaseException) -> str:
     if failures:
         rank, (cause, _) = next(iter(failures.items()))
         return f"rank {rank}: {_first_line(cause)}"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error)
 
 
 class _MetadataUnpickler(pickle.Unpickler):

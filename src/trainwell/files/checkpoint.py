@@ -25,7 +25,6 @@ space and the fix, and leave earlier checkpoints untouched.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -48,7 +47,8 @@ from trainwell.files.manifest import (
 )
 from trainwell.files.model_state import load_model_state
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
-from trainwell.files.sharded import is_sharded_checkpoint, read_rest, verify_directory
+from trainwell.files.sharded import digest, is_sharded_checkpoint, read_rest, verify_directory
+from trainwell.files.storage import first_line
 
 logger = logging.getLogger("trainwell")
 
@@ -141,7 +141,7 @@ def write_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(path)
     with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
-    digest, size = with_retry(
+    sha256, size = with_retry(
         lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)),
         retry,
         sleep,
@@ -150,7 +150,7 @@ def write_checkpoint(
     )
     text = manifest_text(
         path,
-        digest,
+        sha256,
         size,
         step=step,
         epoch=epoch,
@@ -261,11 +261,7 @@ def verify(path: str | Path) -> Manifest | None:
             f"checkpoint '{path}' is corrupt: it has {size:,} bytes but its manifest recorded {manifest.size:,} "
             "(truncated or overwritten). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != manifest.sha256:
+    if digest(path)[0] != manifest.sha256:
         raise CheckpointError(
             f"checkpoint '{path}' is corrupt: its SHA-256 differs from the one its manifest recorded when it was "
             "committed (the file changed on disk). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
@@ -421,11 +417,6 @@ def latest_checkpoint(
             if on_bad is not None:
                 on_bad(manifest, error)
     return None
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def versions() -> dict[str, str]:
