@@ -14,7 +14,7 @@ def test_data_info_round_trips_through_json(tmp_path):
     assert stored["format_version"] == 2 and stored["input_shape"] == [13]
     again = load_data_info(tmp_path / "run")
     assert again == info and isinstance(again.input_shape, tuple)
-    assert not list((tmp_path / "run").glob("*.tmp"))
+    assert not list((tmp_path / "run").glob("*.tmp*"))
 
 
 def test_regression_target_scaling_is_saved_and_a_version_1_file_reads_as_unscaled(tmp_path):

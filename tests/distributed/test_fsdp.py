@@ -82,8 +82,11 @@ def test_fsdp_trains_as_ddp_does_within_float_tolerance_and_writes_sharded_check
             assert mine[name] == pytest.approx(theirs[name], rel=1e-6, abs=1e-7), name
 
     checkpoints = fsdp_run / "run" / "checkpoints"
-    names = sorted(manifest.path.name for manifest in committed_checkpoints(checkpoints))
+    committed = committed_checkpoints(checkpoints)
+    names = sorted(manifest.path.name for manifest in committed)
     assert names == ["epoch-0001-step-000000008.dcp", "epoch-0002-step-000000016.dcp", "step-000000015.dcp"]
+    # Each manifest records the run's monitor and its value, by which "best" is chosen.
+    assert all(m.monitor == "val_loss" and m.val_loss is not None and m.monitored == m.val_loss for m in committed)
     # The run ended with its best epoch's weights (restore_best_weights): those of the "best" checkpoint.
     final = _weights(fsdp_run / "out")
     loaded = trainwell.load_model(fsdp_run / "run", checkpoint="best", model=model(kind="transformer"))

@@ -1,5 +1,6 @@
 """Sharded checkpoints through torch.distributed.checkpoint, in one process (a process group of one, gloo)."""
 
+import errno
 import json
 import pickle
 
@@ -12,7 +13,8 @@ from trainwell.distributed.session import Session
 from trainwell.exceptions import CheckpointError
 from trainwell.files import sharded
 from trainwell.files.checkpoint import load_checkpoint, read_checkpoint, verify
-from trainwell.files.manifest import manifest_path, manifest_text
+from trainwell.files.manifest import committed_checkpoints, manifest_path, manifest_text
+from trainwell.files.retry import RetryPolicy
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,11 @@ def _checkpoint(module):
 def test_a_sharded_model_is_written_by_its_pieces_and_read_back_in_pieces_or_whole(session, tmp_path):
     plain = _network()
     module = session.place(_network())
-    path = shards.write(session, tmp_path / "step-000000007.dcp", _checkpoint(module), step=7, epoch=1)
+    path = shards.write(
+        session, tmp_path / "step-000000007.dcp", _checkpoint(module), step=7, epoch=1, monitor="val_f1", monitored=0.5
+    )
     assert verify(path).step == 7
+    assert verify(path).value("val_f1") == 0.5  # the best checkpoint is ranked by the run's monitor
     assert sorted(p.name for p in path.iterdir()) == [".metadata", "__0_0.distcp", "files.json", "trainer.pt"]
     assert read_checkpoint(path)["sharded"] is True
 
@@ -60,6 +65,34 @@ def test_a_sharded_model_is_written_by_its_pieces_and_read_back_in_pieces_or_who
     assert load_checkpoint(single, fresh)["step"] == 7
     for key, value in plain.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_a_full_disk_while_rank_0_commits_is_retried_then_named_with_the_fix(session, tmp_path, monkeypatch):
+    """torch.save reports a full disk as a RuntimeError: rank 0's commit classifies it as a single file's write does."""
+    module = session.place(_network())
+    earlier = shards.write(session, tmp_path / "step-000000005.dcp", _checkpoint(module), step=5)
+    original = sharded.write_atomically
+
+    def full(path, write):
+        if path.name == sharded.REST:
+            error = RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4096 vs 0")
+            error.__context__ = OSError(errno.ENOSPC, "No space left on device")
+            raise error
+        return original(path, write)
+
+    monkeypatch.setattr(sharded, "write_atomically", full)
+    waits = []
+    with pytest.raises(CheckpointError, match=r"after 2 attempts: \[Errno 28\] .*the disk is full.*Free disk space"):
+        shards.write(
+            session,
+            tmp_path / "step-000000007.dcp",
+            _checkpoint(module),
+            step=7,
+            retry=RetryPolicy(2),
+            sleep=waits.append,
+        )
+    assert len(waits) == 1
+    assert [m.path for m in committed_checkpoints(tmp_path)] == [earlier]
 
 
 def test_a_crafted_metadata_file_never_runs_code(session, tmp_path):
@@ -88,7 +121,10 @@ def test_a_crafted_metadata_file_never_runs_code(session, tmp_path):
     assert not marker.exists()
 
 
-def test_consolidating_a_single_file_checkpoint_is_refused(tmp_path):
+def test_consolidating_a_single_file_checkpoint_or_a_run_directory_is_refused(tmp_path):
     (tmp_path / "a.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is not a sharded checkpoint"):
         shards.consolidate(tmp_path / "a.pt", tmp_path / "b.pt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="'.+run' is not a sharded checkpoint"):
+        shards.consolidate(tmp_path / "run", tmp_path / "b.pt")

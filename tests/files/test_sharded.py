@@ -1,5 +1,7 @@
 """A sharded checkpoint on disk: the placeholders, the commit by one manifest, verification, pruning."""
 
+import errno
+
 import pytest
 import torch
 
@@ -7,9 +9,10 @@ from trainwell.exceptions import CheckpointError
 from trainwell.files import sharded
 from trainwell.files.checkpoint import latest_checkpoint, read_checkpoint, verify
 from trainwell.files.manifest import committed_checkpoints, manifest_path, prune
+from trainwell.files.retry import RetryPolicy
 
 
-def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123):
+def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123, **fields):
     """A sharded checkpoint as the writer leaves it: files in a temporary directory, then committed."""
     path = directory / name
     temporary = sharded.temporary_directory(path, pid)
@@ -17,10 +20,11 @@ def _write(directory, name, step, pieces=b"pieces of rank 0", pid=123):
     (temporary / "__0_0.distcp").write_bytes(pieces)
     (temporary / ".metadata").write_bytes(b"where the pieces are")
     files = {name: sharded.digest(temporary / name) for name in ("__0_0.distcp", ".metadata")}
-    files[sharded.REST] = sharded.write_rest(
-        temporary, {"step": step, "sharded": True, "w": {sharded.PLACEHOLDER: "w"}}
-    )
-    return sharded.commit(temporary, path, files, step=step, epoch=0, val_loss=None, kind="step", healthy=True)
+    rest = {"step": step, "sharded": True, "w": {sharded.PLACEHOLDER: "w"}}
+    retrying = {key: fields.pop(key) for key in ("retry", "sleep") if key in fields}
+    files[sharded.REST] = sharded.write_rest(temporary, rest, path=path, **retrying)
+    fields = {"epoch": 0, "val_loss": None, "kind": "step", "healthy": True, **fields, **retrying}
+    return sharded.commit(temporary, path, files, step=step, **fields)
 
 
 def test_sharded_tensors_become_placeholders_and_come_back():
@@ -42,6 +46,57 @@ def test_a_committed_sharded_checkpoint_verifies_and_reads_with_its_placeholders
     checkpoint = read_checkpoint(path)
     assert checkpoint["step"] == 4 and checkpoint["w"] == {sharded.PLACEHOLDER: "w"}
     assert not list(tmp_path.glob(".*"))  # the temporary directory became the checkpoint
+
+
+def test_a_sharded_checkpoint_is_a_dcp_directory_and_nothing_else(tmp_path):
+    path = _write(tmp_path, "step-000000004.dcp", 4)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "step-000000008.pt").write_bytes(b"")
+    assert sharded.is_sharded_checkpoint(path) and sharded.is_sharded_checkpoint(str(path))
+    assert not sharded.is_sharded_checkpoint(tmp_path / "run")  # a run directory
+    assert not sharded.is_sharded_checkpoint(tmp_path / "step-000000008.pt")
+    assert not sharded.is_sharded_checkpoint(tmp_path / "step-000000012.dcp")  # not there
+
+
+def test_the_manifest_records_the_monitored_metric_so_the_best_checkpoint_is_ranked_by_it(tmp_path):
+    path = _write(
+        tmp_path, "epoch-0002-step-000000004.dcp", 4, kind="epoch", val_loss=0.4, monitor="val_accuracy", monitored=0.75
+    )
+    manifest = verify(path)
+    assert (manifest.monitor, manifest.monitored) == ("val_accuracy", 0.75)
+    assert manifest.value("val_accuracy") == 0.75 and manifest.value("val_loss") == 0.4
+
+
+def test_a_transient_failure_of_the_commit_is_retried_and_a_lasting_one_says_the_disk_is_full(tmp_path, monkeypatch):
+    """The manifest's write fails once (retried, committed), then trainer.pt's always, as torch.save reports a full
+    disk: a RuntimeError around the operating system's error (a CheckpointError naming the cause and the fix)."""
+    original, failures = sharded.write_atomically, [OSError(errno.EIO, "Input/output error")]
+
+    def flaky(path, write):
+        if path.name.endswith(".manifest.json") and failures:
+            raise failures.pop()
+        if path.name == sharded.REST and "000000008" in str(path):
+            error = RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4096 vs 0")
+            error.__context__ = OSError(errno.ENOSPC, "No space left on device")
+            raise error
+        return original(path, write)
+
+    monkeypatch.setattr(sharded, "write_atomically", flaky)
+    waits = []
+    assert verify(_write(tmp_path, "step-000000004.dcp", 4, sleep=waits.append)).step == 4
+    assert len(waits) == 1 and failures == []
+    waits.clear()
+    with pytest.raises(
+        CheckpointError,
+        match=r"write checkpoint '.+step-000000008\.dcp' after 2 attempts: \[Errno 28\] No space left on device: the "
+        r"disk is full \(.+ free on the file system of '.+'; the checkpoint needs .+\)\. Free disk space",
+    ):
+        _write(tmp_path, "step-000000008.dcp", 8, retry=RetryPolicy(attempts=2), sleep=waits.append)
+    assert len(waits) == 1
+    assert [m.step for m in committed_checkpoints(tmp_path)] == [4]
+    with pytest.raises(TypeError, match=r"checkpoint\['x'\] is a builtins.object"):  # a mistake, never retried
+        sharded.write_rest(tmp_path, {"x": object()}, sleep=waits.append)
+    assert len(waits) == 1
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "index"])

@@ -1,7 +1,6 @@
 import errno
 import shutil
 from collections import namedtuple
-from pathlib import Path
 
 import pytest
 
@@ -80,10 +79,14 @@ def _failing_write(file):
 def test_write_text_fails_with_one_line_naming_the_file_the_reason_and_the_fix(tmp_path, monkeypatch):
     target = tmp_path / "config.yaml"
 
-    def read_only(self, data):
-        raise OSError(errno.EROFS, "Read-only file system", str(self))
+    real_open = open
 
-    monkeypatch.setattr(Path, "write_bytes", read_only)
+    def read_only(file, mode="r", *args, **kwargs):
+        if "w" in mode:
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only)
     with pytest.raises(StorageError) as caught:
         write_text(target, "epochs: 3\n")
     message = str(caught.value)

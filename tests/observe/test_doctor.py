@@ -250,3 +250,19 @@ def test_early_stopping_before_the_lr_annealed_is_flagged():
     constant = {**config, "schedule": "constant"}
     assert doctor.stopped_before_annealing(_run(rows, config=constant, events=[early])) is None
     assert doctor.stopped_before_annealing(_run(rows, config=config)) is None
+
+
+def test_the_gap_names_the_epoch_the_runs_own_monitor_keeps():
+    """restore_best_weights keeps the best epoch by the run's monitor (its mode and min_delta), not by val_loss."""
+    rows = [*MEMORISED_DIGITS[:-1], (0.0064, 0.5531, 0.88)]
+    config = {**DEFAULT_CONFIG, "monitor": "val_accuracy", "early_stopping_min_delta": 0.02}
+    finding = doctor.generalisation_gap(_run(rows, config=config, run_info={"task": "classification"}))
+    # val_accuracy 0.65, 0.86, 0.879 (+0.019: under min_delta), 0.883 (kept), 0.886, 0.894 (+0.011), 0.88.
+    assert "It keeps epoch 4's weights (val_accuracy 0.883)." in finding.evidence
+    assert "val_loss 0.5438" not in finding.evidence
+    # Overfitting: val_loss is lowest at epoch 1, the monitor's best accuracy at epoch 2.
+    iris = [(0.9301, 0.5519, 0.8), (0.5189, 0.6919, 0.8333), (0.2826, 1.1083, 0.7333), (0.1530, 1.1871, 0.7)]
+    finding = doctor.overfitting(_run(iris, config={**DEFAULT_CONFIG, "monitor": "val_accuracy"}))
+    assert "val_loss was lowest at epoch 1" in finding.evidence
+    assert "With restore_best_weights the model keeps epoch 2's weights (val_accuracy 0.8333)." in finding.evidence
+

@@ -308,3 +308,17 @@ def test_grad_norm_is_logged_after_resuming_from_a_step_checkpoint_on_an_epochs_
     resumed, whole = epoch_records(tmp_path / "killed")[2], epoch_records(tmp_path / "whole")[2]
     assert resumed.get("grad_norm") is not None and resumed["grad_norm"] == whole["grad_norm"]
     assert resumed["train_loss"] == whole["train_loss"]
+
+
+def test_resume_names_a_sharded_checkpoint_directory_itself(tmp_path):
+    """resume='.../step-000000004.dcp' is that checkpoint, not a directory to search for checkpoints."""
+    from trainwell.files import sharded
+    from trainwell.reliability.resume import locate
+
+    path = tmp_path / "checkpoints" / "step-000000004.dcp"
+    temporary = sharded.temporary_directory(path, 1)
+    temporary.mkdir(parents=True)
+    files = {sharded.REST: sharded.write_rest(temporary, {"step": 4, "sharded": True})}
+    sharded.commit(temporary, path, files, step=4, epoch=0, val_loss=None, kind="step", healthy=True)
+    found = locate(str(path), None)
+    assert found[0] == path and found[1]["step"] == 4

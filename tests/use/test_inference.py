@@ -43,6 +43,25 @@ def test_best_is_the_lowest_val_loss_and_last_the_highest_step(tmp_path):
         find_checkpoint(tmp_path / "run", "nope.pt")
 
 
+def test_best_of_a_run_without_validation_is_the_lowest_train_loss_its_monitor_kept(tmp_path):
+    """Without validation a run monitors train_loss (recorded in each manifest); "best" is chosen again by it when
+    best.pt is missing, not by a val_loss the run never had."""
+    model = nn.Linear(2, 2)
+    directory = tmp_path / "run" / "checkpoints"
+    for step, train_loss in ((10, 0.5), (20, 0.3), (30, 0.4)):
+        write_checkpoint(
+            directory / f"epoch-{step // 10:04d}-step-{step:09d}.pt",
+            {"model_state_dict": model.state_dict()},
+            step=step,
+            epoch=step // 10,
+            kind="epoch",
+            monitor="train_loss",
+            monitored=train_loss,
+        )
+    (tmp_path / "run" / "config.yaml").write_text("epochs: 3\n")
+    assert find_checkpoint(tmp_path / "run", "best").name == "epoch-0002-step-000000020.pt"
+
+
 def test_a_run_of_your_own_model_loads_into_the_model_you_pass(tmp_path, blob_loaders, classifier):
     trainwell.fit(classifier, *blob_loaders, epochs=2, run_dir=tmp_path / "own", progress=False)
     with pytest.raises(ConfigError, match=r"names no model to rebuild .* load_model\(run_dir, model=MyModel\(\)\)"):

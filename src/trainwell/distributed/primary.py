@@ -67,8 +67,8 @@ def start_in(session: Any, resume: Any, run_dir: Path | None) -> tuple[Path, dic
     path = on_primary(session, pick_path)
     if path is None:
         return None
-    if found is None:
-        found = (Path(path), read_checkpoint(Path(path)))
+    if found is None:  # rank 0 verified it (a failure there ended every process): not hashed again here
+        found = (Path(path), read_checkpoint(Path(path), verified=True))
     session.check_resumable(*found)
     return found[0], shards.load_pieces(found[0], found[1], session)
 

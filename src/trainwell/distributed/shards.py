@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from trainwell.distributed.primary import on_primary
 from trainwell.exceptions import CheckpointError
 from trainwell.files import sharded as layout
 from trainwell.files.checkpoint import read_checkpoint, write_checkpoint
+from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
+from trainwell.files.storage import first_line
 
 
 def is_sharded(value: Any) -> bool:
@@ -51,7 +55,10 @@ def write(
     val_loss: float | None = None,
     kind: str = "manual",
     healthy: bool = True,
-    **_: Any,
+    monitor: str | None = None,
+    monitored: float | None = None,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
 ) -> Path:
     """Write ``checkpoint`` as the sharded checkpoint ``path`` (a ``.dcp`` directory), in every process.
 
@@ -63,14 +70,19 @@ def write(
         session: This process's session (every process calls this together).
         path: The checkpoint directory to write (``.../step-000000012.dcp``).
         checkpoint: What the checkpoint holds (:meth:`trainwell.Trainer.checkpoint`).
-        step, epoch, val_loss, kind, healthy: The manifest's fields.
+        step, epoch, val_loss, kind, healthy, monitor, monitored: The manifest's fields (as
+            :func:`trainwell.files.checkpoint.write_checkpoint`'s): ``monitor`` and ``monitored`` rank it
+            as a best checkpoint by the run's monitor.
+        retry, sleep: Attempts and backoff for rank 0's transient write errors (a full disk), and the
+            wait between them, as for a single-file checkpoint.
 
     Returns:
         ``path``, committed.
 
     Raises:
         CheckpointError: in every process, when a process could not write its pieces or rank 0
-            could not commit; earlier checkpoints are intact.
+            could not commit (after its retries, naming the free space and the fix); earlier
+            checkpoints are intact.
         TypeError: the checkpoint holds something other than tensors and plain data.
     """
     from torch.distributed.checkpoint import FileSystemWriter, save
@@ -93,18 +105,20 @@ def write(
 
     def commit() -> str:
         files = {name: entry for written in everyone for name, entry in written.items()}
-        files[".metadata"] = layout.digest(temporary / ".metadata")
         try:
-            files[layout.REST] = layout.write_rest(temporary, rest)
-            return str(
-                layout.commit(
-                    temporary, path, files, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy
-                )
-            )
+            files[".metadata"] = layout.digest(temporary / ".metadata")
         except OSError as error:
             raise CheckpointError(
                 f"could not commit sharded checkpoint '{path}': {error}. Earlier checkpoints are intact."
             ) from None
+        # Rank 0's writes are retried and their failures explained as a single file's are (torch.save
+        # reports a full disk as a RuntimeError).
+        files[layout.REST] = layout.write_rest(temporary, rest, path=path, retry=retry, sleep=sleep)
+        fields = {"step": step, "epoch": epoch, "val_loss": val_loss, "kind": kind, "healthy": healthy}
+        committed = layout.commit(
+            temporary, path, files, **fields, monitor=monitor, monitored=monitored, retry=retry, sleep=sleep
+        )
+        return str(committed)
 
     return Path(on_primary(session, commit))
 
@@ -223,8 +237,7 @@ def _first_line(error: BaseException) -> str:
     if failures:
         rank, (cause, _) = next(iter(failures.items()))
         return f"rank {rank}: {_first_line(cause)}"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error)
 
 
 class _MetadataUnpickler(pickle.Unpickler):

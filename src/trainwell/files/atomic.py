@@ -3,7 +3,7 @@
 Every file trainwell writes goes through here: checkpoints and their manifests, config.yaml,
 data.json, plots, reports, predictions. A reader therefore finds either the previous complete
 file or the new complete file, never a mix; a temporary file left by a crash is named
-``.<name>.tmp-<pid>`` (or ``<name>.tmp``) and never taken for the real one.
+``.<name>.tmp-<pid>`` and never taken for the real one.
 
 ``write_text``, ``write_bytes`` and ``write_yaml`` fail with a one-line
 :class:`~trainwell.exceptions.StorageError` naming the file, the reason (a read-only directory,
@@ -152,19 +152,12 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` through a temporary file renamed into place (an image, a report); its directory is created.
+    """Write ``data`` atomically (:func:`write_atomically`: an image, a report); its directory is created.
 
     Raises:
         StorageError: the file cannot be written (read-only directory, full disk, permission).
     """
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     with writing(path):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(data)
-            temporary.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, lambda file: file.write(data))

@@ -25,7 +25,6 @@ space and the fix, and leave earlier checkpoints untouched.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -48,6 +47,8 @@ from trainwell.files.manifest import (
 )
 from trainwell.files.model_state import load_model_state
 from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
+from trainwell.files.sharded import digest, is_sharded_checkpoint, read_rest, verify_directory
+from trainwell.files.storage import first_line
 
 logger = logging.getLogger("trainwell")
 
@@ -140,7 +141,7 @@ def write_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(path)
     with_retry(lambda: manifest_file.unlink(missing_ok=True), retry, sleep, path, "remove the old manifest of")
-    digest, size = with_retry(
+    sha256, size = with_retry(
         lambda: write_atomically(path, lambda file: torch.save(dict(checkpoint), file)),
         retry,
         sleep,
@@ -149,7 +150,7 @@ def write_checkpoint(
     )
     text = manifest_text(
         path,
-        digest,
+        sha256,
         size,
         step=step,
         epoch=epoch,
@@ -249,9 +250,7 @@ def verify(path: str | Path) -> Manifest | None:
     manifest = read_manifest(path)
     if manifest is None:
         return None
-    if path.is_dir():
-        from trainwell.files.sharded import verify_directory
-
+    if is_sharded_checkpoint(path):
         return verify_directory(path, manifest)
     try:
         size = path.stat().st_size
@@ -262,11 +261,7 @@ def verify(path: str | Path) -> Manifest | None:
             f"checkpoint '{path}' is corrupt: it has {size:,} bytes but its manifest recorded {manifest.size:,} "
             "(truncated or overwritten). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != manifest.sha256:
+    if digest(path)[0] != manifest.sha256:
         raise CheckpointError(
             f"checkpoint '{path}' is corrupt: its SHA-256 differs from the one its manifest recorded when it was "
             "committed (the file changed on disk). Resume from an earlier checkpoint (resume='auto' picks the newest good one)."
@@ -274,12 +269,17 @@ def verify(path: str | Path) -> Manifest | None:
     return manifest
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, *, verified: bool = False) -> dict[str, Any]:
     """Verify ``path`` against its manifest (when it has one) and unpickle it safely, onto the CPU.
 
     A sharded checkpoint (a ``.dcp`` directory, :mod:`trainwell.files.sharded`) must be committed;
     its sharded tensors come back as placeholders, which
     :func:`trainwell.distributed.shards.load_pieces` replaces with the tensors.
+
+    Args:
+        path: A checkpoint file or a sharded checkpoint's directory.
+        verified: ``path`` was verified against its manifest just now, by rank 0 for every process:
+            its files are not hashed again (they are still unpickled safely).
 
     Raises:
         CheckpointError: the file is missing, corrupt, truncated, would run code when unpickled,
@@ -288,13 +288,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     import torch
 
     path = Path(path)
-    if path.is_dir() and path.suffix == ".dcp":
-        return _read_sharded(path)
+    if is_sharded_checkpoint(path):
+        return _read_sharded(path, verified)
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint '{path}' does not exist or is not a file: give the path of a checkpoint file or of a run directory."
         )
-    verify(path)
+    if not verified:
+        verify(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -313,11 +314,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _read_sharded(path: Path) -> dict[str, Any]:
+def _read_sharded(path: Path, verified: bool) -> dict[str, Any]:
     """A sharded checkpoint's contents, its sharded tensors as placeholders (:mod:`trainwell.files.sharded`)."""
-    from trainwell.files.sharded import read_rest
-
-    if verify(path) is None:
+    if not verified and verify(path) is None:
         raise CheckpointError(
             f"sharded checkpoint '{path}' has no manifest: it was never committed (its writing was interrupted). "
             "Resume from a committed checkpoint (resume='auto' picks the newest good one)."
@@ -365,7 +364,7 @@ def load_checkpoint(
         (12, 0.087)
     """
     path = Path(path)
-    if path.is_dir() and path.suffix != ".dcp":  # a run directory, not a sharded checkpoint
+    if path.is_dir() and not is_sharded_checkpoint(path):  # a run directory
         found = latest_checkpoint(path)
         if found is None:
             raise CheckpointError(
@@ -418,11 +417,6 @@ def latest_checkpoint(
             if on_bad is not None:
                 on_bad(manifest, error)
     return None
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def versions() -> dict[str, str]:

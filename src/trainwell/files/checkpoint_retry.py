@@ -9,7 +9,6 @@ space, the checkpoint's size and the fix.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 from trainwell.exceptions import CheckpointError
 from trainwell.files.retry import RetryPolicy, retry_call
 from trainwell.files.storage import DISK_FULL, PERMISSION, WriteFailure, classify, format_bytes
-
-logger = logging.getLogger("trainwell")
 
 
 class _WriteFailed(Exception):
@@ -62,7 +59,7 @@ def with_retry(
         return retry_call(
             attempt, policy=policy, retry_on=(_Transient,), sleep=sleep, describe=f"Checkpoint {what} of '{path}'"
         )
-    except (_WriteFailed, _Transient) as failed:
+    except _WriteFailed as failed:  # a permanent failure, or a transient one that outlasted the retries
         raise CheckpointError(_failure_message(failed.failure, path, what, policy.attempts, size)) from failed.__cause__
 
 

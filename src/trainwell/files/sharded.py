@@ -15,8 +15,9 @@ directory (``.step-000000012.dcp.tmp-<pid>``), each file fsynced; rank 0 then wr
 ``trainer.pt`` and ``files.json``, renames the directory into place, fsyncs the checkpoint
 directory, and only then writes the manifest. A kill at any moment leaves every committed
 checkpoint intact; an uncommitted directory is never taken for one (discovery goes by manifests)
-and pruning removes it. On load, ``files.json`` is checked against the manifest and every file
-against ``files.json``.
+and pruning removes it. Rank 0's writes are retried and their failures explained as a single
+file's are (:mod:`trainwell.files.checkpoint_retry`). On load, ``files.json`` is checked against
+the manifest and every file against ``files.json``.
 
 This module knows the layout and the bytes; the collective writing and reading of the pieces
 is :mod:`trainwell.distributed.shards`.
@@ -27,13 +28,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from trainwell.exceptions import CheckpointError
 from trainwell.files.atomic import fsync_directory, write_atomically
+from trainwell.files.checkpoint_retry import serialised_size, with_retry
 from trainwell.files.manifest import Manifest, manifest_path, manifest_text, remove
+from trainwell.files.retry import DEFAULT_POLICY, RetryPolicy
 
 SUFFIX = ".dcp"
 INDEX = "files.json"
@@ -43,8 +47,14 @@ PLACEHOLDER = "__sharded_tensor__"
 
 
 def is_sharded_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a sharded checkpoint (a directory), not a single file."""
-    return Path(path).is_dir()
+    """Whether ``path`` is a sharded checkpoint: a ``.dcp`` directory (not a file, not a run directory).
+
+    Example:
+        >>> is_sharded_checkpoint("checkpoints/step-000000012.pt")
+        False
+    """
+    path = Path(path)
+    return path.suffix == SUFFIX and path.is_dir()
 
 
 def temporary_directory(path: Path, pid: int) -> Path:
@@ -130,18 +140,41 @@ def fill(rest: Any, pieces: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------------------------------- writing (rank 0)
 
 
-def write_rest(directory: Path, rest: dict[str, Any]) -> tuple[str, int]:
+def write_rest(
+    directory: Path,
+    rest: dict[str, Any],
+    *,
+    path: Path | None = None,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> tuple[str, int]:
     """Write the checkpoint's rest as ``trainer.pt`` into ``directory``, atomically; its SHA-256 and size.
+
+    Retried while the failure is transient, as a single-file checkpoint is
+    (:func:`trainwell.files.checkpoint_retry.with_retry`).
+
+    Args:
+        directory: The temporary directory of the checkpoint being written.
+        rest: The checkpoint with placeholders for its sharded tensors.
+        path: The checkpoint's name, for the error (default: ``directory``).
+        retry, sleep: Attempts and backoff for transient write errors, and the wait between them.
 
     Raises:
         TypeError: it holds something other than tensors and plain data.
+        CheckpointError: it could not be written (the free space and the fix named).
     """
     import torch
 
     from trainwell.files.checkpoint import check_plain
 
     check_plain(rest)
-    return write_atomically(directory / REST, lambda file: torch.save(dict(rest), file))
+    return with_retry(
+        lambda: write_atomically(directory / REST, lambda file: torch.save(dict(rest), file)),
+        retry,
+        sleep,
+        path or directory,
+        size=lambda: serialised_size(rest),
+    )
 
 
 def commit(
@@ -154,31 +187,61 @@ def commit(
     val_loss: float | None,
     kind: str,
     healthy: bool,
+    monitor: str | None = None,
+    monitored: float | None = None,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], Any] = time.sleep,
 ) -> Path:
     """Move the written directory ``temporary`` to ``path`` and commit it with its manifest (written last).
+
+    Each step is retried while its failure is transient, as for a single-file checkpoint.
 
     Args:
         temporary: The directory every process wrote into.
         path: The checkpoint's name (``step-000000012.dcp``).
         files: Each file's SHA-256 and size, by its name in the directory.
-        step, epoch, val_loss, kind, healthy: The manifest's fields.
+        step, epoch, val_loss, kind, healthy, monitor, monitored: The manifest's fields
+            (:func:`trainwell.files.manifest.manifest_text`).
+        retry, sleep: Attempts and backoff for transient write errors, and the wait between them.
 
     Returns:
         ``path``.
+
+    Raises:
+        CheckpointError: it could not be committed (the free space and the fix named); earlier
+            checkpoints are intact.
     """
     listed = {name: {"sha256": sha256, "bytes": size} for name, (sha256, size) in sorted(files.items())}
     text = json.dumps({"files": listed}, indent=1).encode("utf-8")
-    index_digest = write_atomically(temporary / INDEX, lambda file: file.write(text))
+    index_digest = with_retry(
+        lambda: write_atomically(temporary / INDEX, lambda file: file.write(text)), retry, sleep, path, "commit"
+    )
     fsync_directory(temporary)
+    with_retry(lambda: _move_into_place(temporary, path), retry, sleep, path, "commit")
+    manifest = manifest_text(
+        path,
+        *index_digest,
+        step=step,
+        epoch=epoch,
+        val_loss=val_loss,
+        kind=kind,
+        healthy=healthy,
+        monitor=monitor,
+        monitored=monitored,
+    )
+    with_retry(
+        lambda: write_atomically(manifest_path(path), lambda file: file.write(manifest)), retry, sleep, path, "commit"
+    )
+    return path
+
+
+def _move_into_place(temporary: Path, path: Path) -> None:
     # A committed manifest never describes a directory being replaced: it goes first.
     manifest_path(path).unlink(missing_ok=True)
     if path.exists():  # the pieces of an attempt that was never committed
         remove(path)
     os.replace(temporary, path)
     fsync_directory(path.parent)
-    manifest = manifest_text(path, *index_digest, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
-    write_atomically(manifest_path(path), lambda file: file.write(manifest))
-    return path
 
 
 # ---------------------------------------------------------------------------------------- reading

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainwell.display import number
-from trainwell.observe.records import RunRecords, read_run
+from trainwell.observe.monitor import Monitor
+from trainwell.observe.records import RunRecords, monitor_of, read_run
 
 # Fewer epochs than this say too little about a trend to judge plateaus or underfitting.
 MIN_EPOCHS_FOR_TRENDS = 4
@@ -167,7 +168,7 @@ def loss_plateau(run: RunRecords) -> Finding | None:
 def overfitting(run: RunRecords) -> Finding | None:
     """val_loss rose after its best epoch while train_loss kept falling, and the validation metric got worse."""
     val, train = run.series("val_loss"), run.series("train_loss")
-    best = _best_index(val)
+    best = Monitor("val_loss").best_index(val)
     if best is None or len(val) - best - 1 < 2:
         return None
     after = [v for v in val[best + 1 :] if math.isfinite(v)]
@@ -205,8 +206,8 @@ def overfitting(run: RunRecords) -> Finding | None:
     ]
     if run.config.get("early_stopping_patience") is None:
         fixes.insert(0, "turn early stopping on (early_stopping_patience=5)")
-    elif run.config.get("restore_best_weights", True):
-        evidence += f" The model keeps epoch {best_epoch}'s weights (restore_best_weights)."
+    elif (kept := _kept_weights(run)) is not None:
+        evidence += f" With restore_best_weights the model keeps {kept}."
     return Finding("overfitting", "warning", "overfitting", evidence, _sentence(fixes))
 
 
@@ -235,9 +236,8 @@ def generalisation_gap(run: RunRecords) -> Finding | None:
         + (f"; val_accuracy {number(accuracy)}" if math.isfinite(accuracy) else "")
         + "): the model fits its training data almost perfectly and unseen data far worse."
     )
-    best = _best_index(val)
-    if best is not None and best != len(val) - 1 and run.config.get("restore_best_weights", True):
-        evidence += f" It keeps epoch {int(run.epochs[best]['epoch'])}'s weights (val_loss {number(val[best])})."
+    if (kept := _kept_weights(run)) is not None:
+        evidence += f" It keeps {kept}."
     fixes = ["get more training data, or augment it (augment=True for images)"]
     dropout = (run.config.get("model_args") or {}).get("dropout")
     decay = run.config.get("weight_decay")
@@ -253,6 +253,15 @@ def generalisation_gap(run: RunRecords) -> Finding | None:
     if run.config.get("early_stopping_patience") is None:
         fixes.append("turn early stopping on (early_stopping_patience=5) to keep the best epoch")
     return Finding("generalisation_gap", "warning", "overfitting: a large generalisation gap", evidence, _sentence(fixes))
+
+
+def _kept_weights(run: RunRecords) -> str | None:
+    """The earlier epoch restore_best_weights keeps: the best by the run's own monitor, as training chose it."""
+    monitor = monitor_of(run)
+    kept = monitor.best_index([row.get(monitor.metric) for row in run.epochs])
+    if kept is None or kept == len(run.epochs) - 1 or not run.config.get("restore_best_weights", True):
+        return None
+    return f"epoch {int(run.epochs[kept]['epoch'])}'s weights ({monitor.metric} {number(run.epochs[kept][monitor.metric])})"
 
 
 def _training_samples(run: RunRecords) -> int | None:
@@ -471,11 +480,6 @@ def _is_nonfinite(record: dict, key: str) -> bool:
     return key in record and (
         record[key] is None or (isinstance(record[key], float) and not math.isfinite(record[key]))
     )
-
-
-def _best_index(values: list[float]) -> int | None:
-    finite = [(value, index) for index, value in enumerate(values) if math.isfinite(value)]
-    return min(finite)[1] if finite else None
 
 
 def _mean(values: list[float]) -> float:

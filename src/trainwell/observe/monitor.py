@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from trainwell.exceptions import ConfigError
@@ -177,6 +177,27 @@ def run_monitor(
     """
     metric = metric or ("val_loss" if validated else "train_loss")
     return Monitor(metric, resolve_mode(metric, mode), min_delta)
+
+
+def configured_monitor(options: Mapping[str, Any], validated: bool = True) -> Monitor:
+    """The monitor a run's saved options chose (its config.yaml: ``monitor``, ``mode``, ``early_stopping_min_delta``).
+
+    Args:
+        options: The run's options as saved (missing ones take their defaults).
+        validated: Whether the run validated (else its default monitor is train_loss).
+
+    Example:
+        >>> configured_monitor({"monitor": "val_accuracy", "early_stopping_min_delta": 0.01}).min_delta
+        0.01
+        >>> configured_monitor({}, validated=False).metric
+        'train_loss'
+    """
+    return run_monitor(
+        options.get("early_stopping_min_delta") or 0.0,
+        validated=validated,
+        metric=options.get("monitor"),
+        mode=options.get("mode") or "auto",
+    )
 
 
 def _is_number(value: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from trainwell.exceptions import ConfigError, DataError
 from trainwell.files.reading import read_text, read_yaml
 from trainwell.files.rundir import RunPaths
-from trainwell.observe.monitor import Monitor, run_monitor
+from trainwell.observe.monitor import Monitor, configured_monitor
 
 
 @dataclass
@@ -80,13 +80,7 @@ class RunRecords:
 
 def monitor_of(run: RunRecords) -> Monitor:
     """The monitor that decided ``run``'s best epoch, from its config (``monitor``, ``mode``, min delta)."""
-    config = run.config
-    return run_monitor(
-        config.get("early_stopping_min_delta") or 0.0,
-        validated=run.has("val_loss"),
-        metric=config.get("monitor"),
-        mode=config.get("mode") or "auto",
-    )
+    return configured_monitor(run.config, validated=run.has("val_loss"))
 
 
 def read_run(run_dir: str | Path) -> RunRecords:

@@ -20,6 +20,7 @@ from trainwell.exceptions import CheckpointError, ConfigError
 from trainwell.files.checkpoint import FORMAT_VERSION, latest_checkpoint, read_checkpoint, versions
 from trainwell.files.manifest import committed_checkpoints, set_aside
 from trainwell.files.rundir import RunPaths
+from trainwell.files.sharded import is_sharded_checkpoint
 
 logger = logging.getLogger("trainwell")
 
@@ -93,7 +94,7 @@ def locate(resume: Any, run_dir: Path | None) -> tuple[Path, dict[str, Any]] | N
     path = Path(resume)
     if not path.exists():
         raise ConfigError(f"resume='{path}' does not exist: expected 'auto', a checkpoint file or a run directory.")
-    if path.is_dir():
+    if path.is_dir() and not is_sharded_checkpoint(path):  # a run directory or its checkpoints/
         found = latest_checkpoint(path)
         if found is None:
             raise CheckpointError(

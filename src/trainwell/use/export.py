@@ -19,9 +19,8 @@ from typing import Any
 
 from trainwell.exceptions import CheckpointError, CheckpointMismatchError, DependencyError, ExportError, StorageError
 from trainwell.files.atomic import fsync_directory, ordinary_mode
-from trainwell.files.checkpoint import first_line
 from trainwell.files.model_state import describe_mismatch
-from trainwell.files.storage import DISK_FULL, classify, storage_error, writing
+from trainwell.files.storage import DISK_FULL, classify, first_line, storage_error, writing
 
 
 def save_safetensors(path: str | Path, model: Any, metadata: Mapping[str, str] | None = None) -> Path:

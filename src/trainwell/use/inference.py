@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainwell.exceptions import CheckpointError, ConfigError, DataError
 from trainwell.files.rundir import RunPaths
+from trainwell.files.sharded import is_sharded_checkpoint
 
 if TYPE_CHECKING:
     import torch
@@ -191,11 +192,11 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     from trainwell.callbacks.checkpointing import Checkpointing
     from trainwell.files.manifest import checkpoint_directory, committed_checkpoints, read_manifest
     from trainwell.files.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT
-    from trainwell.observe.monitor import run_monitor
+    from trainwell.observe.monitor import configured_monitor
 
     if str(which) not in ("best", "last"):
         path = Path(which)
-        if not path.is_file() and not (path.is_dir() and path.suffix == ".dcp"):
+        if not path.is_file() and not is_sharded_checkpoint(path):
             raise CheckpointError(
                 f"checkpoint '{path}' does not exist: give 'best', 'last' or the path of a checkpoint file "
                 "(or of a sharded checkpoint's .dcp directory)."
@@ -222,11 +223,8 @@ def find_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     # The Checkpointing callback's own choice by the run's own monitor, so "best" is the checkpoint
     # training kept as best (and whose weights it ended with).
     options = _read_config(run_dir) if RunPaths(run_dir).config.is_file() else {}
-    monitor = run_monitor(
-        options.get("early_stopping_min_delta") or 0.0,
-        metric=options.get("monitor"),
-        mode=options.get("mode") or "auto",
-    )
+    # A run without validation monitors train_loss by default; its manifests then hold no val_loss.
+    monitor = configured_monitor(options, validated=any(m.val_loss is not None for m in committed))
     return Checkpointing(directory, monitor=monitor).best_path or committed[0].path
 
 
