@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 from trainwell.callbacks.metric_logger import MetricLogger, plain
+from trainwell.files.atomic import write_text
 from trainwell.files.storage import writing
 
 
@@ -65,11 +67,9 @@ class CSVLogger(MetricLogger):
         if self.path.exists():
             with self.path.open(encoding="utf-8", newline="") as file:
                 rows = list(csv.DictReader(file))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w", encoding="utf-8", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        temporary.replace(self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(self.path, text.getvalue())
         self._columns = columns
