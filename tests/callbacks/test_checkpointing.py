@@ -199,3 +199,32 @@ def test_last_and_best_are_hard_links_committed_by_their_own_manifests(tmp_path)
         m.alias_of is None and m.path.name not in ("last.pt", "best.pt") for m in committed_checkpoints(directory)
     )
     assert latest_checkpoint(tmp_path)[0].name == "epoch-0003-step-000000009.pt"
+
+
+def test_sharded_checkpoints_get_no_aliases_and_no_warning(tmp_path, caplog):
+    """A writer's .dcp directories cannot be linked or copied as last.pt/best.pt: none is tried."""
+    import logging
+    from types import SimpleNamespace
+
+    from trainwell.files import sharded
+    from trainwell.files.manifest import read_manifest
+
+    def writer(path, checkpoint, *, step, epoch, val_loss, kind, healthy, **_):
+        temporary = sharded.temporary_directory(path, os.getpid())
+        temporary.mkdir()
+        files = {sharded.REST: sharded.write_rest(temporary, checkpoint)}
+        return sharded.commit(temporary, path, files, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
+
+    saver = Checkpointing(tmp_path, writer=writer)
+    trainer = SimpleNamespace(
+        batch_in_epoch=None, epoch=1, global_step=3, history=[{"epoch": 1, "val_loss": 0.5}],
+        is_healthy=lambda: True, checkpoint=lambda: {"step": 3},
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="trainwell"):
+        path = saver.save(trainer, kind="epoch")
+    assert path == tmp_path / "epoch-0001-step-000000003.dcp" and read_manifest(path).step == 3
+    assert saver.best_path == path and caplog.records == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-0001-step-000000003.dcp",
+        "epoch-0001-step-000000003.manifest.json",
+    ]

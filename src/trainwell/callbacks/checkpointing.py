@@ -46,6 +46,8 @@ class Checkpointing(Callback):
     end-of-epoch one by the monitor (:attr:`best_path`): hard links where the file system has them
     (no extra space), else copies, each committed by its own manifest, so that a crash never leaves
     one that looks complete but is not (:func:`~trainwell.files.checkpoint.alias_checkpoint`).
+    Sharded checkpoints (``.dcp`` directories) get no aliases: ``load_model(run_dir, "best")``
+    and :func:`~trainwell.use.inference.find_checkpoint` make the same choice from the manifests.
 
     Put it after every callback whose state it should capture: the Trainer runs it last.
 
@@ -183,7 +185,8 @@ class Checkpointing(Callback):
         if is_primary_process():
             prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
         self.last_path = path
-        self._update_aliases(path)
+        if self.writer is None:  # a sharded checkpoint is a directory, which an alias cannot link or copy
+            self._update_aliases(path)
         if healthy and self.on_good_commit is not None:
             self.on_good_commit()
         logger.debug("Checkpoint %s committed in %.3f s.", path, time.perf_counter() - started)
