@@ -228,3 +228,29 @@ def test_sharded_checkpoints_get_no_aliases_and_no_warning(tmp_path, caplog):
         "epoch-0001-step-000000003.dcp",
         "epoch-0001-step-000000003.manifest.json",
     ]
+
+
+class _NoLength:
+    """A loader without a length: an epoch can end inside a gradient window."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_a_step_taken_when_an_epoch_ends_inside_a_gradient_window_is_not_taken_again_by_the_next_batch(tmp_path):
+    import json
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 4, generator=generator), torch.randint(0, 2, (8,), generator=generator)) for _ in range(3)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    # 3 batches in windows of 2: step 1 at the 2nd batch, step 2 when the epoch ends (no batch ends it).
+    options = {"accumulate_grad_batches": 2, "checkpoint_every_steps": 2, "log_every_steps": 1}
+    trainwell.fit(model, _NoLength(batches), epochs=2, run_dir=tmp_path, checkpoint_keep_last=10, **options, **QUIET)
+    kept = committed_checkpoints(tmp_path / "checkpoints")
+    assert [(m.step, m.epoch, m.kind) for m in kept] == [(4, 2, "epoch"), (2, 1, "epoch")]  # none inside a window
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in records if r["event"] == "step"] == [(1, 1), (2, 3)]

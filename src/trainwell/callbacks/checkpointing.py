@@ -95,7 +95,6 @@ class Checkpointing(Callback):
         self.sleep = sleep
         self.writer = writer
         self.last_path: Path | None = None
-        self._seen_step: int | None = None
 
     @classmethod
     def for_config(
@@ -125,12 +124,10 @@ class Checkpointing(Callback):
             writer=writer,
         )
 
-    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
-        self._seen_step = trainer.global_step
-
-    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        # Once per optimizer step: with accumulate_grad_batches, several batches end at the same step.
-        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+    def on_batch_end(
+        self, trainer: TrainerView, batch_index: int, loss: Any, stepped: bool = True, **kwargs: Any
+    ) -> None:
+        # Once per optimizer step (never inside a gradient window, whose state a checkpoint cannot hold).
         if stepped and self.every_steps is not None and trainer.global_step % self.every_steps == 0:
             self.save(trainer, kind="step")
 
