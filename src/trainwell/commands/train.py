@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if auto_lr:
         del options["lr"]
     if args.print_config:
-        config = RunConfig.from_options({**options, "run_dir": options.get("run_dir")}, option_names=names)
+        config = RunConfig.from_options(options, option_names=names)
         print(grouped_yaml(config, [flag.field for flag in flags], auto_lr), end="")
         return 0
     if options.get("run_dir") is None:
@@ -213,11 +213,13 @@ def ungrouped(options: dict[str, Any], source: str) -> dict[str, Any]:
 
     A section is a key named after one whose value is a mapping (``data: digits`` is the data
     option, ``data: {target: price}`` the data section). Keys outside sections are taken as they
-    are (a flat file, as config.yaml is) and checked with the rest by RunConfig.
+    are (a flat file, as config.yaml is). Every key must name an option: checked here, so that the
+    message names the file (RunConfig checks the values later).
 
     Raises:
-        ConfigError: a section holds a key that is not one of its options, naming the section,
-            a close match and the section's options (only those).
+        ConfigError: a key is not an option (naming the file, a close match, else the sections),
+            or a section holds a key that is not one of its options (naming the section, a close
+            match and the section's options, only those), or an option sits in another's section.
     """
     import difflib
 
