@@ -141,6 +141,26 @@ def plain(value: Any) -> Any:
     return value
 
 
+def flat_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as the flat hyperparameters loggers record: nested keys joined by dots; numbers, text
+    and booleans as they are, other values as text.
+
+    Example:
+        >>> flat_options({"lr": 0.01, "loggers": ["csv"], "seed": None, "model_args": {"hidden": [8]}})
+        {'lr': 0.01, 'loggers': "['csv']", 'seed': 'None', 'model_args.hidden': '[8]'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            for inner, item in flat_options(value).items():
+                flat[f"{key}.{inner}"] = item
+        elif isinstance(value, (bool, int, float, str)):
+            flat[key] = value
+        else:
+            flat[key] = str(value)
+    return flat
+
+
 def _grad_norm(trainer: TrainerView | None) -> dict[str, float]:
     norm = getattr(trainer, "last_grad_norm", None)
     return {} if norm is None else {"grad_norm": float(norm)}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainwell.callbacks.metric_logger import MetricLogger
+from trainwell.callbacks.metric_logger import MetricLogger, flat_options
 from trainwell.extras import require
+from trainwell.observe.monitor import is_number
 
 if TYPE_CHECKING:
     from trainwell.callbacks.base import TrainerView
@@ -99,7 +99,7 @@ class MLflowLogger(MetricLogger):
             )
             self.run_id = self._client.create_run(experiment_id, run_name=self.run_name).info.run_id
             to_yaml = getattr(trainer.config, "to_yaml_dict", None)
-            params = _flat(to_yaml()) if to_yaml is not None else {}
+            params = flat_options(to_yaml()) if to_yaml is not None else {}
             self._client.log_batch(self.run_id, params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in params.items()])
         else:
             # The attempt that stopped may have tagged events after its last checkpoint: keep them.
@@ -120,7 +120,7 @@ class MLflowLogger(MetricLogger):
                 position = int(record.get(kind) or 0)
                 prefix = "" if kind == "epoch" else "step/"
                 for key, value in record.items():
-                    if key not in ("event", "epoch", "step") and _is_number(value):
+                    if key not in ("event", "epoch", "step") and is_number(value):
                         metrics.append(Metric(prefix + key, float(value), now, position))
             elif kind == "run_start":
                 tags.update({f"trainwell.{key}": str(value) for key, value in record.items() if key != "event"})
@@ -148,17 +148,3 @@ class MLflowLogger(MetricLogger):
         super().load_state_dict(state)
         self.run_id = state.get("run_id")
         self._events_tagged = state.get("events_tagged", 0)
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -82,7 +82,7 @@ class Monitor:
         """
         if self.metric in row:
             return row[self.metric]
-        names = sorted(name for name, value in row.items() if _is_number(value) and name != "epoch")
+        names = sorted(name for name, value in row.items() if is_number(value) and name != "epoch")
         close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
@@ -107,7 +107,7 @@ class Monitor:
         replay = Monitor(self.metric, self.mode, self.min_delta)
         best = None
         for index, value in enumerate(values):
-            if _is_number(value) and replay.update(float(value)):
+            if is_number(value) and replay.update(float(value)):
                 best = index
         return best
 
@@ -125,7 +125,7 @@ class Monitor:
         best = self.best_index(values)
         sign = 1.0 if self.mode == "min" else -1.0
         others = sorted(
-            (index for index, v in enumerate(values) if _is_number(v) and index != best),
+            (index for index, v in enumerate(values) if is_number(v) and index != best),
             key=lambda index: (sign * float(values[index]), index),
         )
         return [items[index] for index in ([best] if best is not None else []) + others]
@@ -179,5 +179,6 @@ def run_monitor(
     return Monitor(metric, resolve_mode(metric, mode), min_delta)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool): a metric value that can be compared or plotted."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
