@@ -24,10 +24,14 @@ class Monitor:
 
     Args:
         metric: The metric's name, e.g. ``"val_loss"``.
-        mode: ``"min"`` when lower is better, ``"max"`` when higher is better.
+        mode: ``"min"`` when lower is better, ``"max"`` when higher is better, ``"auto"`` by the
+            metric's name (:func:`resolve_mode`).
         min_delta: How much better a value must be than the best to count as an improvement.
         patience: Non-improving updates tolerated before :attr:`exhausted` turns true;
             None never exhausts.
+
+    Raises:
+        ConfigError: an invalid mode, or a ``min_delta`` that is not a number ≥ 0.
 
     Example:
         >>> monitor = Monitor("val_loss", patience=2)
@@ -38,10 +42,11 @@ class Monitor:
     """
 
     def __init__(self, metric: str, mode: str = "min", min_delta: float = 0.0, patience: int | None = None) -> None:
+        mode = resolve_mode(metric, mode)
         if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r} is not a valid choice: expected 'min' or 'max'.")
-        if min_delta < 0:
-            raise ValueError(f"min_delta={min_delta} is out of range: expected a number ≥ 0.")
+            raise ConfigError(f"mode={mode!r} is not a valid choice: expected 'auto', 'min' or 'max'.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
         self.metric = metric
         self.mode = mode
         self.min_delta = min_delta
