@@ -44,8 +44,7 @@ CASES = {
     **{
         f"digits, 64-512-512-10 without dropout on 180 images (val_fraction 0.9), seed {seed}": {
             "val_fraction": 0.9,
-            "hidden": [512, 512],
-            "dropout": 0.0,
+            "model_args": {"hidden": [512, 512], "dropout": 0.0},
             "seed": seed,
         }
         for seed in range(3)
@@ -67,8 +66,7 @@ def mnist_cases(folder: str) -> dict[str, dict]:
         "mnist, 784-512-512-10 without dropout on 300 images": {
             "data": folder,
             "val_fraction": 0.925,
-            "hidden": [512, 512],
-            "dropout": 0.0,
+            "model_args": {"hidden": [512, 512], "dropout": 0.0},
         },
     }
 
@@ -84,9 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for index, (name, options) in enumerate(cases.items()):
             run_dir = Path(root) / str(index)
-            model_args = options.pop("model_args", {})
-            model_args.update({key: options.pop(key) for key in ("hidden", "dropout") if key in options})
-            run(RunConfig(run_dir=run_dir, progress=False, model_args=model_args, **options))
+            run(RunConfig(run_dir=run_dir, progress=False, **options))
             findings = diagnose(run_dir)
             final = read_run(run_dir).epochs[-1]
             losses = " / ".join(number(final.get(key)) for key in ("train_loss", "val_loss", "val_accuracy"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 # A bar is redrawn at most this often: often enough to watch, rarely enough to cost nothing.
@@ -21,11 +21,12 @@ def number(value: Any) -> str:
     """A number as trainwell shows it everywhere.
 
     Integers get thousands separators; other numbers 4 significant digits (thousands and above
-    as whole numbers with separators, below 0.001 in scientific notation); None is ``-``.
+    as whole numbers with separators; below 0.001, 3 significant digits, in scientific notation
+    below 0.0001); None is ``-``.
 
     Example:
-        >>> [number(v) for v in (1148, 65834, 34.19372, 414.8416, 0.0903412, 1e-05, 12345.6, 0.0, None)]
-        ['1,148', '65,834', '34.19', '414.8', '0.09034', '1e-05', '12,346', '0', '-']
+        >>> [number(v) for v in (1148, 65834, 34.19372, 414.8416, 0.0903412, 0.00051234, 1e-05, 12345.6, 0.0, None)]
+        ['1,148', '65,834', '34.19', '414.8', '0.09034', '0.000512', '1e-05', '12,346', '0', '-']
     """
     if value is None:
         return "-"
@@ -79,10 +80,10 @@ def progress(
     enabled: bool | None = None,
     **options: Any,
 ) -> Any:
-    """A tqdm bar on stderr when it is a terminal (refreshed every 0.5 s), else a silent stand-in.
+    """A tqdm bar on stderr when it is a terminal (refreshed every 0.5 s), else a disabled one.
 
     Use it as tqdm: iterate over it, or call ``update(n)`` and ``close()`` (or use ``with``).
-    The stand-in accepts the same calls and draws nothing, so that piped output stays clean.
+    A disabled bar accepts the same calls and draws nothing, so that piped output stays clean.
 
     Args:
         iterable: What to iterate over, or None to count with ``update``.
@@ -96,42 +97,10 @@ def progress(
         >>> for _ in progress(range(3), desc="demo", enabled=False):
         ...     pass
     """
-    if not (is_terminal() if enabled is None else enabled):
-        return _Silent(iterable)
-    from tqdm import tqdm
+    from tqdm import tqdm  # torch imports it already: a disabled bar costs no import
 
+    drawn = is_terminal() if enabled is None else enabled
     options.setdefault("mininterval", REFRESH_SECONDS)
     options.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, **options)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=not drawn, **options)
 
-
-class _Silent:
-    """The calls of a tqdm bar, drawing nothing."""
-
-    def __init__(self, iterable: Iterable[Any] | None) -> None:
-        self._iterable = iterable
-        self.n = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._iterable if self._iterable is not None else ())
-
-    def __enter__(self) -> _Silent:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def update(self, n: int | float = 1) -> None:
-        self.n += n
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def set_description(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -17,12 +17,12 @@ def test_batch_hooks_only_reach_callbacks_that_override_them():
 
     class Counting(Callback):
         def on_batch_end(self, trainer, batch_index, loss, **kwargs):
-            calls.append(batch_index)
+            calls.append((batch_index, kwargs["stepped"]))
 
     callbacks = CallbackList([Callback(), Counting()])
     assert len(callbacks._batch_end) == 1 and callbacks._batch_begin == []
-    callbacks.on_batch_end(None, 3, loss=torch.tensor(1.0))
-    assert calls == [3]
+    callbacks.on_batch_end(None, 3, loss=torch.tensor(1.0), stepped=False)
+    assert calls == [(3, False)]
 
 
 def test_non_callbacks_are_refused_by_name():

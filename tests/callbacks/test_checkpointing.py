@@ -199,3 +199,58 @@ def test_last_and_best_are_hard_links_committed_by_their_own_manifests(tmp_path)
         m.alias_of is None and m.path.name not in ("last.pt", "best.pt") for m in committed_checkpoints(directory)
     )
     assert latest_checkpoint(tmp_path)[0].name == "epoch-0003-step-000000009.pt"
+
+
+def test_sharded_checkpoints_get_no_aliases_and_no_warning(tmp_path, caplog):
+    """A writer's .dcp directories cannot be linked or copied as last.pt/best.pt: none is tried."""
+    import logging
+    from types import SimpleNamespace
+
+    from trainwell.files import sharded
+    from trainwell.files.manifest import read_manifest
+
+    def writer(path, checkpoint, *, step, epoch, val_loss, kind, healthy, **_):
+        temporary = sharded.temporary_directory(path, os.getpid())
+        temporary.mkdir()
+        files = {sharded.REST: sharded.write_rest(temporary, checkpoint)}
+        return sharded.commit(temporary, path, files, step=step, epoch=epoch, val_loss=val_loss, kind=kind, healthy=healthy)
+
+    saver = Checkpointing(tmp_path, writer=writer)
+    trainer = SimpleNamespace(
+        batch_in_epoch=None, epoch=1, global_step=3, history=[{"epoch": 1, "val_loss": 0.5}],
+        is_healthy=lambda: True, checkpoint=lambda: {"step": 3},
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="trainwell"):
+        path = saver.save(trainer, kind="epoch")
+    assert path == tmp_path / "epoch-0001-step-000000003.dcp" and read_manifest(path).step == 3
+    assert saver.best_path == path and caplog.records == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-0001-step-000000003.dcp",
+        "epoch-0001-step-000000003.manifest.json",
+    ]
+
+
+class _NoLength:
+    """A loader without a length: an epoch can end inside a gradient window."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_a_step_taken_when_an_epoch_ends_inside_a_gradient_window_is_not_taken_again_by_the_next_batch(tmp_path):
+    import json
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 4, generator=generator), torch.randint(0, 2, (8,), generator=generator)) for _ in range(3)]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    # 3 batches in windows of 2: step 1 at the 2nd batch, step 2 when the epoch ends (no batch ends it).
+    options = {"accumulate_grad_batches": 2, "checkpoint_every_steps": 2, "log_every_steps": 1}
+    trainwell.fit(model, _NoLength(batches), epochs=2, run_dir=tmp_path, checkpoint_keep_last=10, **options, **QUIET)
+    kept = committed_checkpoints(tmp_path / "checkpoints")
+    assert [(m.step, m.epoch, m.kind) for m in kept] == [(4, 2, "epoch"), (2, 1, "epoch")]  # none inside a window
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in records if r["event"] == "step"] == [(1, 1), (2, 3)]

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 
 import pytest
 
@@ -69,3 +70,42 @@ def test_a_failed_run_is_marked_failed(tmp_path, no_tracking_uri):
     logger.on_exception(trainer, error=RuntimeError("boom"))
     _, run = _only_run((tmp_path / "mlruns").as_uri())
     assert run.info.status == "FAILED" and run.data.tags["failure"] == "RuntimeError: boom"
+
+
+@pytest.mark.slow
+@needs_mlflow
+def test_every_event_keeps_its_own_tag_across_writes_and_a_resume(tmp_path, no_tracking_uri):
+    from types import SimpleNamespace
+
+    def trainer(events):
+        return SimpleNamespace(config=trainwell.TrainConfig(), run_info={}, events=events, epoch=1, global_step=3)
+
+    events = [{"event": "rollback", "epoch": 1}]
+    logger = MLflowLogger(tmp_path / "mlruns")
+    logger.on_train_begin(trainer(events))
+    logger.on_epoch_end(trainer(events), epoch=1, metrics={})
+    events.append({"event": "rollback", "epoch": 2})
+    logger.on_epoch_end(trainer(events), epoch=2, metrics={})
+    state = logger.state_dict()
+    # The run failed after that checkpoint, with one more event; it resumes from the checkpoint.
+    events.append({"event": "rollback", "epoch": 3})
+    logger.on_exception(trainer(events), error=RuntimeError("boom"))
+    resumed = MLflowLogger(tmp_path / "mlruns")
+    resumed.load_state_dict(state)
+    again = events[:2] + [{"event": "rollback", "epoch": 3, "attempt": 2}]
+    resumed.on_train_begin(trainer(again))
+    resumed.on_train_end(trainer(again))
+    _, run = _only_run((tmp_path / "mlruns").as_uri())
+    written = sorted(
+        (int(key.split(".")[1]), key.split(".")[2], json.loads(value))
+        for key, value in run.data.tags.items()
+        if key.startswith("event.")
+    )
+    assert [(index, kind, record.get("epoch")) for index, kind, record in written] == [
+        (0, "rollback", 1),
+        (1, "rollback", 2),
+        (2, "rollback", 3),
+        (3, "exception", 1),
+        (4, "rollback", 3),
+    ]
+    assert written[-1][2]["attempt"] == 2 and run.info.status == "FINISHED"

@@ -54,18 +54,26 @@ def test_signals_are_shared_only_at_the_log_interval():
     session = FakeSession(others=(0, signal.SIGTERM))
     trainer, signals = _trainer(step=4), _signals()
     sync = _sync(session, signals)
-    sync.on_batch_end(trainer, batch_index=3, loss=None)
+    sync.on_batch_end(trainer, batch_index=3, loss=None, stepped=True)
     assert session.calls == [] and signals.received is None
     trainer.global_step = 5
-    sync.on_batch_end(trainer, batch_index=4, loss=None)
+    sync.on_batch_end(trainer, batch_index=4, loss=None, stepped=True)
     assert session.calls == [("any", (0, 0))] and signals.received == signal.SIGTERM
+
+
+def test_signals_are_not_shared_inside_a_gradient_window():
+    session = FakeSession(others=(0, signal.SIGTERM))
+    signals = _signals()
+    # Step 10 was taken by an earlier batch (or when the last epoch ended): this batch took none.
+    _sync(session, signals).on_batch_end(_trainer(step=10), batch_index=0, loss=None, stepped=False)
+    assert session.calls == [] and signals.received is None
 
 
 def test_a_pending_signal_here_is_sent_to_the_others():
     session = FakeSession()
     signals = _signals()
     signals.pending = signal.SIGINT
-    _sync(session, signals).on_batch_end(_trainer(step=10), batch_index=9, loss=None)
+    _sync(session, signals).on_batch_end(_trainer(step=10), batch_index=9, loss=None, stepped=True)
     assert session.calls == [("any", (0, signal.SIGINT))] and signals.received == signal.SIGINT
 
 

@@ -44,3 +44,26 @@ def test_train_with_lr_auto_uses_the_finders_suggestion(tmp_path, capsys):
     assert resolved["lr"] == pytest.approx(expected) and resolved["lr"] != 1e-2
     # The lr was found for this batch size, so it is not rescaled again.
     assert resolved["reference_batch_size"] == 32
+
+
+def test_lr_find_merges_model_args_flags_into_the_config_files_as_train_does(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import trainwell.recipes
+
+    config = tmp_path / "run.yaml"
+    config.write_text("data: iris\nmodel_args: {hidden: [16], dropout: 0.1}\n")
+    searched = []
+
+    def find(run_config, **options):
+        searched.append(run_config)
+        return SimpleNamespace(plot=lambda path: path, suggested_lr=0.01, min_loss_lr=0.005)
+
+    monkeypatch.setattr(trainwell.recipes, "find_recipe_lr", find)
+    assert main(["lr-find", "--config", str(config), "--model-arg", "dropout=0.4", "--out", str(tmp_path / "lr.png")]) == 0
+    (run_config,) = searched
+    assert (run_config.model_args["hidden"], run_config.model_args["dropout"]) == ([16], 0.4)
+    assert capsys.readouterr().out.startswith("Suggested lr: 0.01")
+    # The model train would build from the same file and flags.
+    assert main(["train", "--config", str(config), "--model-arg", "dropout=0.4", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["model_args"] == run_config.model_args

@@ -41,10 +41,21 @@ def test_state_round_trip():
     assert restored.state_dict() == monitor.state_dict() == {"best": 0.5, "best_epoch": 5, "bad_updates": 1}
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"mode": "low"}, "mode='low'"), ({"min_delta": -1}, "min_delta=-1")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mode": "low"}, "mode='low' is not a valid choice: expected 'auto', 'min' or 'max'"),
+        ({"min_delta": -1}, "min_delta=-1 is out of range"),
+        ({"min_delta": float("nan")}, "min_delta=nan is out of range"),
+        ({"min_delta": "0.1"}, "min_delta='0.1' is out of range: expected a number ≥ 0"),
+    ],
+)
 def test_invalid_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    from trainwell import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
         Monitor("val_loss", **kwargs)
+    assert Monitor("val_accuracy", mode="auto").mode == "max"
 
 
 def test_mode_auto_maximises_accuracy_like_metrics_only():

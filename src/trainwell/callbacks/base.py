@@ -101,8 +101,11 @@ class Callback:
         """A training batch is about to be processed."""
 
     def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        """A training batch ended; ``loss`` is its loss, a detached tensor (reading it syncs the device). With
-        ``accumulate_grad_batches``, ``trainer.global_step`` grows only with the last batch of each step."""
+        """A training batch ended; ``loss`` is its loss, a detached tensor (reading it syncs the device).
+
+        The keyword ``stepped`` says whether the batch ended with an optimizer step: with
+        ``accumulate_grad_batches``, only the last batch of each gradient window does (an epoch
+        that ends inside a window steps after its last batch, with no ``on_batch_end``)."""
 
     def on_eval_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
         """Validation is about to start (reset state that training carries, such as a recurrent hidden state)."""
@@ -152,12 +155,12 @@ class CallbackList:
         for callback in self._batch_begin:
             callback.on_batch_begin(trainer, batch_index=batch_index)
 
-    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, stepped: bool) -> None:
         if not self._batch_end:
             return
         loss = loss.detach()
         for callback in self._batch_end:
-            callback.on_batch_end(trainer, batch_index=batch_index, loss=loss)
+            callback.on_batch_end(trainer, batch_index=batch_index, loss=loss, stepped=stepped)
 
     def state_dict(self) -> dict[str, Any]:
         return {key: callback.state_dict() for key, callback in self._keyed()}

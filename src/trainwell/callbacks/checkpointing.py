@@ -46,6 +46,8 @@ class Checkpointing(Callback):
     end-of-epoch one by the monitor (:attr:`best_path`): hard links where the file system has them
     (no extra space), else copies, each committed by its own manifest, so that a crash never leaves
     one that looks complete but is not (:func:`~trainwell.files.checkpoint.alias_checkpoint`).
+    Sharded checkpoints (``.dcp`` directories) get no aliases: ``load_model(run_dir, "best")``
+    and :func:`~trainwell.use.inference.find_checkpoint` make the same choice from the manifests.
 
     Put it after every callback whose state it should capture: the Trainer runs it last.
 
@@ -93,7 +95,6 @@ class Checkpointing(Callback):
         self.sleep = sleep
         self.writer = writer
         self.last_path: Path | None = None
-        self._seen_step: int | None = None
 
     @classmethod
     def for_config(
@@ -123,12 +124,10 @@ class Checkpointing(Callback):
             writer=writer,
         )
 
-    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
-        self._seen_step = trainer.global_step
-
-    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        # Once per optimizer step: with accumulate_grad_batches, several batches end at the same step.
-        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+    def on_batch_end(
+        self, trainer: TrainerView, batch_index: int, loss: Any, stepped: bool = True, **kwargs: Any
+    ) -> None:
+        # Once per optimizer step (never inside a gradient window, whose state a checkpoint cannot hold).
         if stepped and self.every_steps is not None and trainer.global_step % self.every_steps == 0:
             self.save(trainer, kind="step")
 
@@ -183,7 +182,8 @@ class Checkpointing(Callback):
         if is_primary_process():
             prune(self.directory, self.keep_last, self.keep_best, is_ours=_is_ours, best_first=self._best_first)
         self.last_path = path
-        self._update_aliases(path)
+        if self.writer is None:  # a sharded checkpoint is a directory, which an alias cannot link or copy
+            self._update_aliases(path)
         if healthy and self.on_good_commit is not None:
             self.on_good_commit()
         logger.debug("Checkpoint %s committed in %.3f s.", path, time.perf_counter() - started)

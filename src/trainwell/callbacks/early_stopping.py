@@ -9,7 +9,7 @@ import torch
 
 from trainwell.callbacks.base import Callback
 from trainwell.exceptions import ConfigError
-from trainwell.observe.monitor import Monitor, resolve_mode
+from trainwell.observe.monitor import Monitor
 
 if TYPE_CHECKING:
     from trainwell.callbacks.base import TrainerView
@@ -63,13 +63,9 @@ class EarlyStopping(Callback):
         monitor = metric if metric is not None else monitor
         if not isinstance(monitor, str) or not monitor:
             raise ConfigError(f"monitor={monitor!r} is not valid: expected a metric name such as 'val_accuracy'.")
-        if mode not in ("auto", "min", "max"):
-            raise ConfigError(f"mode={mode!r} is not a valid choice: expected 'auto', 'min' or 'max'.")
         if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
             raise ConfigError(f"patience={patience!r} is out of range: expected an integer ≥ 1, or None (no stop).")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
-            raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
-        self.monitor = Monitor(monitor, mode=resolve_mode(monitor, mode), min_delta=min_delta, patience=patience)
+        self.monitor = Monitor(monitor, mode=mode, min_delta=min_delta, patience=patience)
         self.restore_best_weights = restore_best_weights
         self.start_epoch = start_epoch
         self.best_weights: dict[str, torch.Tensor] | None = None

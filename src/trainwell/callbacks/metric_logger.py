@@ -60,7 +60,6 @@ class MetricLogger(Callback):
         self._interval = every_n_steps or 0
         self._events_written = 0
         self._resumed = False
-        self._seen_step: int | None = None
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write ``records`` (plain dicts; may be empty) to the logger's destination."""
@@ -77,13 +76,13 @@ class MetricLogger(Callback):
             # A fresh run: the trainer's event list starts empty. A resumed run keeps the count
             # restored from its checkpoint, so no event is written twice.
             self._events_written = 0
-        self._seen_step = trainer.global_step
         run_info = getattr(trainer, "run_info", None)
         if run_info:
             self.write([{"event": "run_start", **run_info, **({"resumed": True} if self._resumed else {})}])
 
-    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
-        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
+    def on_batch_end(
+        self, trainer: TrainerView, batch_index: int, loss: Any, stepped: bool = True, **kwargs: Any
+    ) -> None:
         if not stepped or not self._interval or trainer.global_step % self._interval:
             return
         record = {
@@ -140,6 +139,26 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def flat_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as the flat hyperparameters loggers record: nested keys joined by dots; numbers, text
+    and booleans as they are, other values as text.
+
+    Example:
+        >>> flat_options({"lr": 0.01, "loggers": ["csv"], "seed": None, "model_args": {"hidden": [8]}})
+        {'lr': 0.01, 'loggers': "['csv']", 'seed': 'None', 'model_args.hidden': '[8]'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            for inner, item in flat_options(value).items():
+                flat[f"{key}.{inner}"] = item
+        elif isinstance(value, (bool, int, float, str)):
+            flat[key] = value
+        else:
+            flat[key] = str(value)
+    return flat
 
 
 def _grad_norm(trainer: TrainerView | None) -> dict[str, float]:

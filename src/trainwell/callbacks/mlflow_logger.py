@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainwell.callbacks.metric_logger import MetricLogger
+from trainwell.callbacks.metric_logger import MetricLogger, flat_options
 from trainwell.extras import require
+from trainwell.observe.monitor import is_number
 
 if TYPE_CHECKING:
     from trainwell.callbacks.base import TrainerView
@@ -26,7 +26,9 @@ class MLflowLogger(MetricLogger):
     tracking server), else a local file store in ``local_dir`` (``RUN_DIR/mlruns`` for
     ``loggers=["mlflow"]``): nothing leaves the machine unless asked. Epoch metrics keep their
     names (``val_loss`` ...) with the epoch as MLflow's step; step records are logged as
-    ``step/<metric>`` over the optimizer step. A resumed run continues the same MLflow run. The run
+    ``step/<metric>`` over the optimizer step. Events are tags numbered in the order they happen,
+    ``event.<n>.<kind>`` (the record as JSON). A resumed run continues the same MLflow run and its
+    numbering, past any event an interrupted attempt tagged after its last checkpoint. The run
     ends FINISHED, or FAILED with the error in the ``failure`` tag.
 
     MLflow 3 keeps its file store only on request: for the local store this logger sets
@@ -65,6 +67,7 @@ class MLflowLogger(MetricLogger):
         self.run_id: str | None = None
         self._client: Any = None
         self._failed: str | None = None
+        self._events_tagged = 0
 
     def resolved_uri(self) -> str:
         """The tracking URI this logger writes to."""
@@ -96,8 +99,13 @@ class MLflowLogger(MetricLogger):
             )
             self.run_id = self._client.create_run(experiment_id, run_name=self.run_name).info.run_id
             to_yaml = getattr(trainer.config, "to_yaml_dict", None)
-            params = _flat(to_yaml()) if to_yaml is not None else {}
+            params = flat_options(to_yaml()) if to_yaml is not None else {}
             self._client.log_batch(self.run_id, params=[Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in params.items()])
+        else:
+            # The attempt that stopped may have tagged events after its last checkpoint: keep them.
+            tagged = [key.split(".") for key in self._client.get_run(self.run_id).data.tags if key.startswith("event.")]
+            numbers = [int(parts[1]) for parts in tagged if len(parts) > 2 and parts[1].isdigit()]
+            self._events_tagged = max([self._events_tagged, *(n + 1 for n in numbers)])
         super().on_train_begin(trainer, **kwargs)
 
     def write(self, records: list[dict[str, Any]]) -> None:
@@ -112,12 +120,13 @@ class MLflowLogger(MetricLogger):
                 position = int(record.get(kind) or 0)
                 prefix = "" if kind == "epoch" else "step/"
                 for key, value in record.items():
-                    if key not in ("event", "epoch", "step") and _is_number(value):
+                    if key not in ("event", "epoch", "step") and is_number(value):
                         metrics.append(Metric(prefix + key, float(value), now, position))
             elif kind == "run_start":
                 tags.update({f"trainwell.{key}": str(value) for key, value in record.items() if key != "event"})
             else:
-                tags[f"event.{len(tags)}.{kind}"] = json.dumps(record, default=str)[:MAX_PARAM_CHARS]
+                tags[f"event.{self._events_tagged}.{kind}"] = json.dumps(record, default=str)[:MAX_PARAM_CHARS]
+                self._events_tagged += 1
                 if kind == "exception":
                     self._failed = f"{record.get('type')}: {record.get('message')}"
         from mlflow.entities import RunTag
@@ -133,22 +142,9 @@ class MLflowLogger(MetricLogger):
         self._client = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "run_id": self.run_id}
+        return {**super().state_dict(), "run_id": self.run_id, "events_tagged": self._events_tagged}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.run_id = state.get("run_id")
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        self._events_tagged = state.get("events_tagged", 0)

@@ -39,10 +39,6 @@ class ProcessSync(Callback):
         self.session = session
         self.signals = signals
         self.train_loader = train_loader
-        self._seen_step: int | None = None
-
-    def on_train_begin(self, trainer: TrainerView, **kwargs: Any) -> None:
-        self._seen_step = trainer.global_step
 
     def on_epoch_begin(self, trainer: TrainerView, epoch: int, **kwargs: Any) -> None:
         loader = self.train_loader
@@ -52,9 +48,10 @@ class ProcessSync(Callback):
                 owner.set_epoch(epoch - 1)
                 return
 
-    def on_batch_end(self, trainer: TrainerView, batch_index: int, loss: Any, **kwargs: Any) -> None:
+    def on_batch_end(
+        self, trainer: TrainerView, batch_index: int, loss: Any, stepped: bool = True, **kwargs: Any
+    ) -> None:
         # Once per optimizer step, so that a shared stop falls between steps (never inside a gradient window).
-        stepped, self._seen_step = trainer.global_step != self._seen_step, trainer.global_step
         if stepped and trainer.global_step % trainer.config.log_every_steps == 0:
             self._share(trainer, stop=False)
 

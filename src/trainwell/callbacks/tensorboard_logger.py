@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainwell.callbacks.metric_logger import MetricLogger
+from trainwell.callbacks.metric_logger import MetricLogger, flat_options
 from trainwell.extras import require
+from trainwell.observe.monitor import is_number
 
 if TYPE_CHECKING:
     from trainwell.callbacks.base import TrainerView
@@ -52,7 +52,7 @@ class TensorBoardLogger(MetricLogger):
         super().on_train_begin(trainer, **kwargs)
         to_yaml = getattr(trainer.config, "to_yaml_dict", None)
         if to_yaml is not None:
-            self._write_hparams(hparams_of(to_yaml()))
+            self._write_hparams(flat_options(to_yaml()))
 
     def write(self, records: list[dict[str, Any]]) -> None:
         if not records:
@@ -63,7 +63,7 @@ class TensorBoardLogger(MetricLogger):
             if kind in ("epoch", "step"):
                 position = record.get(kind) or 0
                 for key, value in record.items():
-                    if key not in ("event", "epoch", "step") and _is_number(value):
+                    if key not in ("event", "epoch", "step") and is_number(value):
                         writer.add_scalar(f"{kind}/{key}", value, position)
                 if kind == "epoch":
                     self._write_pairs(record, position)
@@ -80,7 +80,7 @@ class TensorBoardLogger(MetricLogger):
     def _write_pairs(self, record: dict[str, Any], epoch: int) -> None:
         for tag, (train_key, val_key) in PAIRED.items():
             for run, key in (("train", train_key), ("val", val_key)):
-                if _is_number(record.get(key)):
+                if is_number(record.get(key)):
                     self._writer(run).add_scalar(f"epoch/{tag}", record[key], epoch)
 
     def _write_hparams(self, hparams: dict[str, Any]) -> None:
@@ -99,26 +99,3 @@ class TensorBoardLogger(MetricLogger):
 
             self._writers[run] = SummaryWriter(log_dir=str(self.log_dir / run if run else self.log_dir))
         return self._writers[run]
-
-
-def hparams_of(config: dict[str, Any]) -> dict[str, Any]:
-    """A config as hyperparameters: numbers, text and booleans as they are, other values as text.
-
-    Example:
-        >>> hparams_of({"lr": 0.01, "loggers": ["csv"], "seed": None, "model_args": {"hidden": [8]}})
-        {'lr': 0.01, 'loggers': "['csv']", 'seed': 'None', 'model_args.hidden': '[8]'}
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            for inner, item in hparams_of(value).items():
-                flat[f"{key}.{inner}"] = item
-        elif isinstance(value, (bool, int, float, str)):
-            flat[key] = value
-        else:
-            flat[key] = str(value)
-    return flat
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainwell.commands.train import SECTIONS, given_options, read_config_file, run_flags
+from trainwell.commands.train import SECTIONS, layered_options, run_flags
 
 # The train flags that describe the data, the model and the step; the rest (epochs, lr, the run
 # directory) mean nothing to a range test.
@@ -52,9 +52,7 @@ def _add_arguments(parser: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = read_config_file(args.config) if args.config else {}
-    flagged, names = given_options(args, _shared_flags())
-    options.update(flagged)
+    options, names = layered_options(args, _shared_flags())
     options.pop("lr", None)
     options["progress"] = False
 

@@ -88,16 +88,27 @@ def given_options(args: argparse.Namespace, flags: list[Any]) -> tuple[dict[str,
     return given, {flag.field: flag.name for flag in flags if flag.field in given}
 
 
-def run(args: argparse.Namespace) -> int:
-    options = resumed_options(args.resume, getattr(args, "run_dir", None)) if args.resume is not None else {}
-    options.update(read_config_file(args.config) if args.config else {})
-    flags = run_flags()
+def layered_options(
+    args: argparse.Namespace, flags: list[Any], options: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``options``, then the ``--config`` file's, then the flags'; each ``--model-arg`` overrides only that
+    argument of the model_args before it. Also each option's flag name, for messages.
+
+    Raises:
+        ConfigError: the config file is missing, not YAML, or holds a key that is not an option.
+    """
+    options = {**(options or {}), **(read_config_file(args.config) if args.config else {})}
     flagged, names = given_options(args, flags)
     if "model_args" in flagged:
-        # Each --model-arg overrides that one argument of the file's model_args.
-        from_file = options.get("model_args")
-        flagged["model_args"] = {**(from_file if isinstance(from_file, dict) else {}), **flagged["model_args"]}
-    options.update(flagged)
+        before = options.get("model_args")
+        flagged["model_args"] = {**(before if isinstance(before, dict) else {}), **flagged["model_args"]}
+    return {**options, **flagged}, names
+
+
+def run(args: argparse.Namespace) -> int:
+    resumed = resumed_options(args.resume, getattr(args, "run_dir", None)) if args.resume is not None else {}
+    flags = run_flags()
+    options, names = layered_options(args, flags, resumed)
 
     from trainwell.recipes import RunConfig, default_run_dir
     from trainwell.recipes import run as run_recipe
@@ -106,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if auto_lr:
         del options["lr"]
     if args.print_config:
-        config = RunConfig.from_options({**options, "run_dir": options.get("run_dir")}, option_names=names)
+        config = RunConfig.from_options(options, option_names=names)
         print(grouped_yaml(config, [flag.field for flag in flags], auto_lr), end="")
         return 0
     if options.get("run_dir") is None:
@@ -202,11 +213,13 @@ def ungrouped(options: dict[str, Any], source: str) -> dict[str, Any]:
 
     A section is a key named after one whose value is a mapping (``data: digits`` is the data
     option, ``data: {target: price}`` the data section). Keys outside sections are taken as they
-    are (a flat file, as config.yaml is) and checked with the rest by RunConfig.
+    are (a flat file, as config.yaml is). Every key must name an option: checked here, so that the
+    message names the file (RunConfig checks the values later).
 
     Raises:
-        ConfigError: a section holds a key that is not one of its options, naming the section,
-            a close match and the section's options (only those).
+        ConfigError: a key is not an option (naming the file, a close match, else the sections),
+            or a section holds a key that is not one of its options (naming the section, a close
+            match and the section's options, only those), or an option sits in another's section.
     """
     import difflib
 

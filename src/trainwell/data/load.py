@@ -163,10 +163,9 @@ def is_idx_folder(path: Path) -> bool:
         >>> is_idx_folder(Path("."))
         False
     """
-    from trainwell.data.idx import SPLIT_FILES
+    from trainwell.data.idx import find_split_files
 
-    names = {child.name.removesuffix(".gz") for child in path.iterdir() if child.is_file()}
-    return all(name in names for name in SPLIT_FILES["train"])
+    return find_split_files(path, "train") is not None
 
 
 def _load_format(chosen: str, name_or_path: str | Path, val_fraction: float, seed: int, **options: Any) -> Splits:

@@ -297,7 +297,7 @@ class Trainer:
             state.batch_in_epoch = batch_index + 1
             if runner.stepped:  # the last batch of a gradient window (every batch without accumulation)
                 self._after_step(val_loader, batch_index, log_every)
-            self.callbacks.on_batch_end(self, batch_index, loss)
+            self.callbacks.on_batch_end(self, batch_index, loss, stepped=runner.stepped)
             if self._signals.received is not None:
                 self._stop_on_signal()
         if runner.flush():  # a gradient window the epoch ended inside (a loader without a length)

@@ -24,10 +24,14 @@ class Monitor:
 
     Args:
         metric: The metric's name, e.g. ``"val_loss"``.
-        mode: ``"min"`` when lower is better, ``"max"`` when higher is better.
+        mode: ``"min"`` when lower is better, ``"max"`` when higher is better, ``"auto"`` by the
+            metric's name (:func:`resolve_mode`).
         min_delta: How much better a value must be than the best to count as an improvement.
         patience: Non-improving updates tolerated before :attr:`exhausted` turns true;
             None never exhausts.
+
+    Raises:
+        ConfigError: an invalid mode, or a ``min_delta`` that is not a number ≥ 0.
 
     Example:
         >>> monitor = Monitor("val_loss", patience=2)
@@ -38,10 +42,11 @@ class Monitor:
     """
 
     def __init__(self, metric: str, mode: str = "min", min_delta: float = 0.0, patience: int | None = None) -> None:
+        mode = resolve_mode(metric, mode)
         if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r} is not a valid choice: expected 'min' or 'max'.")
-        if min_delta < 0:
-            raise ValueError(f"min_delta={min_delta} is out of range: expected a number ≥ 0.")
+            raise ConfigError(f"mode={mode!r} is not a valid choice: expected 'auto', 'min' or 'max'.")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+            raise ConfigError(f"min_delta={min_delta!r} is out of range: expected a number ≥ 0.")
         self.metric = metric
         self.mode = mode
         self.min_delta = min_delta
@@ -82,7 +87,7 @@ class Monitor:
         """
         if self.metric in row:
             return row[self.metric]
-        names = sorted(name for name, value in row.items() if _is_number(value) and name != "epoch")
+        names = sorted(name for name, value in row.items() if is_number(value) and name != "epoch")
         close = difflib.get_close_matches(self.metric, names, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
@@ -107,7 +112,7 @@ class Monitor:
         replay = Monitor(self.metric, self.mode, self.min_delta)
         best = None
         for index, value in enumerate(values):
-            if _is_number(value) and replay.update(float(value)):
+            if is_number(value) and replay.update(float(value)):
                 best = index
         return best
 
@@ -125,7 +130,7 @@ class Monitor:
         best = self.best_index(values)
         sign = 1.0 if self.mode == "min" else -1.0
         others = sorted(
-            (index for index, v in enumerate(values) if _is_number(v) and index != best),
+            (index for index, v in enumerate(values) if is_number(v) and index != best),
             key=lambda index: (sign * float(values[index]), index),
         )
         return [items[index] for index in ([best] if best is not None else []) + others]
@@ -200,5 +205,6 @@ def configured_monitor(options: Mapping[str, Any], validated: bool = True) -> Mo
     )
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool): a metric value that can be compared or plotted."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
