@@ -11,9 +11,7 @@ import torch
 from trainwell.distributed.elastic import restart_count, resume_after_restart, shared_store_warning
 from trainwell.files.manifest import manifest_text
 
-from ..distributed_children import COMPARED, free_port, stop, torchrun
-from ..distributed_children import rank_record as _record
-from ..distributed_children import rank_weights as _weights
+from ..distributed_children import COMPARED, free_port, rank_record, rank_weights, stop, torchrun
 
 
 def _records(run_dir):
@@ -36,7 +34,7 @@ def test_two_machines_under_the_c10d_rendezvous_train_as_two_processes_on_one_ma
     two processes of one machine, bit for bit; rank 0 alone writes, into its own run_dir (the other node's is unused)."""
     spec = {"epochs": 2, "batch_size": 16, "options": COMPARED}
     assert launcher.run(2, {**spec, "out": str(tmp_path / "one-machine")}) == [0, 0]
-    reference = _weights(tmp_path / "one-machine", 0)
+    reference = rank_weights(tmp_path / "one-machine", 0)
 
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = []
@@ -53,9 +51,9 @@ def test_two_machines_under_the_c10d_rendezvous_train_as_two_processes_on_one_ma
     first = 0 if (tmp_path / "node0" / "rank0.json").exists() else 1
     other = 1 - first
     for node, rank in ((first, 0), (other, 1)):
-        record = _record(tmp_path / f"node{node}", rank)
+        record = rank_record(tmp_path / f"node{node}", rank)
         assert record["place"] == {"RANK": str(rank), "LOCAL_RANK": "0", "WORLD_SIZE": "2", "GROUP_RANK": str(rank)}
-        _assert_equal(_weights(tmp_path / f"node{node}", rank), reference)
+        _assert_equal(rank_weights(tmp_path / f"node{node}", rank), reference)
     assert (tmp_path / f"node{first}-run" / "checkpoints").is_dir()
     assert not (tmp_path / f"node{other}-run").exists()
     records = _records(tmp_path / f"node{first}-run")
@@ -75,7 +73,7 @@ def test_a_killed_process_is_restarted_by_torchrun_and_the_run_resumes_exactly(l
     the weights of a run never killed, bit for bit (dropout in play: the random states are restored too)."""
     spec = {"epochs": 2, "batch_size": 16, "dropout": 0.2, "options": {**COMPARED, "checkpoint_every_steps": 4}}
     assert launcher.run(2, {**spec, "out": str(tmp_path / "whole"), "run_dir": str(tmp_path / "whole-run")}) == [0, 0]
-    reference = _weights(tmp_path / "whole", 0)
+    reference = rank_weights(tmp_path / "whole", 0)
 
     out, run_dir = tmp_path / "restarted", tmp_path / "run"
     arguments = [
@@ -98,8 +96,8 @@ def test_a_killed_process_is_restarted_by_torchrun_and_the_run_resumes_exactly(l
     assert sorted(p.name for p in (out / "pids").iterdir()) == ["0-0", "0-1", "1-0", "1-1"]  # two attempts
 
     for rank in (0, 1):
-        _assert_equal(_weights(out, rank), reference)
-        events = [(e["event"], e.get("step")) for e in _record(out, rank)["events"]]
+        _assert_equal(rank_weights(out, rank), reference)
+        events = [(e["event"], e.get("step")) for e in rank_record(out, rank)["events"]]
         assert events == [("resumed", 8), ("restart", 8)]
     records = _records(run_dir)
     restarts = [r for r in records if r["event"] == "restart"]

@@ -11,9 +11,7 @@ from trainwell.distributed.shards import consolidate
 from trainwell.files.checkpoint import latest_checkpoint, verify
 from trainwell.files.manifest import committed_checkpoints
 
-from ..distributed_children import data, model
-from ..distributed_children import rank_record as _record
-from ..distributed_children import rank_weights as _weights
+from ..distributed_children import data, model, rank_record, rank_weights
 
 COMPARED = {
     "reference_batch_size": 32,
@@ -62,9 +60,9 @@ def test_fsdp_trains_as_ddp_does_within_float_tolerance_and_writes_sharded_check
     processes end with the whole weights; checkpoints are .dcp directories that load_model and consolidate read in
     one process."""
     assert launcher.run(2, {**SPEC, "options": COMPARED, "out": str(tmp_path / "ddp")}) == [0, 0]
-    ddp, fsdp = _weights(tmp_path / "ddp"), _weights(fsdp_run / "out")
+    ddp, fsdp = rank_weights(tmp_path / "ddp"), rank_weights(fsdp_run / "out")
     for key, reference in ddp.items():
-        assert torch.equal(fsdp[key], _weights(fsdp_run / "out", 1)[key]), key  # the whole weights in every process
+        assert torch.equal(fsdp[key], rank_weights(fsdp_run / "out", 1)[key]), key  # the whole weights in every process
         if key.endswith("in_proj_bias"):
             # The keys' bias gets no gradient (softmax ignores a shift shared by a row's scores): Adam turns
             # rounding noise into steps there, and the order of FSDP's reductions changes the noise.
@@ -72,12 +70,12 @@ def test_fsdp_trains_as_ddp_does_within_float_tolerance_and_writes_sharded_check
             fsdp[key] = torch.cat([fsdp[key][:D_MODEL], fsdp[key][2 * D_MODEL :]])
             reference = torch.cat([reference[:D_MODEL], reference[2 * D_MODEL :]])
         assert (fsdp[key] - reference).abs().max().item() <= 1e-6, key
-    assert (_outputs(_weights(fsdp_run / "out")) - _outputs(ddp)).abs().max().item() <= 1e-5
+    assert (_outputs(rank_weights(fsdp_run / "out")) - _outputs(ddp)).abs().max().item() <= 1e-5
     for rank in (0, 1):
-        rollbacks = [e for e in _record(fsdp_run / "out", rank)["events"] if e["event"] == "rollback"]
+        rollbacks = [e for e in rank_record(fsdp_run / "out", rank)["events"] if e["event"] == "rollback"]
         assert [(e["step"], e["to_step"]) for e in rollbacks] == [(12, 8)]
-    assert [e["event"] for e in _record(tmp_path / "ddp")["events"]].count("rollback") == 1
-    for mine, theirs in zip(_record(fsdp_run / "out")["history"], _record(tmp_path / "ddp")["history"]):
+    assert [e["event"] for e in rank_record(tmp_path / "ddp")["events"]].count("rollback") == 1
+    for mine, theirs in zip(rank_record(fsdp_run / "out")["history"], rank_record(tmp_path / "ddp")["history"]):
         for name in ("train_loss", "val_loss", "val_accuracy"):
             assert mine[name] == pytest.approx(theirs[name], rel=1e-6, abs=1e-7), name
 
@@ -88,7 +86,7 @@ def test_fsdp_trains_as_ddp_does_within_float_tolerance_and_writes_sharded_check
     # Each manifest records the run's monitor and its value, by which "best" is chosen.
     assert all(m.monitor == "val_loss" and m.val_loss is not None and m.monitored == m.val_loss for m in committed)
     # The run ended with its best epoch's weights (restore_best_weights): those of the "best" checkpoint.
-    final = _weights(fsdp_run / "out")
+    final = rank_weights(fsdp_run / "out")
     loaded = trainwell.load_model(fsdp_run / "run", checkpoint="best", model=model(kind="transformer"))
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, final[key]), key
@@ -127,12 +125,12 @@ def test_a_process_killed_while_writing_a_sharded_checkpoint_leaves_the_committe
         0,
         0,
     ]
-    reference = _weights(fsdp_run / "out")
+    reference = rank_weights(fsdp_run / "out")
     for rank in (0, 1):
-        resumed = _weights(tmp_path / "resumed", rank)
+        resumed = rank_weights(tmp_path / "resumed", rank)
         for key in reference:
             assert torch.equal(resumed[key], reference[key]), (where, key)
-    events = [(e["event"], e["step"]) for e in _record(tmp_path / "resumed")["events"]]
+    events = [(e["event"], e["step"]) for e in rank_record(tmp_path / "resumed")["events"]]
     assert events[0] == ("resumed", 5) and ("rollback", 12) in events
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if r["event"] == "epoch"] == [1, 2]
